@@ -1,0 +1,133 @@
+"""Collector: steps a VecEnv with an agent and hands back batched transitions.
+
+The collector owns the current observation, the agent's recurrent state, per-env running episode
+return and length, and a window of recently finished episodes, all as tensors on the env's device.
+Finished episodes are recorded with one scatter (rows that did not finish write to a spare slot),
+so bookkeeping costs no host sync and no per-env Python loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from envs.base import BoxSpec, DiscreteSpec, VecEnv
+
+
+class EpisodeStats:
+    """Running returns/lengths of N envs and a ring of the last ``window`` finished episodes."""
+
+    def __init__(self, num_envs: int, device: torch.device, window: int = 100):
+        self.window = window
+        self.running_return = torch.zeros(num_envs, device=device)
+        self.running_length = torch.zeros(num_envs, dtype=torch.int64, device=device)
+        # One extra slot at the end absorbs the writes of envs whose episode did not end.
+        self.recent_return = torch.zeros(window + 1, device=device)
+        self.recent_length = torch.zeros(window + 1, dtype=torch.int64, device=device)
+        self.finished = torch.zeros((), dtype=torch.int64, device=device)  # episodes ever finished
+
+    def record(self, reward: torch.Tensor, done: torch.Tensor) -> None:
+        """Add ``reward [N]`` to the running sums; move envs with ``done [N]`` into the ring."""
+        self.running_return += reward
+        self.running_length += 1
+        order = torch.cumsum(done.to(torch.int64), 0) - 1  # rank of each finished env in this step
+        slot = torch.where(done, (self.finished + order) % self.window, self.window)
+        self.recent_return.index_copy_(0, slot, self.running_return)
+        self.recent_length.index_copy_(0, slot, self.running_length)
+        self.finished += done.sum()
+        keep = ~done
+        self.running_return *= keep
+        self.running_length *= keep
+
+    def summary(self) -> dict[str, torch.Tensor]:
+        """Mean return and length over the finished episodes in the window (NaN before the first)."""
+        count = self.finished.clamp(max=self.window)
+        valid = torch.arange(self.window, device=count.device) < count
+        denom = count.to(torch.float32)
+        return {
+            "rollout/ep_rew_mean": (self.recent_return[: self.window] * valid).sum() / denom,
+            "rollout/ep_len_mean": (self.recent_length[: self.window] * valid).sum().to(torch.float32) / denom,
+            "rollout/episodes": self.finished.clone(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            k: getattr(self, k).clone()
+            for k in ("running_return", "running_length", "recent_return", "recent_length", "finished")
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            getattr(self, key).copy_(value)
+
+
+def random_actions(spec: BoxSpec | DiscreteSpec, num_envs: int, generator: torch.Generator, device) -> torch.Tensor:
+    """Uniform actions: U[-1, 1] for a (canonical) Box, uniform indices for Discrete."""
+    if isinstance(spec, DiscreteSpec):
+        return torch.randint(0, spec.n, (num_envs, *spec.shape), generator=generator, device=device)
+    return torch.rand((num_envs, *spec.shape), generator=generator, device=device) * 2.0 - 1.0
+
+
+class Collector:
+    """Steps ``env`` with ``agent`` (or uniformly random actions during warm-up).
+
+    ``step`` returns transition rows ``{obs, action, reward, next_obs, terminated}``, each ``[N, ...]``,
+    where ``next_obs`` is the true final observation for envs whose episode just ended.
+    """
+
+    def __init__(self, env: VecEnv, agent: Any, seed: int = 0):
+        self.env = env
+        self.agent = agent
+        self.device = env.device
+        self.stats = EpisodeStats(env.num_envs, env.device)
+        self.generator = torch.Generator(device=env.device)
+        self.generator.manual_seed(seed + 7919)  # distinct stream from the buffer's and the agent's
+        self.seed = seed
+        self.obs: torch.Tensor | None = None
+        self.state: Any = None
+
+    def reset(self) -> None:
+        self.obs = self.env.reset(seed=self.seed)
+        self.state = self.agent.initial_state(self.env.num_envs)
+
+    def step(self, step: int, *, random: bool = False) -> dict[str, torch.Tensor]:
+        if self.obs is None:
+            self.reset()
+        if random:
+            action = random_actions(self.env.action_spec, self.env.num_envs, self.generator, self.device)
+        else:
+            action, self.state = self.agent.act(self.obs, self.state, step=step, explore=True)
+        out = self.env.step(action)
+        self.stats.record(out.reward, out.terminated | out.truncated)
+        rows = {
+            "obs": self.obs,
+            "action": action,
+            "reward": out.reward,
+            "next_obs": out.final_obs,
+            "terminated": out.terminated,
+        }
+        self.obs = out.obs
+        return rows
+
+    def state_dict(self) -> dict[str, Any]:
+        env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else None
+        return {
+            "obs": self.obs,
+            "stats": self.stats.state_dict(),
+            "generator": self.generator.get_state(),
+            "env": env_state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stats.load_state_dict(state["stats"])
+        self.generator.set_state(state["generator"])
+        if state.get("env") is not None and hasattr(self.env, "load_state_dict"):
+            self.env.load_state_dict(state["env"])
+            self.obs = state["obs"].to(self.device)
+            self.state = self.agent.initial_state(self.env.num_envs)
+        else:
+            # The env cannot restore its state: start fresh episodes (running sums restart too).
+            self.reset()
+            self.stats.running_return.zero_()
+            self.stats.running_length.zero_()

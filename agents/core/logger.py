@@ -1,0 +1,108 @@
+"""Logging: TensorBoard events, ``metrics.jsonl`` and a progress bar.
+
+This is the only place where tensors become Python floats: metrics arrive as 0-dim tensors, are
+accumulated on the device between log points, and are read back once per log interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+class MetricAccumulator:
+    """Running means of tensor metrics between log points (sums stay on the device)."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            value = value.detach().to(torch.float32)
+            if key in self.sums:
+                self.sums[key] += value
+                self.counts[key] += 1
+            else:
+                self.sums[key] = value.clone()
+                self.counts[key] = 1
+
+    def means(self) -> dict[str, torch.Tensor]:
+        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        self.sums.clear()
+        self.counts.clear()
+        return out
+
+
+class Logger:
+    """Writes scalars to TensorBoard and ``metrics.jsonl`` and drives a progress bar.
+
+    ``log(step, metrics)`` takes tensors or numbers; it returns the floats it wrote so the caller
+    can check them (e.g. the loop's NaN guard) without a second host sync.
+    """
+
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = Path(run_dir)
+        self.writer = SummaryWriter(str(self.run_dir))
+        self.jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.total_steps = total_steps
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total_steps,
+                initial=start_step,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                disable=None,  # tqdm disables itself when stderr is not a terminal... unless forced below
+                mininterval=1.0,
+            )
+        self.last_time = time.perf_counter()
+        self.last_step = start_step
+
+    def log(self, step: int, metrics: dict[str, torch.Tensor | float]) -> dict[str, float]:
+        now = time.perf_counter()
+        values = {k: float(v) for k, v in metrics.items()}  # the one host sync of the interval
+        if step > self.last_step:
+            values["time/fps"] = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_step = now, step
+        for key, value in values.items():
+            if math.isfinite(value):
+                self.writer.add_scalar(key, value, step)
+        self.jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
+        self.jsonl.flush()
+        if self.bar is not None:
+            postfix = {}
+            if math.isfinite(values.get("rollout/ep_rew_mean", math.nan)):
+                postfix["return"] = f"{values['rollout/ep_rew_mean']:.1f}"
+            if "eval/mean_reward" in values:
+                postfix["eval"] = f"{values['eval/mean_reward']:.1f}"
+            if "time/fps" in values:
+                postfix["fps"] = f"{values['time/fps']:.0f}"
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.n = step
+            self.bar.refresh()
+        return values
+
+    def message(self, text: str) -> None:
+        """A line for the user that does not break the progress bar."""
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.writer.flush()
+        self.writer.close()
+        self.jsonl.close()

@@ -1,0 +1,182 @@
+"""Wiring a run: run directory, config.json, env, agent, buffer, logger, checkpoints, resume.
+
+``train(config, run_dir)`` starts a run; ``train(config, run_dir, resume=True)`` continues the one in
+``run_dir`` from its newest checkpoint. On CPU, K steps + resume + K steps equal 2K steps straight:
+the checkpoint carries the agent (with optimizers), replay buffer, collector, env simulator state
+and every random generator.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.core.buffers import TransitionBuffer
+from agents.core.checkpoint import Checkpointer, CheckpointError, load_checkpoint
+from agents.core.collect import Collector
+from agents.core.config import ConfigError, RunConfig, from_dict, to_dict
+from agents.core.evaluation import run_episodes, summarize
+from agents.core.loops import Session, off_policy, restore_session
+from envs import make_vec_env
+from envs.base import BoxSpec, DiscreteSpec
+
+CONFIG_FILE = "config.json"
+
+
+def git_commit() -> str:
+    """The source tree's commit (with ``+dirty`` for local changes), or 'unknown'."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
+    """``runs/<algo>_<env>_seed<k>_<YYYYmmdd-HHMMSS>``."""
+    env = config.env.id.replace(":", "-").replace("/", "-")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return root / f"{config.algo.replace('/', '-')}_{env}_seed{config.train.seed}_{stamp}"
+
+
+def write_config(config: RunConfig, run_dir: Path) -> None:
+    from agents import __version__
+
+    data = {"config": to_dict(config), "version": __version__, "git_commit": git_commit(), "torch": torch.__version__}
+    (run_dir / CONFIG_FILE).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    """The run's resolved config; ConfigError naming the file on any problem."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory")
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; is {run_dir} a run directory made by train.py?")
+    try:
+        data = json.loads(path.read_text())
+        return from_dict(RunConfig, data["config"])
+    except (json.JSONDecodeError, KeyError, TypeError, ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"{path}: unreadable run config ({type(e).__name__}: {e})") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def transition_fields(obs_spec, action_spec) -> dict:
+    """Replay field spec for single-agent transitions."""
+    if isinstance(action_spec, DiscreteSpec):
+        action_field = (action_spec.shape, torch.int64)
+    else:
+        action_field = (action_spec.shape, torch.float32)
+    obs_field = (obs_spec.shape, torch.float32) if isinstance(obs_spec, BoxSpec) else ((), torch.int64)
+    return {
+        "obs": obs_field,
+        "action": action_field,
+        "reward": ((), torch.float32),
+        "next_obs": obs_field,
+        "terminated": ((), torch.bool),
+    }
+
+
+def make_evaluator(config: RunConfig, device: torch.device):
+    """``evaluate(agent, step) -> {"eval/mean_reward": ..., ...}`` on its own env, greedy policy."""
+    cfg = config.train
+    num = max(1, min(cfg.eval_episodes, 10))
+    env = make_vec_env(
+        config.env.id, num, device=device, seed=cfg.seed + 100_000, vectorization="sync", options=config.env.options
+    )
+
+    def evaluate(agent, step: int) -> dict[str, float]:
+        result = run_episodes(agent, env, cfg.eval_episodes, explore=False, step=step, seed=cfg.seed + 100_000)
+        stats = summarize(result["returns"])
+        return {
+            "eval/mean_reward": stats["mean_reward"],
+            "eval/std_reward": stats["std_reward"],
+            "eval/mean_ep_length": float(result["lengths"].float().mean()),
+        }
+
+    return evaluate
+
+
+def train(config: RunConfig, run_dir: Path, *, resume: bool = False, logger_factory=None) -> Path:
+    """Run (or resume) ``config`` in ``run_dir`` with the algorithm's loop. Returns ``run_dir``."""
+    from agents import algorithm_module
+
+    module = algorithm_module(config.algo)
+    if hasattr(module, "run"):
+        return module.run(config, run_dir, resume=resume)
+    return train_off_policy(config, Path(run_dir), module, resume=resume, logger_factory=logger_factory)
+
+
+def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: bool, logger_factory=None) -> Path:
+    from agents.core.logger import Logger
+
+    cfg = config.train
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpointer = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
+    checkpoint = None
+    if resume:
+        latest = checkpointer.latest()
+        if latest is None:
+            raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint to resume from")
+        checkpoint = load_checkpoint(latest, map_location=device)
+    write_config(config, run_dir)
+
+    seed_everything(cfg.seed)
+    env = make_vec_env(
+        config.env.id,
+        config.env.num_envs,
+        device=device,
+        seed=cfg.seed,
+        vectorization=config.env.vectorization,
+        options=config.env.options,
+    )
+    agent = module.build(config, env.obs_spec, env.action_spec, device)
+    buffer = TransitionBuffer(
+        transition_fields(env.obs_spec, env.action_spec),
+        min(cfg.buffer_size, max(cfg.total_steps, 1)),
+        device=device,
+        seed=cfg.seed,
+    )
+    collector = Collector(env, agent, seed=cfg.seed)
+    start_step = int(checkpoint["step"]) if checkpoint else 0
+    make_logger = logger_factory or (lambda: Logger(run_dir, cfg.total_steps, start_step, progress=cfg.progress))
+    session = Session(
+        config=config,
+        env=env,
+        agent=agent,
+        buffer=buffer,
+        logger=make_logger(),
+        checkpointer=checkpointer,
+        evaluate=make_evaluator(config, device),
+        collector=collector,
+    )
+    try:
+        if checkpoint is not None:
+            try:
+                restore_session(session, checkpoint)
+            except (KeyError, RuntimeError, ValueError) as e:
+                raise CheckpointError(f"{checkpointer.latest()}: does not match this run's config ({e})") from None
+        off_policy(session)
+    finally:
+        session.logger.close()
+        env.close()
+    return run_dir

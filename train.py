@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Train an agent of the regula suite from a named preset.
+
+  python train.py                              # the default preset: SAC on Pendulum-v1
+  python train.py sac/hopper total_steps=200000 seed=1
+  python train.py sac env.id=dmc:cheetah-run agent.actor_lr=1e-3
+  python train.py --list                       # every preset
+  python train.py sac/hopper --show            # every key of a preset, its value and meaning
+  python train.py --resume runs/sac_Pendulum-v1_seed0_20261123-101500 [total_steps=40000]
+
+Overrides are key=value: a section-qualified key (train.batch_size, agent.gamma, env.num_envs) or a
+bare key where it is unique (total_steps, seed). A run directory holds config.json, TensorBoard
+events, metrics.jsonl and checkpoints/; evaluate.py RUN_DIR scores its policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_PRESET = "sac"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description=__doc__.split("\n\n")[0].strip(),
+        epilog="\n".join(__doc__.strip().splitlines()[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("preset", nargs="?", default=None, help=f"preset name (default: {DEFAULT_PRESET}); see --list")
+    parser.add_argument("overrides", nargs="*", help="key=value settings applied on top of the preset")
+    parser.add_argument("--list", action="store_true", help="list the presets and exit")
+    parser.add_argument(
+        "--show", action="store_true", help="print the resolved config with each key's meaning and exit"
+    )
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint")
+    parser.add_argument(
+        "--run-dir", metavar="DIR", help="where to write the run (default: runs/<algo>_<env>_seed<k>_<time>)"
+    )
+    args = parser.parse_args(argv)
+    # "train.py total_steps=100" : the first positional is an override, not a preset.
+    if args.preset is not None and "=" in args.preset:
+        args.overrides.insert(0, args.preset)
+        args.preset = None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+
+    from agents import all_presets, get_preset
+    from agents.core.agent import NonFiniteLossError
+    from agents.core.checkpoint import CheckpointError
+    from agents.core.config import ConfigError, apply_overrides, describe
+    from agents.core.run import default_run_dir, read_config, train
+    from envs import EnvError
+
+    try:
+        if args.list:
+            for name, cfg in all_presets().items():
+                print(f"{name:<32} {cfg.algo:<6} {cfg.env.id:<26} {cfg.train.total_steps:>10,} steps")
+            return 0
+        if args.resume:
+            if args.preset is not None:
+                raise ConfigError("--resume takes its config from RUN_DIR/config.json; give overrides only, no preset")
+            run_dir = Path(args.resume)
+            config = apply_overrides(read_config(run_dir), args.overrides)
+        else:
+            config = apply_overrides(get_preset(args.preset or DEFAULT_PRESET), args.overrides)
+            run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
+        if args.show:
+            print(f"preset {args.preset or DEFAULT_PRESET} (algo {config.algo})")
+            print(describe(config))
+            return 0
+        if not args.resume and run_dir.exists() and any(run_dir.iterdir()):
+            raise ConfigError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
+        print(f"run directory: {run_dir}", file=sys.stderr)
+        train(config, run_dir, resume=bool(args.resume))
+    except (ConfigError, CheckpointError, EnvError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("\ninterrupted; resume with: python train.py --resume " + str(run_dir), file=sys.stderr)
+        return 130
+
+    print(f"\nDone. Run directory: {run_dir}")
+    print(f"  TensorBoard:  tensorboard --logdir {run_dir.parent}")
+    print(f"  Evaluate:     python evaluate.py {run_dir}")
+    print(f"  Checkpoints:  {run_dir / 'checkpoints'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
