@@ -10,17 +10,21 @@ TORCH  ?= torch==2.13.0
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip
 	$(PIP) install "$(TORCH)"
 	$(PIP) install -e ".[dev,dmc]"
+	@# Headless MuJoCo rendering (evaluate.py --video) needs OSMesa; install it where we may.
+	@ldconfig -p | grep -q libOSMesa || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && apt-get install -y -qq libosmesa6 >/dev/null) || \
+		echo "note: libosmesa6 missing; --video needs it (apt-get install libosmesa6)"; }
 	touch $@
 
 install: $(VENV)/.installed
 
-# Train the default preset (SAC on Pendulum-v1, a few minutes on 2 cores) and evaluate it.
+# Train the default preset (SAC on Pendulum-v1, a few minutes on 2 cores), then score it.
+DEMO_RUN ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: install
-	MUJOCO_GL=osmesa PYOPENGL_PLATFORM=osmesa $(PY) train.py --run-dir runs/demo-$$(date +%Y%m%d-%H%M%S) train.threads=2
-	@echo "Evaluate the newest demo run with: $(PY) evaluate.py $$(ls -d runs/demo-* | tail -1)"
+	$(PY) train.py --run-dir $(DEMO_RUN) train.threads=2
+	$(PY) evaluate.py $(DEMO_RUN)
 
 # The default test suite (slow learning checks excluded; run them with `make test-slow`).
 test: install

@@ -16,6 +16,7 @@ events, metrics.jsonl and checkpoints/; evaluate.py RUN_DIR scores its policy.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -80,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         train(config, run_dir, resume=bool(args.resume))
     except (ConfigError, CheckpointError, EnvError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # invalid settings found while building (e.g. a negative learning rate)
+        if os.environ.get("REGULA_DEBUG"):
+            raise
+        print(f"error: invalid configuration: {e} (REGULA_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -135,6 +135,11 @@ def _capture_env(env: gym.Env) -> list[dict]:
                 saved[name] = value.item() if isinstance(value, np.generic) else value
             elif isinstance(value, np.random.Generator):
                 saved[name] = {"__generator__": value.bit_generator.state}
+        if hasattr(layer, "get_env_state"):  # envs that know their own state (DeepMind Control)
+            saved["__env_state__"] = {
+                k: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v
+                for k, v in layer.get_env_state().items()
+            }
         model, data = getattr(layer, "model", None), getattr(layer, "data", None)
         if model is not None and data is not None and type(data).__name__ == "MjData":
             import mujoco
@@ -153,7 +158,9 @@ def _restore_env(env: gym.Env, layers_state: list[dict]) -> None:
         raise ValueError("saved env state does not match this env's wrapper chain")
     for layer, saved in zip(layers, layers_state):
         for name, value in saved.items():
-            if name == "__mujoco_state__":
+            if name == "__env_state__":
+                layer.set_env_state(value)
+            elif name == "__mujoco_state__":
                 import mujoco
 
                 mujoco.mj_setState(layer.model, layer.data, value.numpy(), mujoco.mjtState.mjSTATE_INTEGRATION)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from agents.core import checkpoint as ckpt
-from agents.core.checkpoint import CheckpointError, Checkpointer, load_checkpoint, save_atomic
+from agents.core.checkpoint import Checkpointer, CheckpointError, load_checkpoint, save_atomic
 
 
 def test_save_load_and_retention(tmp_path):

@@ -7,7 +7,9 @@ from agents.core.config import ConfigError, RunConfig, apply_overrides, describe
 
 
 def test_typed_overrides_by_section_and_bare_key():
-    cfg = apply_overrides(get_preset("sac"), ["agent.gamma=0.9", "total_steps=1e4", "agent.hidden=[8,8]", "progress=no"])
+    cfg = apply_overrides(
+        get_preset("sac"), ["agent.gamma=0.9", "total_steps=1e4", "agent.hidden=[8,8]", "progress=no"]
+    )
     assert cfg.agent.gamma == 0.9
     assert cfg.train.total_steps == 10_000 and isinstance(cfg.train.total_steps, int)
     assert cfg.agent.hidden == (8, 8)

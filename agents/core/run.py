@@ -93,8 +93,12 @@ def transition_fields(obs_spec, action_spec) -> dict:
     }
 
 
-def make_evaluator(config: RunConfig, device: torch.device):
-    """``evaluate(agent, step) -> {"eval/mean_reward": ..., ...}`` on its own env, greedy policy."""
+def make_evaluator(config: RunConfig, device: torch.device, extra=None):
+    """``evaluate(agent, step) -> {"eval/mean_reward": ..., ...}`` on its own env, greedy policy.
+
+    ``extra(agent, env, config, step) -> dict`` (an algorithm module's optional ``evaluation_metrics``,
+    e.g. ERC's Q-estimation bias) adds metrics measured on the same env after the greedy episodes.
+    """
     cfg = config.train
     num = max(1, min(cfg.eval_episodes, 10))
     env = make_vec_env(
@@ -104,11 +108,14 @@ def make_evaluator(config: RunConfig, device: torch.device):
     def evaluate(agent, step: int) -> dict[str, float]:
         result = run_episodes(agent, env, cfg.eval_episodes, explore=False, step=step, seed=cfg.seed + 100_000)
         stats = summarize(result["returns"])
-        return {
+        metrics = {
             "eval/mean_reward": stats["mean_reward"],
             "eval/std_reward": stats["std_reward"],
             "eval/mean_ep_length": float(result["lengths"].float().mean()),
         }
+        if extra is not None:
+            metrics.update(extra(agent, env, config, step))
+        return metrics
 
     return evaluate
 
@@ -166,7 +173,7 @@ def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: b
         buffer=buffer,
         logger=make_logger(),
         checkpointer=checkpointer,
-        evaluate=make_evaluator(config, device),
+        evaluate=make_evaluator(config, device, getattr(module, "evaluation_metrics", None)),
         collector=collector,
     )
     try:
@@ -180,3 +187,29 @@ def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: b
         session.logger.close()
         env.close()
     return run_dir
+
+
+def load_agent(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu"):
+    """``(config, agent, obs_spec, action_spec, step)`` from a run directory's newest (or given) checkpoint.
+
+    Raises ConfigError / CheckpointError naming the file and the reason.
+    """
+    from agents import algorithm_module
+
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    path = Path(checkpoint) if checkpoint else Checkpointer(run_dir).latest()
+    if path is None:
+        raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint in this run directory")
+    data = load_checkpoint(path, map_location=device)
+    module = algorithm_module(config.algo)
+    probe = make_vec_env(config.env.id, 1, device=device, seed=0, options=config.env.options)
+    obs_spec, action_spec = probe.obs_spec, probe.action_spec
+    probe.close()
+    agent = module.build(config, obs_spec, action_spec, torch.device(device))
+    try:
+        agent.load_state_dict(data["agent"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0][:200]
+        raise CheckpointError(f"{path}: does not fit the agent of {run_dir / CONFIG_FILE} ({reason})") from None
+    return config, agent, obs_spec, action_spec, int(data["step"])

@@ -1,0 +1,108 @@
+"""The command line: bad input gives one line naming the problem, non-zero exit, no traceback."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "agent.hidden=[16,16]",
+    "warmup_steps=100",
+    "batch_size=32",
+    "eval_every=0",
+    "eval_episodes=2",
+    "progress=false",
+    "threads=1",
+]
+
+
+def run(*args, timeout=120):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_clean_error(proc, *fragments):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["train.py", "sac/hoper"], ["unknown preset 'sac/hoper'", "sac/hopper"]),
+        (["train.py", "sac", "totl_steps=5"], ["unknown key 'totl_steps'", "train.total_steps"]),
+        (["train.py", "sac", "total_steps=abc"], ["train.total_steps expects an integer"]),
+        (["train.py", "--resume", "/nonexistent/run"], ["/nonexistent/run: no such run directory"]),
+        (["evaluate.py", "/nonexistent/run"], ["no such run directory"]),
+        (["train.py", "sac", "env.id=Pendulumm-v1"], ["Pendulumm-v1", "Pendulum-v1"]),
+        (["train.py", "sac", "agent.critic_lr=-1"], ["invalid configuration", "learning rate"]),
+    ],
+)
+def test_bad_input_is_one_line(args, fragments):
+    assert_clean_error(run(*args), *fragments)
+
+
+def test_truncated_and_foreign_checkpoints(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run("train.py", "sac", *TINY, "total_steps=200", "checkpoint_every=100", "--run-dir", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "python evaluate.py" in proc.stdout and "tensorboard --logdir" in proc.stdout
+    latest = sorted((run_dir / "checkpoints").iterdir())[-1]
+    latest.write_bytes(latest.read_bytes()[:500])
+    assert_clean_error(run("evaluate.py", str(run_dir)), str(latest), "not a readable checkpoint")
+    assert_clean_error(run("train.py", "--resume", str(run_dir), "total_steps=300"), str(latest))
+    foreign = tmp_path / "foreign.pt"
+    foreign.write_bytes(b"PK\x03\x04 definitely not torch")
+    assert_clean_error(run("evaluate.py", str(run_dir), "--checkpoint", str(foreign)), str(foreign))
+
+
+def test_nan_loss_stops_run_naming_the_loss(tmp_path):
+    proc = run("train.py", "sac", *TINY, "total_steps=300", "agent.critic_lr=1e30", "--run-dir", str(tmp_path / "r"))
+    assert_clean_error(proc, "loss/critic")
+    assert proc.returncode == 3
+
+
+def test_sigkill_then_resume_loses_at_most_one_interval(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        "train.py",
+        "sac",
+        *TINY,
+        "total_steps=100000",
+        "checkpoint_every=100",
+        "log_every=100",
+        "--run-dir",
+        str(run_dir),
+    ]
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            ckpts = list((run_dir / "checkpoints").glob("step_*.pt")) if (run_dir / "checkpoints").exists() else []
+            if len(ckpts) >= 2:
+                break
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    kept = sorted((run_dir / "checkpoints").glob("step_*.pt"))
+    assert kept, "no checkpoint was written before the kill"
+    last_step = int(kept[-1].stem.split("_")[1])
+    resumed = run("train.py", "--resume", str(run_dir), f"total_steps={last_step + 100}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run_dir / "checkpoints" / f"step_{last_step + 100:09d}.pt").exists()
+
+
+def test_list_and_show():
+    listing = run("train.py", "--list")
+    assert listing.returncode == 0 and "sac/hopper" in listing.stdout
+    show = run("train.py", "sac/hopper", "--show")
+    assert "train.total_steps" in show.stdout and "Hopper-v5" in show.stdout
