@@ -54,6 +54,7 @@ class SACConfig:
     policy_delay: int = doc("actor and temperature step every k critic steps", 1)
     target_every: int = doc("Polyak target step every k critic steps", 1)
     fused_adam: bool = doc("use the fused Adam kernel (same math, fewer kernel launches)", True)
+    compile: bool = doc("torch.compile the critic and actor objectives (slow start, faster steps)", False)
 
 
 class SAC:
@@ -79,6 +80,11 @@ class SAC:
         self.temperature_optimizer = torch.optim.Adam([self.log_temperature], lr=config.temperature_lr, **adam)
         self.actor_params = list(self.actor.parameters())
         self.updates = 0  # critic steps taken; drives the delayed cadences
+        # torch.compile fuses each objective's forward and backward into generated kernels; the
+        # optimizer steps stay eager (fused Adam is already one kernel per optimizer).
+        compile_fn = torch.compile if config.compile else (lambda fn: fn)
+        self._critic_objective = compile_fn(self.critic_objective)
+        self._actor_objective = compile_fn(self.actor_objective)
 
     # ---- acting -------------------------------------------------------------------------------
 
@@ -114,20 +120,27 @@ class SAC:
         loss = 0.5 * td_error.pow(2).mean(1).sum()
         return loss, {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean()}
 
-    def update_critic(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def critic_objective(self, batch: dict[str, torch.Tensor]):
+        """Target, critic forward and :meth:`critic_loss`: ``(loss, metrics)`` (compiled as one graph)."""
         target = self.critic_target_value(batch)
         q = self.critic(batch["obs"], batch["action"])  # [K, B]
-        loss, metrics = self.critic_loss(q, target, batch)
+        return self.critic_loss(q, target, batch)
+
+    def actor_objective(self, batch: dict[str, torch.Tensor]):
+        """``(L_pi, log pi(a~|s) [B])`` with a~ reparameterised from the current actor."""
+        action, log_prob = self.actor(batch["obs"])
+        q = self.critic(batch["obs"], action).min(0).values
+        return (self.temperature * log_prob - q).mean(), log_prob
+
+    def update_critic(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        loss, metrics = self._critic_objective(batch)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_optimizer.step()
         return metrics
 
     def update_actor_and_temperature(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        action, log_prob = self.actor(batch["obs"])
-        q = self.critic(batch["obs"], action).min(0).values
-        temperature = self.temperature
-        actor_loss = (temperature * log_prob - q).mean()
+        actor_loss, log_prob = self._actor_objective(batch)
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward(inputs=self.actor_params)  # critic weights get no gradient at all
         self.actor_optimizer.step()
@@ -138,7 +151,7 @@ class SAC:
             temperature_loss.backward()
             self.temperature_optimizer.step()
             metrics["loss/temperature"] = temperature_loss.detach()
-        metrics["train/temperature"] = temperature
+        metrics["train/temperature"] = self.temperature
         return metrics
 
     def update(self, batch: dict[str, torch.Tensor], *, step: int) -> dict[str, torch.Tensor]:
