@@ -2,9 +2,11 @@
 """Learning: regula SAC against stable-baselines3 SAC, several seeds, same hyperparameters.
 
 Each (library, seed) run trains for ``--steps`` env steps and evaluates the deterministic policy
-every ``--eval-every`` steps on 10 episodes. Results are appended per finished run to
-``benchmarks/results/sac_learning_<env>.json``; rerunning the script skips finished runs and resumes
-an unfinished regula run from its checkpoint (SB3 runs restart). Curves (mean +- std over seeds) go
+every ``--eval-every`` steps on 10 episodes. Each finished run is written to
+``benchmarks/results/sac_learning/<env>/<library>_seed<k>.json`` (so several processes can run
+different seeds at once) and all finished runs are summarized in
+``benchmarks/results/sac_learning_<env>.json``. Rerunning skips finished runs and resumes an
+unfinished regula run from its checkpoint (SB3 runs restart). Curves (mean +- std over seeds) go
 to ``docs/figures/sac_learning_<env>.png``.
 
   python benchmarks/sac_learning.py --env Pendulum-v1 --seeds 0 1 2 3 4 --steps 20000
@@ -150,24 +152,29 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    out = Path("benchmarks/results") / f"sac_learning_{args.env}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(out.read_text()) if out.exists() else {"runs": {}, "seconds": {}}
+    run_files = Path("benchmarks/results/sac_learning") / args.env  # one file per (library, seed)
+    run_files.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         for lib in args.libs:
-            key = f"{lib}/seed{seed}"
-            if key in results["runs"]:
+            path = run_files / f"{lib}_seed{seed}.json"
+            if path.exists():
                 continue
             start = time.time()
             curve = (regula_run if lib == "regula" else sb3_run)(args.env, seed, args)
-            results["runs"][key] = curve
-            results["seconds"][key] = time.time() - start
-            results["date"] = time.strftime("%Y-%m-%d")
-            results["steps"] = args.steps
-            results["summary"] = summarize(results, args.env)
-            out.write_text(json.dumps(results, indent=1) + "\n")
-            print(f"{key}: final eval {curve[-1][1]:.1f} ({time.time() - start:.0f} s)", flush=True)
+            record = {"library": lib, "seed": seed, "steps": args.steps, "curve": curve,
+                      "seconds": time.time() - start, "date": time.strftime("%Y-%m-%d")}
+            path.write_text(json.dumps(record) + "\n")
+            print(f"{lib}/seed{seed}: final eval {curve[-1][1]:.1f} ({record['seconds']:.0f} s)", flush=True)
+
+    # Aggregate every finished run (also those written by other processes running other seeds).
+    results = {"runs": {}, "seconds": {}}
+    for path in sorted(run_files.glob("*.json")):
+        record = json.loads(path.read_text())
+        key = f"{record['library']}/seed{record['seed']}"
+        results["runs"][key] = record["curve"]
+        results["seconds"][key] = record["seconds"]
     results["summary"] = summarize(results, args.env)
+    out = Path("benchmarks/results") / f"sac_learning_{args.env}.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results["summary"], indent=1))
     print(f"curves: {plot(results, args.env)}")
