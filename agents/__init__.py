@@ -19,6 +19,14 @@ __version__ = "0.1.0"
 # algorithm name -> module that implements it (several names may share a module).
 ALGORITHMS: dict[str, str] = {
     "sac": "agents.sac",
+    "dqn": "agents.dqn",
+    "erc": "agents.erc",
+    "erc-dqn": "agents.erc",
+    "vdn": "agents.marl",
+    "qmix": "agents.marl",
+    "ddn": "agents.marl",
+    "dmix": "agents.marl",
+    "roe": "agents.marl",
 }
 
 

@@ -20,11 +20,13 @@ import gymnasium
 import torch
 
 from envs.base import BoxSpec, DiscreteSpec, StepOut, VecEnv
+from envs.multiagent import MARL_ENVS
 
 __all__ = ["BoxSpec", "DiscreteSpec", "StepOut", "VecEnv", "make_env", "make_vec_env", "NATIVE_ENVS", "EnvError"]
 
 # name -> "module:function"; the function takes (num_envs, device, seed, **options) -> VecEnv.
 NATIVE_ENVS: dict[str, str] = {}
+NATIVE_ENVS.update(MARL_ENVS)  # matrix games, predator-prey
 
 
 class EnvError(ValueError):

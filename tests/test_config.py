@@ -56,3 +56,8 @@ def test_json_round_trip_is_exact():
 def test_describe_lists_every_key_with_doc():
     text = describe(get_preset("sac"))
     assert "train.total_steps" in text and "env transitions to collect" in text
+
+
+def test_bare_key_sets_every_field_of_that_name():
+    cfg = apply_overrides(get_preset("roe/climbing"), ["seed=7"])
+    assert cfg.train.seed == 7 and cfg.agent.seed == 7

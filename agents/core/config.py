@@ -4,8 +4,9 @@ A run is described by one :class:`RunConfig`: the algorithm name, an :class:`Env
 config (``train``) and the agent's config (``agent``). Each field carries a one-line doc in
 ``field(metadata={"doc": ...})``; that text is what ``train.py --show`` and ``--help`` print.
 
-Overrides are ``section.key=value`` (``agent.lr=1e-3``) or, where a field name is unique across
-sections, just ``key=value`` (``total_steps=3000``). Values are parsed by the field's type; dict and
+Overrides are ``section.key=value`` (``agent.lr=1e-3``) or a bare ``key=value``
+(``total_steps=3000``), which sets every field of that name (``seed=3`` seeds both the loop and an
+agent that has its own seed). Values are parsed by the field's type; dict and
 list fields take JSON, and ``env.options.NAME=VALUE`` sets one entry of the env's option dict.
 Unknown keys fail with :class:`ConfigError` naming the closest valid keys.
 """
@@ -169,12 +170,12 @@ def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
                 cfg = _replace_path(cfg, parent.split("."), {**fields[parent][0], leaf: value})
                 continue
             matches = [k for k in fields if k.rsplit(".", 1)[-1] == key]
-            if len(matches) == 1:
-                full = matches[0]
-            elif len(matches) > 1:
-                raise ConfigError(f"key {key!r} is ambiguous: use one of {', '.join(matches)}")
-            else:
+            if not matches:
                 raise ConfigError(f"unknown key {key!r}; closest: {_closest(key, list(fields))}")
+            # A bare key sets every field of that name (seed=3 seeds both the loop and the agent).
+            for full in matches:
+                cfg = _replace_path(cfg, full.split("."), _parse_value(raw, fields[full][2], full))
+            continue
         _, _, typ = fields[full]
         cfg = _replace_path(cfg, full.split("."), _parse_value(raw, typ, full))
     return cfg

@@ -2,9 +2,12 @@
 
 Each of the E envs plays a fixed quota of the requested episodes (``episodes // E``, plus one for the
 first ``episodes % E``), so short episodes are not over-represented, a bias of "first N finished".
+:func:`q_estimation_bias` compares a critic's estimates with Monte-Carlo returns (ERC spec 5.4).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -63,4 +66,69 @@ def summarize(returns: torch.Tensor) -> dict[str, float]:
         "min_reward": float(r.min()),
         "max_reward": float(r.max()),
         "episodes": int(r.numel()),
+    }
+
+
+@torch.no_grad()
+def q_estimation_bias(policy, env: VecEnv, *, gamma: float, seed: int | None = None, max_steps: int = 1000):
+    """REDQ-style normalized Q-estimation bias against Monte-Carlo (soft) returns.
+
+    ``policy(obs [E, ...]) -> (action [E, ...], q [E], bonus [E])``: the action to take, the critic's
+    Q(s, a) for it and the entropy bonus the return credits to that step (SAC: -alpha log pi(a|s);
+    zeros for a plain return). Each of the E envs plays one episode (at most ``max_steps`` steps):
+
+        G_t = r_t + gamma (bonus_{t+1} + G_{t+1})     (cut at the episode's end)
+
+    A pair counts when its episode terminated (G_t is exact) or at least H steps follow it, with
+    gamma^H <= 0.01 (H = 459 at gamma 0.99), so the missing tail moves G_t by under 1 % of its scale.
+    Returns floats: ``q_bias`` = mean over pairs of (Q - G) / |mean G|, ``q_bias_std`` (std of the
+    same), ``mc_return`` = mean G, ``q_estimate`` = mean Q; NaN when no pair counts.
+    The rollout draws from a forked global RNG (seeded with ``seed``), so training's stream is untouched.
+    """
+    devices = [env.device] if env.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return _q_estimation_bias(policy, env, gamma, seed, max_steps)
+
+
+def _q_estimation_bias(policy, env: VecEnv, gamma: float, seed: int | None, max_steps: int) -> dict[str, float]:
+    num = env.num_envs
+    obs = env.reset(seed=seed)
+    alive = torch.ones(num, dtype=torch.bool, device=env.device)  # still in its first episode
+    qs, rewards, bonuses, ends, valid_rows, terminated_any = [], [], [], [], [], torch.zeros_like(alive)
+    for _ in range(max_steps):
+        action, q, bonus = policy(obs)
+        out = env.step(action)
+        done = out.terminated | out.truncated
+        qs.append(q)
+        rewards.append(out.reward)
+        bonuses.append(bonus)
+        ends.append(done)
+        valid_rows.append(alive.clone())
+        terminated_any |= alive & out.terminated
+        alive &= ~done
+        obs = out.obs
+        if not bool(alive.any()):
+            break
+    q, reward, bonus = torch.stack(qs), torch.stack(rewards), torch.stack(bonuses)  # [T, E]
+    end, in_episode = torch.stack(ends), torch.stack(valid_rows)  # [T, E]
+    returns = torch.zeros_like(reward)
+    following = torch.zeros(num, device=env.device)  # bonus_{t+1} + G_{t+1}
+    for t in reversed(range(reward.shape[0])):
+        returns[t] = reward[t] + gamma * (~end[t]) * following
+        following = bonus[t] + returns[t]
+    length = in_episode.sum(0)  # [E] steps of the first episode
+    horizon = math.ceil(math.log(0.01) / math.log(gamma)) if 0 < gamma < 1 else 0
+    steps_left = length - torch.arange(reward.shape[0], device=env.device).unsqueeze(1) - 1  # [T, E]
+    counted = in_episode & (terminated_any | (steps_left >= horizon))
+    q, returns = q[counted].double(), returns[counted].double()
+    if q.numel() == 0:
+        return {"q_bias": math.nan, "q_bias_std": math.nan, "mc_return": math.nan, "q_estimate": math.nan}
+    bias = (q - returns) / returns.mean().abs().clamp(min=1e-8)
+    return {
+        "q_bias": float(bias.mean()),
+        "q_bias_std": float(bias.std(unbiased=False)),
+        "mc_return": float(returns.mean()),
+        "q_estimate": float(q.mean()),
     }

@@ -1,0 +1,133 @@
+"""Cooperative MARL by value factorization: VDN, QMIX, DDN, DMIX (DFAC) and ROE.
+
+One learner (:class:`agents.marl.learner.FactorizedQLearner`) covers all five; an algorithm name
+selects its default config (``ALGORITHM_CONFIGS``), ``PRESETS`` holds the named runs. The episodic
+loop is :func:`agents.marl.loop.train_episodic`.
+
+Registry contract (``agents/__init__.py``): this module provides ``PRESETS``,
+``build(config, obs_spec, action_spec, device) -> agent`` and
+``run(config, run_dir, *, resume=False, logger_factory=None) -> run_dir`` (its own loop, with the
+suite's run directory, logger and checkpoints). ``ALGORITHMS`` lists the names it implements;
+:func:`register` adds them to a registry dict. :func:`train_config` trains in memory (benchmarks,
+tests) and returns the summary.
+
+Modules: ``nets`` (GRU agent + IQN head), ``mixers`` (sum / QMIX / DMIX), ``risk`` (fraction
+samplers, risk schedule), ``learner``, ``loop``, ``presets``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.marl.learner import FactorizedQLearner, MarlConfig
+from agents.marl.loop import EpisodicConfig, LogFn, train_episodic
+from agents.marl.presets import ALGORITHM_CONFIGS, PRESETS
+
+# algorithm name -> the module implementing it (the registry's format).
+ALGORITHMS: dict[str, str] = {name: "agents.marl" for name in ALGORITHM_CONFIGS}
+
+
+def register(algorithms: dict) -> None:
+    """Registration hook: ``register(agents.ALGORITHMS)`` adds vdn, qmix, ddn, dmix, roe."""
+    algorithms.update(ALGORITHMS)
+
+
+def default_config(algo: str) -> tuple[EpisodicConfig, MarlConfig]:
+    """(loop config, agent config) of a bare algorithm name (no preset)."""
+    return EpisodicConfig(), ALGORITHM_CONFIGS[algo]
+
+
+def make_envs(config: Any, device: torch.device | str) -> tuple[Any, Any]:
+    """(training env, evaluation env) of a RunConfig whose env id is one of the suite's MARL envs."""
+    from envs.multiagent import make_marl_env
+
+    train_cfg, options = config.train, dict(config.env.options)
+    env = make_marl_env(config.env.id, config.env.num_envs, device=device, seed=train_cfg.seed, **options)
+    eval_env = make_marl_env(config.env.id, train_cfg.eval_episodes, device=device, seed=train_cfg.seed + 1, **options)
+    return env, eval_env
+
+
+def build(config: Any, obs_spec: Any = None, action_spec: Any = None, device: Any = None) -> FactorizedQLearner:
+    """The learner of ``config`` (a RunConfig). The global-state spec comes from a probe env."""
+    from envs.multiagent import make_marl_env
+
+    agent_cfg = config.agent if device is None else dataclasses.replace(config.agent, device=str(device))
+    probe = make_marl_env(config.env.id, 1, device=agent_cfg.device, seed=0, **dict(config.env.options))
+    return FactorizedQLearner(obs_spec or probe.obs_spec, probe.state_spec, action_spec or probe.action_spec, agent_cfg)
+
+
+def train_config(config: Any, log: LogFn | None = None) -> dict[str, Any]:
+    """Train ``config`` in memory (no run directory). Returns train_episodic's summary plus ``agent``."""
+    env, eval_env = make_envs(config, config.agent.device)
+    agent = build(config)
+    summary = train_episodic(env, agent, config.train, eval_env=eval_env, log=log)
+    summary["agent"] = agent
+    return summary
+
+
+def evaluate_agent(config: Any, agent: FactorizedQLearner, episodes: int = 10, seed: int = 100_000) -> dict[str, float]:
+    """Greedy test episodes (epsilon 0, fractions U[0, 1], masks respected) as floats: what
+    ``evaluate.py RUN_DIR`` should call for these algorithms (they need ``avail_actions``)."""
+    from agents.core.episodes import EpisodeCollector
+    from agents.marl.loop import evaluate
+    from envs.multiagent import make_marl_env
+
+    env = make_marl_env(config.env.id, episodes, device=agent.device, seed=seed, **dict(config.env.options))
+    return {k: float(v) for k, v in evaluate(EpisodeCollector(env, agent, seed=seed), step=0).items()}
+
+
+def run(config: Any, run_dir: Path, *, resume: bool = False, logger_factory: Any = None) -> Path:
+    """Train (or resume) ``config`` in ``run_dir``: config.json, TensorBoard + metrics.jsonl, checkpoints."""
+    from agents.core.checkpoint import Checkpointer, CheckpointError, load_checkpoint
+    from agents.core.logger import Logger
+    from agents.core.loops import check_finite
+    from agents.core.run import write_config
+
+    cfg = config.train
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpointer = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
+    checkpoint = None
+    if resume:
+        latest = checkpointer.latest()
+        if latest is None:
+            raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint to resume from")
+        checkpoint = load_checkpoint(latest, map_location=config.agent.device)
+    write_config(config, run_dir)
+    env, eval_env = make_envs(config, config.agent.device)
+    agent = build(config)
+    start = int(checkpoint["step"]) if checkpoint else 0
+    logger = (logger_factory or (lambda: Logger(run_dir, cfg.total_steps, start, progress=cfg.progress)))()
+
+    def log(step: int, metrics: dict[str, torch.Tensor]) -> None:
+        check_finite(logger.log(step, metrics), step)
+
+    try:
+        train_episodic(env, agent, cfg, eval_env=eval_env, log=log, save=checkpointer.save, resume=checkpoint)
+    finally:
+        logger.close()
+    return run_dir
+
+
+__all__ = [
+    "ALGORITHMS",
+    "ALGORITHM_CONFIGS",
+    "PRESETS",
+    "EpisodicConfig",
+    "FactorizedQLearner",
+    "MarlConfig",
+    "build",
+    "default_config",
+    "evaluate_agent",
+    "make_envs",
+    "register",
+    "run",
+    "train_config",
+    "train_episodic",
+]

@@ -1,0 +1,80 @@
+"""The shared recurrent agent network of the MARL learners, with an optional IQN quantile head.
+
+One network is shared by all agents (parameter sharing); agent ``i``'s input is
+``[o_i, onehot(u_i^{t-1}), onehot(i)]`` (PyMARL / DFAC, spec 3.2):
+
+    x_i   = ReLU(W_1 [o_i, onehot(u_i^{t-1}), onehot(i)] + b_1)                  # [H]
+    h_i^t = GRUCell(x_i, h_i^{t-1})                                              # [H]
+    c_j(tau) = cos(pi * j * tau),  j = 0..d-1  (j starts at 0)                     # [d]
+    phi(tau) = ReLU(W_phi c(tau) + b_phi)                                          # [H]
+    Z_i(h_i, . ; tau) = W_2 (h_i * phi(tau)) + b_2                                 # [A]
+
+The IQN head is Dabney et al., ICML 2018 (arXiv 1806.06923); the recurrent trunk is DFAC's
+``iqn_rnn_agent`` (Sun, Lee, Lee, ICML 2021, arXiv 2102.07936). Without the IQN head the network is
+PyMARL's ``rnn_agent`` (QMIX / VDN): ``Q_i = W_2 h_i + b_2``, returned with a trailing K = 1 axis so
+scalar and distributional learners share every later line of code.
+
+Deviations from the reference: fractions are an argument of the head with shape ``[B, K]`` (one
+set per sample, broadcast over agents); per-agent fractions are refused (DFAC's quantile mixture
+needs shared fractions). Quantile crossing is not corrected, as in the reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class QuantileEmbedding(nn.Module):
+    """``phi(tau) = ReLU(W cos(pi * j * tau) + b)``, ``j = 0..d-1``: ``[..., K] -> [..., K, H]``."""
+
+    def __init__(self, embed_dim: int, out_dim: int):
+        super().__init__()
+        self.register_buffer("freqs", math.pi * torch.arange(embed_dim, dtype=torch.float32), persistent=False)
+        self.linear = nn.Linear(embed_dim, out_dim)
+
+    def features(self, taus: torch.Tensor) -> torch.Tensor:
+        """The cosine features ``[..., K, d]``; column 0 is ``cos(0) = 1``."""
+        return torch.cos(taus.unsqueeze(-1) * self.freqs)
+
+    def forward(self, taus: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.linear(self.features(taus)))
+
+
+class RecurrentAgentNet(nn.Module):
+    """Parameter-shared GRU agent; ``head`` returns ``[B, agents, A, K]`` (K = 1 without IQN)."""
+
+    def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64, quantile_embed_dim: int | None = 64):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.fc1 = nn.Linear(input_dim, hidden_dim)
+        self.rnn = nn.GRUCell(hidden_dim, hidden_dim)
+        self.embedding = QuantileEmbedding(quantile_embed_dim, hidden_dim) if quantile_embed_dim else None
+        self.fc2 = nn.Linear(hidden_dim, n_actions)
+
+    @property
+    def distributional(self) -> bool:
+        return self.embedding is not None
+
+    def recurrent(self, inputs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """One GRU step: inputs ``[..., in]``, hidden ``[..., H]`` -> ``[..., H]`` (any leading dims)."""
+        lead = inputs.shape[:-1]
+        x = torch.relu(self.fc1(inputs.reshape(-1, inputs.shape[-1])))
+        return self.rnn(x, hidden.reshape(-1, self.hidden_dim)).reshape(*lead, self.hidden_dim)
+
+    def head(self, hidden: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
+        """Utilities ``[B, agents, A, K]`` from hidden ``[B, agents, H]`` and fractions ``[B, K]``."""
+        if self.embedding is None:
+            return self.fc2(hidden).unsqueeze(-1)
+        if taus is None:
+            raise ValueError("an IQN head needs quantile fractions")
+        if taus.dim() != 2 or taus.shape[0] != hidden.shape[0]:
+            raise ValueError(
+                f"fractions must be one set per sample, shape [B={hidden.shape[0]}, K], shared by the agents; "
+                f"got {tuple(taus.shape)} (per-agent fractions break the quantile mixture)"
+            )
+        phi = self.embedding(taus)  # [B, K, H]
+        mixed = hidden.unsqueeze(2) * phi.unsqueeze(1)  # [B, agents, K, H]
+        return self.fc2(mixed).transpose(-1, -2)  # [B, agents, A, K]

@@ -1,0 +1,78 @@
+"""DMIX (risk-neutral) vs ROE on predator-prey with miscapture punishment (ROE spec 6.5 item 1).
+
+Trains the ``dmix/predator-prey`` and ``roe/predator-prey`` presets (4 agents, 4 stags, 7 x 7, limit
+50, punishment -2, DFAC hyperparameters) for each seed and records the greedy evaluation curve
+(mean team return over ``eval_episodes`` test episodes every ``eval_interval`` env steps) to JSON,
+rewritten after every evaluation so a killed run keeps its curve.
+
+    nice python benchmarks/marl_predator_prey.py --steps 150000 --seeds 0 --variants dmix roe \\
+        [train.* / agent.* / env.options.* overrides ...]
+
+Expected (spec 6.5, not yet measured at full length): with punishment -2 the baseline drifts to
+return ~0 (agents stop trying to capture) while ROE keeps capturing in most seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def one_run(job: tuple) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from agents.core.config import apply_overrides
+    from agents.marl import PRESETS, train_config
+
+    variant, seed, steps, extra, out = job
+    cfg = apply_overrides(
+        PRESETS[f"{variant}/predator-prey"],
+        [f"agent.seed={seed}", f"train.seed={seed}", f"train.total_steps={steps}", "train.progress=false", *extra],
+    )
+    curve: list[tuple[int, float]] = []
+    path = Path(out).with_name(f"{Path(out).stem}_{variant}_seed{seed}.json")
+    start = time.time()
+
+    def log(step: int, metrics: dict) -> None:
+        if "eval/mean_reward" in metrics:
+            curve.append((step, float(metrics["eval/mean_reward"])))
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"variant": variant, "seed": seed, "curve": curve, "overrides": extra}))
+            os.replace(tmp, path)
+
+    train_config(cfg, log=log)
+    return {"variant": variant, "seed": seed, "curve": curve, "seconds": round(time.time() - start)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--variants", nargs="+", default=["dmix", "roe"])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out", default="benchmarks/results/marl_predator_prey.json")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
+    args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    jobs = [(v, s, args.steps, args.overrides, args.out) for s in args.seeds for v in args.variants]
+    if args.workers > 1:
+        import multiprocessing as mp
+
+        results = mp.get_context("spawn").Pool(args.workers).map(one_run, jobs)
+    else:
+        results = [one_run(job) for job in jobs]
+    Path(args.out).write_text(json.dumps({"steps": args.steps, "overrides": args.overrides, "runs": results}))
+    for r in results:
+        tail = [round(v, 1) for _, v in r["curve"][-5:]]
+        print(f"{r['variant']:<5} seed {r['seed']}: last evals {tail} ({r['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
