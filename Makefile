@@ -21,7 +21,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 install: $(VENV)/.installed
 
 # Train the default preset (SAC on Pendulum-v1, a few minutes on 2 cores), then score it.
-DEMO_RUN ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+# Expanded once (:=), so train and evaluate name the same directory.
+ifndef DEMO_RUN
+DEMO_RUN := runs/demo-$(shell date +%Y%m%d-%H%M%S)
+endif
 demo: install
 	$(PY) train.py --run-dir $(DEMO_RUN) train.threads=2
 	$(PY) evaluate.py $(DEMO_RUN)

@@ -53,10 +53,21 @@ def test_missing_field_and_empty_sample_errors():
 
 def test_load_into_larger_capacity_keeps_chronological_order():
     small = TransitionBuffer(FIELDS, 4)
-    small.extend(rows(0, 6))  # ring holds 4, 5, 2, 3 with cursor 2
+    small.extend(rows(0, 3))
+    small.extend(rows(3, 3))  # ring holds 4, 5, 2, 3 with cursor 2
     big = TransitionBuffer(FIELDS, 10)
     big.load_state_dict(small.state_dict())
     assert big.storage["action"][:4].tolist() == [2, 3, 4, 5]
     assert len(big) == 4 and big.cursor == 4
     big.extend(rows(6, 1))
     assert big.storage["action"][4].item() == 6
+
+
+def test_insert_larger_than_capacity_and_mismatched_shapes_are_refused():
+    buf = TransitionBuffer(FIELDS, 4)
+    with pytest.raises(ValueError, match="capacity 4"):
+        buf.extend(rows(0, 5))
+    other = TransitionBuffer({**FIELDS, "obs": ((3,), torch.float32)}, 4)
+    buf.extend(rows(0, 2))
+    with pytest.raises(ValueError, match="'obs' has shape"):
+        other.load_state_dict(buf.state_dict())

@@ -48,6 +48,8 @@ class TransitionBuffer:
         if missing:
             raise KeyError(f"buffer insert lacks fields {sorted(missing)}")
         n = next(iter(rows.values())).shape[0]
+        if n > self.capacity:
+            raise ValueError(f"cannot insert {n} rows into a buffer of capacity {self.capacity}")
         if self.cursor + n <= self.capacity:  # the common case: one contiguous slice
             for name, store in self.storage.items():
                 store[self.cursor : self.cursor + n].copy_(rows[name])
@@ -83,6 +85,10 @@ class TransitionBuffer:
         if set(state["storage"]) != set(self.storage):
             raise ValueError(f"saved buffer fields {sorted(state['storage'])} differ from {sorted(self.storage)}")
         rows = state["storage"]
+        for name, store in self.storage.items():
+            if rows[name].shape[1:] != store.shape[1:]:
+                want, got = tuple(store.shape[1:]), tuple(rows[name].shape[1:])
+                raise ValueError(f"saved field {name!r} has shape {got}, expected {want}")
         if saved_capacity != self.capacity:
             # chronological order: a full ring starts at the cursor
             order = torch.arange(size)

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from agents.core.buffers import FieldSpec
+from agents.core.buffers import FieldSpec, TransitionBuffer
 
 
 def episode_fields(n_agents: int, obs_dim: int, state_dim: int, n_actions: int) -> FieldSpec:
@@ -52,12 +52,13 @@ def episode_fields(n_agents: int, obs_dim: int, state_dim: int, n_actions: int) 
     }
 
 
-class EpisodeBuffer:
-    """A ring buffer of padded episodes: storage per field ``[capacity, max_len, *shape]``.
+class EpisodeBuffer(TransitionBuffer):
+    """A ring buffer of padded episodes: a TransitionBuffer whose rows are whole episodes.
 
-    ``max_len`` is ``episode_limit + 1`` (the extra row holds the final observation). ``extend``
-    takes ``[E, max_len, *shape]`` tensors; ``sample`` returns ``[batch, max_len, *shape]``. The
-    cursor and fill level are Python ints that change by the known E, so no device sync.
+    Each field of the one-step spec is stored as ``[capacity, max_len, *shape]`` (``max_len`` is
+    ``episode_limit + 1``: the extra row holds the final observation). ``extend`` takes
+    ``[E, max_len, *shape]`` tensors and ``sample`` returns ``[batch, max_len, *shape]``; insertion,
+    sampling and resume are the TransitionBuffer's own.
     """
 
     def __init__(
@@ -68,75 +69,13 @@ class EpisodeBuffer:
         device: torch.device | str = "cpu",
         seed: int = 0,
     ):
-        if capacity <= 0 or max_len <= 0:
-            raise ValueError(f"capacity and max_len must be positive, got {capacity}, {max_len}")
+        if max_len <= 0:
+            raise ValueError(f"max_len must be positive, got {max_len}")
         if "filled" not in fields:
             raise ValueError("an episode buffer needs a 'filled' field (the real-step mask)")
-        self.fields = dict(fields)
-        self.capacity = int(capacity)
         self.max_len = int(max_len)
-        self.device = torch.device(device)
-        self.storage = {
-            name: torch.zeros((self.capacity, self.max_len, *shape), dtype=dtype, device=self.device)
-            for name, (shape, dtype) in self.fields.items()
-        }
-        self.cursor = 0
-        self.size = 0
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
-
-    def __len__(self) -> int:
-        return self.size
-
-    def extend(self, episodes: dict[str, torch.Tensor]) -> None:
-        """Write E episodes (every field, each ``[E, max_len, *shape]``) in one copy per field."""
-        missing = self.fields.keys() - episodes.keys()
-        if missing:
-            raise KeyError(f"episode insert lacks fields {sorted(missing)}")
-        n = next(iter(episodes.values())).shape[0]
-        if n > self.capacity:
-            raise ValueError(f"cannot insert {n} episodes into a buffer of capacity {self.capacity}")
-        if self.cursor + n <= self.capacity:  # the common case: one contiguous slice
-            for name, store in self.storage.items():
-                store[self.cursor : self.cursor + n].copy_(episodes[name])
-        else:
-            index = (torch.arange(n, device=self.device) + self.cursor) % self.capacity
-            for name, store in self.storage.items():
-                store.index_copy_(0, index, episodes[name].to(store.dtype))
-        self.cursor = (self.cursor + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
-
-    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
-        """Uniform sample with replacement of ``batch_size`` stored episodes (full padded length)."""
-        if self.size == 0:
-            raise RuntimeError("cannot sample from an empty buffer")
-        index = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)
-        return {name: store.index_select(0, index) for name, store in self.storage.items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        """The filled episodes, the cursor and the generator state (a resumed run samples the same)."""
-        return {
-            "storage": {name: store[: self.size].clone() for name, store in self.storage.items()},
-            "cursor": self.cursor,
-            "size": self.size,
-            "generator": self.generator.get_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        size = int(state["size"])
-        if size > self.capacity:
-            raise ValueError(f"saved buffer holds {size} episodes, more than this buffer's capacity {self.capacity}")
-        if set(state["storage"]) != set(self.storage):
-            raise ValueError(f"saved buffer fields {sorted(state['storage'])} differ from {sorted(self.storage)}")
-        for name, store in self.storage.items():
-            saved = state["storage"][name]
-            if saved.shape[1:] != store.shape[1:]:
-                want = tuple(store.shape[1:])
-                raise ValueError(f"saved field {name!r} has shape {tuple(saved.shape[1:])}, expected {want}")
-            store[:size].copy_(saved)
-        self.cursor = int(state["cursor"])
-        self.size = size
-        self.generator.set_state(state["generator"])
+        episode_spec = {name: ((self.max_len, *shape), dtype) for name, (shape, dtype) in fields.items()}
+        super().__init__(episode_spec, capacity, device=device, seed=seed)
 
 
 class EpisodeCollector:

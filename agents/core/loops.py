@@ -96,6 +96,11 @@ def off_policy(session: Session) -> None:
     next_eval = _next_multiple(session.step, cfg.eval_every)
     next_checkpoint = _next_multiple(session.step, cfg.checkpoint_every)
 
+    if cfg.warmup_steps >= cfg.total_steps:
+        session.logger.message(
+            f"note: warmup_steps={cfg.warmup_steps:,} >= total_steps={cfg.total_steps:,}: random actions only, "
+            "no gradient updates (lower warmup_steps to train)"
+        )
     while session.step < cfg.total_steps:
         warm = session.step < cfg.warmup_steps
         rows = collector.step(session.step, random=warm)
