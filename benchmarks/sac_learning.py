@@ -6,7 +6,7 @@ every ``--eval-every`` steps on 10 episodes. Each finished run is written to
 ``benchmarks/results/sac_learning/<env>/<library>_seed<k>.json`` (so several processes can run
 different seeds at once) and all finished runs are summarized in
 ``benchmarks/results/sac_learning_<env>.json``. Rerunning skips finished runs and resumes an
-unfinished regula run from its checkpoint (SB3 runs restart). Curves (mean +- std over seeds) go
+unfinished run from its checkpoint (SB3's from its last evaluation, approximately). Curves (mean +- std over seeds) go
 to ``docs/figures/sac_learning_<env>.png``.
 
   python benchmarks/sac_learning.py --env Pendulum-v1 --seeds 0 1 2 3 4 --steps 20000
@@ -60,6 +60,8 @@ def regula_run(env_id: str, seed: int, args) -> list[tuple[int, float]]:
 
 
 def sb3_run(env_id: str, seed: int, args) -> list[tuple[int, float]]:
+    """SB3's SAC with the preset's hyperparameters; saves model, replay buffer and curve at every
+    evaluation, so a killed run continues from there (SB3's RNG streams restart: approximate)."""
     import gymnasium as gym
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
@@ -71,16 +73,28 @@ def sb3_run(env_id: str, seed: int, args) -> list[tuple[int, float]]:
     cfg, train_cfg = preset.agent, preset.train
     torch.set_num_threads(args.threads)
     eval_env = gym.make(env_id)
+    run_dir = RUNS / f"sb3_{env_id}_seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
     curve: list[tuple[int, float]] = []
 
-    class Evaluate(BaseCallback):
+    class EvaluateAndSave(BaseCallback):
         def _on_step(self) -> bool:
             if self.num_timesteps % args.eval_every == 0:
                 mean, _ = evaluate_policy(self.model, eval_env, n_eval_episodes=10, deterministic=True)
                 curve.append((self.num_timesteps, float(mean)))
+                self.model.save(run_dir / "model.zip")
+                self.model.save_replay_buffer(run_dir / "replay.pkl")
+                (run_dir / "curve.json").write_text(json.dumps(curve))
             return True
 
     assert cfg.actor_lr == cfg.critic_lr == cfg.temperature_lr, "SB3 takes one learning rate"
+    if (run_dir / "model.zip").exists() and (run_dir / "curve.json").exists():
+        model = SAC.load(run_dir / "model.zip", env=gym.make(env_id), device="cpu")
+        model.load_replay_buffer(run_dir / "replay.pkl")
+        curve.extend(tuple(point) for point in json.loads((run_dir / "curve.json").read_text()))
+        remaining = args.steps - model.num_timesteps
+        model.learn(total_timesteps=max(remaining, 0), callback=EvaluateAndSave(), reset_num_timesteps=False)
+        return curve
     model = SAC(
         "MlpPolicy",
         gym.make(env_id),
@@ -98,7 +112,7 @@ def sb3_run(env_id: str, seed: int, args) -> list[tuple[int, float]]:
         policy_kwargs={"net_arch": list(cfg.hidden)},
         verbose=0,
     )
-    model.learn(total_timesteps=args.steps, callback=Evaluate())
+    model.learn(total_timesteps=args.steps, callback=EvaluateAndSave())
     return curve
 
 
@@ -161,8 +175,14 @@ def main() -> None:
                 continue
             start = time.time()
             curve = (regula_run if lib == "regula" else sb3_run)(args.env, seed, args)
-            record = {"library": lib, "seed": seed, "steps": args.steps, "curve": curve,
-                      "seconds": time.time() - start, "date": time.strftime("%Y-%m-%d")}
+            record = {
+                "library": lib,
+                "seed": seed,
+                "steps": args.steps,
+                "curve": curve,
+                "seconds": time.time() - start,
+                "date": time.strftime("%Y-%m-%d"),
+            }
             path.write_text(json.dumps(record) + "\n")
             print(f"{lib}/seed{seed}: final eval {curve[-1][1]:.1f} ({record['seconds']:.0f} s)", flush=True)
 
