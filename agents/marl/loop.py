@@ -126,7 +126,12 @@ def train_episodic(
                 updates += 1
         at_end = t_env >= config.total_steps
         if t_env >= next_log or at_end:
-            log(t_env, {**metrics, "train/return": stats["return"].mean(), "train/episodes": torch.tensor(episodes)})
+            rollout = {
+                "rollout/ep_rew_mean": stats["return"].mean(),  # the suite's tags, as the off-policy loop's
+                "rollout/ep_len_mean": stats["length"].float().mean(),
+                "rollout/episodes": torch.tensor(episodes),
+            }
+            log(t_env, {**metrics, **rollout})
             next_log = _next_multiple(t_env, config.log_interval)
         final = None
         if t_env >= next_eval:
