@@ -120,25 +120,16 @@ def make_evaluator(config: RunConfig, device: torch.device, extra=None):
     return evaluate
 
 
-def train(config: RunConfig, run_dir: Path, *, resume: bool = False, logger_factory=None) -> Path:
-    """Run (or resume) ``config`` in ``run_dir`` with the algorithm's loop. Returns ``run_dir``."""
-    from agents import algorithm_module
+def prepare_run_dir(config: RunConfig, run_dir: Path, *, resume: bool, device) -> tuple[Checkpointer, dict | None]:
+    """Thread count, the run directory with its config.json, and the checkpoint to resume (or None).
 
-    module = algorithm_module(config.algo)
-    if hasattr(module, "run"):
-        return module.run(config, run_dir, resume=resume)
-    return train_off_policy(config, Path(run_dir), module, resume=resume, logger_factory=logger_factory)
-
-
-def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: bool, logger_factory=None) -> Path:
-    from agents.core.logger import Logger
-
-    cfg = config.train
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
+    Shared by every loop: raises CheckpointError naming the directory when there is nothing to resume.
+    """
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    checkpointer = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
+    checkpointer = Checkpointer(run_dir, keep=config.train.keep_checkpoints)
     checkpoint = None
     if resume:
         latest = checkpointer.latest()
@@ -146,7 +137,25 @@ def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: b
             raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint to resume from")
         checkpoint = load_checkpoint(latest, map_location=device)
     write_config(config, run_dir)
+    return checkpointer, checkpoint
 
+
+def train(config: RunConfig, run_dir: Path, *, resume: bool = False, logger_factory=None) -> Path:
+    """Run (or resume) ``config`` in ``run_dir`` with the algorithm's loop. Returns ``run_dir``."""
+    from agents import algorithm_module
+
+    module = algorithm_module(config.algo)
+    if hasattr(module, "run"):
+        return module.run(config, run_dir, resume=resume, logger_factory=logger_factory)
+    return train_off_policy(config, Path(run_dir), module, resume=resume, logger_factory=logger_factory)
+
+
+def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: bool, logger_factory=None) -> Path:
+    from agents.core.logger import Logger
+
+    cfg = config.train
+    device = torch.device(cfg.device)
+    checkpointer, checkpoint = prepare_run_dir(config, run_dir, resume=resume, device=device)
     seed_everything(cfg.seed)
     env = make_vec_env(
         config.env.id,

@@ -82,24 +82,13 @@ def evaluate_agent(config: Any, agent: FactorizedQLearner, episodes: int = 10, s
 
 def run(config: Any, run_dir: Path, *, resume: bool = False, logger_factory: Any = None) -> Path:
     """Train (or resume) ``config`` in ``run_dir``: config.json, TensorBoard + metrics.jsonl, checkpoints."""
-    from agents.core.checkpoint import Checkpointer, CheckpointError, load_checkpoint
     from agents.core.logger import Logger
     from agents.core.loops import check_finite
-    from agents.core.run import write_config
+    from agents.core.run import prepare_run_dir
 
     cfg = config.train
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpointer = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
-    checkpoint = None
-    if resume:
-        latest = checkpointer.latest()
-        if latest is None:
-            raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint to resume from")
-        checkpoint = load_checkpoint(latest, map_location=config.agent.device)
-    write_config(config, run_dir)
+    checkpointer, checkpoint = prepare_run_dir(config, run_dir, resume=resume, device=config.agent.device)
     env, eval_env = make_envs(config, config.agent.device)
     agent = build(config)
     start = int(checkpoint["step"]) if checkpoint else 0
