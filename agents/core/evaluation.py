@@ -25,7 +25,11 @@ def run_episodes(
     seed: int | None = None,
     max_steps: int = 1_000_000,
 ) -> dict[str, torch.Tensor]:
-    """Play ``episodes`` episodes; return ``{"returns": [episodes], "lengths": [episodes]}`` (CPU)."""
+    """Play ``episodes`` episodes; return ``{"returns": [episodes], "lengths": [episodes]}`` (CPU).
+
+    For feed-forward agents: a recurrent state would carry across episode ends here (the
+    multi-agent families evaluate with their own episode collector).
+    """
     num = env.num_envs
     device = env.device
     quota = torch.full((num,), episodes // num, dtype=torch.int64, device=device)
@@ -52,8 +56,6 @@ def run_episodes(
         running_return = running_return * ~done
         running_length = running_length * ~done
         obs = out.obs
-        if hasattr(agent, "reset_state") and state is not None:
-            state = agent.reset_state(state, done)
     return {"returns": torch.cat(returns)[:episodes], "lengths": torch.cat(lengths)[:episodes]}
 
 
