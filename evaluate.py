@@ -81,18 +81,29 @@ def main(argv: list[str] | None = None) -> int:
     module = algorithm_module(config.algo)
     if hasattr(module, "evaluate_agent"):  # multi-agent families: their own greedy episodes (masks, state)
         if args.obs_noise or args.action_noise or args.mass or args.friction or args.video or args.stochastic:
-            print(f"error: {config.algo} supports the nominal greedy evaluation only (no perturbation, "
-                  "--stochastic or --video yet)", file=sys.stderr)
+            print(
+                f"error: {config.algo} supports the nominal greedy evaluation only (no perturbation, "
+                "--stochastic or --video yet)",
+                file=sys.stderr,
+            )
             return 2
         result = module.evaluate_agent(config, agent, args.episodes, seed=args.seed)
-        print(f"{config.algo} on {config.env.id}, checkpoint step {step:,}, {args.episodes} greedy episodes: "
-              f"return {result['eval/mean_reward']:.2f} (min {result['eval/min_reward']:.2f}, "
-              f"max {result['eval/max_reward']:.2f})")
+        print(
+            f"{config.algo} on {config.env.id}, checkpoint step {step:,}, {args.episodes} greedy episodes: "
+            f"return {result['eval/mean_reward']:.2f} (min {result['eval/min_reward']:.2f}, "
+            f"max {result['eval/max_reward']:.2f})"
+        )
         out_dir = args.run_dir / "eval"
         out_dir.mkdir(exist_ok=True)
         path = out_dir / f"eval_step{step}_{time.strftime('%Y%m%d-%H%M%S')}.json"
-        report = {"run_dir": str(args.run_dir), "checkpoint_step": step, "env": config.env.id,
-                  "episodes": args.episodes, "seed": args.seed, "nominal": result}
+        report = {
+            "run_dir": str(args.run_dir),
+            "checkpoint_step": step,
+            "env": config.env.id,
+            "episodes": args.episodes,
+            "seed": args.seed,
+            "nominal": result,
+        }
         path.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nresults: {path}")
         return 0

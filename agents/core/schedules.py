@@ -20,4 +20,3 @@ class Linear:
             return self.end
         frac = min(max((step - self.begin) / self.steps, 0.0), 1.0)
         return self.start + (self.end - self.start) * frac
-
