@@ -9,19 +9,21 @@ from agents import get_preset
 from agents.core.config import apply_overrides
 from agents.core.run import train
 
+# A run of a few hundred steps with tiny networks: enough to have a checkpoint to evaluate.
+TINY = [
+    "agent.hidden=[16,16]",
+    "warmup_steps=100",
+    "batch_size=32",
+    "eval_every=0",
+    "eval_episodes=1",
+    "progress=false",
+]
+
 
 @pytest.fixture(scope="module")
 def pendulum_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("eval") / "run"
-    overrides = [
-        "agent.hidden=[16,16]",
-        "total_steps=200",
-        "warmup_steps=100",
-        "batch_size=32",
-        "eval_every=0",
-        "eval_episodes=2",
-        "progress=false",
-    ]
+    overrides = [*TINY, "total_steps=200"]
     train(apply_overrides(get_preset("sac"), overrides), run_dir)
     return run_dir
 
@@ -48,15 +50,7 @@ def test_mass_grid_on_non_mujoco_env_is_a_clean_error(pendulum_run, capsys):
 
 
 def test_same_seed_same_run(tmp_path):
-    overrides = [
-        "agent.hidden=[16,16]",
-        "total_steps=200",
-        "warmup_steps=100",
-        "batch_size=32",
-        "eval_every=0",
-        "eval_episodes=1",
-        "progress=false",
-    ]
+    overrides = [*TINY, "total_steps=200"]
     import torch
 
     from agents.core.checkpoint import Checkpointer, load_checkpoint
@@ -71,15 +65,7 @@ def test_same_seed_same_run(tmp_path):
 
 
 def test_mujoco_mass_friction_heatmap_and_video(tmp_path, capsys):
-    overrides = [
-        "agent.hidden=[16,16]",
-        "total_steps=150",
-        "warmup_steps=100",
-        "batch_size=32",
-        "eval_every=0",
-        "eval_episodes=1",
-        "progress=false",
-    ]
+    overrides = [*TINY, "total_steps=150"]
     run_dir = tmp_path / "run"
     train(apply_overrides(get_preset("sac/inverted-pendulum"), overrides), run_dir)
     code = evaluate.main([str(run_dir), "--episodes", "2", "--mass", "0.5", "2.0", "--friction", "1.0", "--video"])
