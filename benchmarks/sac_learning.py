@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 PRESET = {"Pendulum-v1": "sac", "Hopper-v5": "sac/hopper"}
 RUNS = Path("benchmarks/runs/sac_learning")
