@@ -75,10 +75,16 @@ class SAC:
         )
         self.target_entropy = float(-action_dim if config.target_entropy is None else config.target_entropy)
         adam = {"fused": True} if config.fused_adam else {}
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, **adam)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, **adam)
-        self.temperature_optimizer = torch.optim.Adam([self.log_temperature], lr=config.temperature_lr, **adam)
+        # Actor and temperature share one optimizer (two parameter groups, their own learning rates)
+        # and one backward pass: their losses touch disjoint parameters, so the step is the same as
+        # with two optimizers, at half the Python overhead.
         self.actor_params = list(self.actor.parameters())
+        groups = [{"params": self.actor_params, "lr": config.actor_lr}]
+        if config.learn_temperature:
+            groups.append({"params": [self.log_temperature], "lr": config.temperature_lr})
+        self.actor_optimizer = torch.optim.Adam(groups, **adam)
+        self._actor_step_inputs = [p for group in groups for p in group["params"]]
         self.updates = 0  # critic steps taken; drives the delayed cadences
         # torch.compile fuses each objective's forward and backward into generated kernels; the
         # optimizer steps stay eager (fused Adam is already one kernel per optimizer).
@@ -94,7 +100,7 @@ class SAC:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, state: Any = None, *, step: int, explore: bool = True):
         obs = obs.reshape(obs.shape[0], -1)
-        action = self.actor(obs)[0] if explore else self.actor.deterministic(obs)
+        action = self.actor.sample(obs) if explore else self.actor.deterministic(obs)
         return action.reshape(-1, *self.action_shape), state
 
     # ---- learning -----------------------------------------------------------------------------
@@ -141,16 +147,15 @@ class SAC:
 
     def update_actor_and_temperature(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         actor_loss, log_prob = self._actor_objective(batch)
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward(inputs=self.actor_params)  # critic weights get no gradient at all
-        self.actor_optimizer.step()
         metrics = {"loss/actor": actor_loss.detach(), "train/entropy": -log_prob.detach().mean()}
+        loss = actor_loss
         if self.config.learn_temperature:
             temperature_loss = -(self.log_temperature * (log_prob.detach() + self.target_entropy)).mean()
-            self.temperature_optimizer.zero_grad(set_to_none=True)
-            temperature_loss.backward()
-            self.temperature_optimizer.step()
             metrics["loss/temperature"] = temperature_loss.detach()
+            loss = actor_loss + temperature_loss  # disjoint parameters: each gets its own loss's gradient
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=self._actor_step_inputs)  # critic weights get no gradient at all
+        self.actor_optimizer.step()
         metrics["train/temperature"] = self.temperature
         return metrics
 
@@ -171,9 +176,8 @@ class SAC:
             "critic": self.critic.state_dict(),
             "critic_target": self.critic_target.state_dict(),
             "log_temperature": self.log_temperature.detach().clone(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),  # actor and temperature groups
             "critic_optimizer": self.critic_optimizer.state_dict(),
-            "temperature_optimizer": self.temperature_optimizer.state_dict(),
             "updates": self.updates,
         }
 
@@ -185,7 +189,6 @@ class SAC:
             self.log_temperature.copy_(state["log_temperature"])
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.temperature_optimizer.load_state_dict(state["temperature_optimizer"])
         self.updates = int(state["updates"])
 
 

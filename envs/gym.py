@@ -73,19 +73,23 @@ class GymVecEnv:
     def step(self, action: torch.Tensor) -> StepOut:
         obs, reward, terminated, truncated, info = self.vec.step(self.env_action(action))
         done = np.logical_or(terminated, truncated)
-        final_obs = obs
-        if done.any():
+        episode_ended = bool(done.any())
+        obs_tensor = self._to_tensor(obs)
+        final_obs_tensor = obs_tensor  # read-only downstream, so sharing is safe
+        if episode_ended:
             # Same-step autoreset: the finished episodes' last observations sit in info["final_obs"]
             # (an object array, set only where an episode ended).
             final_obs = obs.copy()
             final_obs[done] = np.stack(info["final_obs"][done])
+            final_obs_tensor = self._to_tensor(final_obs)
         return StepOut(
-            obs=self._to_tensor(obs),
+            obs=obs_tensor,
             reward=self._to_tensor(reward),
             terminated=torch.as_tensor(terminated, device=self.device),
             truncated=torch.as_tensor(truncated, device=self.device),
-            final_obs=self._to_tensor(final_obs),
-            info={},
+            final_obs=final_obs_tensor,
+            # Known on the host for free here; lets episode bookkeeping skip its scatter.
+            info={"episode_ended": episode_ended},
         )
 
     # ---- exact resume: the simulator state of every env (sync vectorization only) -------------

@@ -27,10 +27,16 @@ class EpisodeStats:
         self.recent_length = torch.zeros(window + 1, dtype=torch.int64, device=device)
         self.finished = torch.zeros((), dtype=torch.int64, device=device)  # episodes ever finished
 
-    def record(self, reward: torch.Tensor, done: torch.Tensor) -> None:
-        """Add ``reward [N]`` to the running sums; move envs with ``done [N]`` into the ring."""
+    def record(self, reward: torch.Tensor, done: torch.Tensor, any_done: bool | None = None) -> None:
+        """Add ``reward [N]`` to the running sums; move envs with ``done [N]`` into the ring.
+
+        ``any_done`` is an optional host-side hint (False: no episode ended this step), which host
+        envs know for free; it skips the scatter without a device sync.
+        """
         self.running_return += reward
         self.running_length += 1
+        if any_done is False:
+            return
         order = torch.cumsum(done.to(torch.int64), 0) - 1  # rank of each finished env in this step
         slot = torch.where(done, (self.finished + order) % self.window, self.window)
         self.recent_return.index_copy_(0, slot, self.running_return)
@@ -99,7 +105,7 @@ class Collector:
         else:
             action, self.state = self.agent.act(self.obs, self.state, step=step, explore=True)
         out = self.env.step(action)
-        self.stats.record(out.reward, out.terminated | out.truncated)
+        self.stats.record(out.reward, out.terminated | out.truncated, out.info.get("episode_ended"))
         rows = {
             "obs": self.obs,
             "action": action,

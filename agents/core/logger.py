@@ -16,26 +16,22 @@ import torch
 
 
 class MetricAccumulator:
-    """Running means of tensor metrics between log points (sums stay on the device)."""
+    """Means of tensor metrics between log points.
+
+    ``add`` only appends references (no tensor op per update, so it costs nothing in the hot loop);
+    ``means`` stacks each key once and averages on the device.
+    """
 
     def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
+        self.values: dict[str, list[torch.Tensor]] = {}
 
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
         for key, value in metrics.items():
-            value = value.detach().to(torch.float32)
-            if key in self.sums:
-                self.sums[key] += value
-                self.counts[key] += 1
-            else:
-                self.sums[key] = value.clone()
-                self.counts[key] = 1
+            self.values.setdefault(key, []).append(value)
 
     def means(self) -> dict[str, torch.Tensor]:
-        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
-        self.sums.clear()
-        self.counts.clear()
+        out = {k: torch.stack(v).detach().to(torch.float32).mean() for k, v in self.values.items()}
+        self.values.clear()
         return out
 
 

@@ -105,6 +105,11 @@ class SquashedGaussianActor(nn.Module):
         squash_correction = (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
         return torch.tanh(pre_tanh), gaussian_log_prob - squash_correction
 
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action of :meth:`forward` without its log-probability (acting): the same random draw."""
+        mean, log_std = self.distribution_params(obs)
+        return torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
+
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         """The mode's image tanh(mu(s)), used for evaluation."""
         return torch.tanh(self.distribution_params(obs)[0])
