@@ -205,12 +205,7 @@ class FactorizedQLearner:
         last = nn.functional.one_hot(actions, self.n_actions).float()  # [B, T+1, agents, A]
         last = torch.cat([torch.zeros_like(last[:, :1]), last[:, :-1]], 1)  # previous action, zeros at t = 0
         inputs = self.build_inputs(obs, last)
-        hidden = torch.zeros(b, self.n_agents, self.config.hidden_dim, device=self.device)
-        hiddens = []
-        for t in range(length):
-            hidden = net.recurrent(inputs[:, t], hidden)
-            hiddens.append(hidden)
-        hiddens = torch.stack(hiddens, 1).reshape(b * length, self.n_agents, -1)  # [B*(T+1), agents, H]
+        hiddens = net.sequence(inputs).reshape(b * length, self.n_agents, -1)  # [B*(T+1), agents, H]
         flat_taus = None if taus is None else taus.reshape(b * length, -1)
         z = self.utilities(net, hiddens, flat_taus)
         return z.reshape(b, length, self.n_agents, self.n_actions, -1)  # [B, T+1, agents, A, K]

@@ -64,6 +64,21 @@ class RecurrentAgentNet(nn.Module):
         x = torch.relu(self.fc1(inputs.reshape(-1, inputs.shape[-1])))
         return self.rnn(x, hidden.reshape(-1, self.hidden_dim)).reshape(*lead, self.hidden_dim)
 
+    def sequence(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Hidden states of whole episodes from a zero state: inputs ``[B, T, agents, in]`` -> ``[B, T, agents, H]``.
+
+        The same function as ``T`` calls of :meth:`recurrent` (equal up to float rounding), run as
+        one fused ``torch.gru`` over time: ``fc1`` and the GRU's input projections are one matmul
+        each for all steps, and the time loop runs in C++ instead of Python (the training unroll
+        is the hot path of the MARL update).
+        """
+        b, length, agents = inputs.shape[:3]
+        x = torch.relu(self.fc1(inputs.transpose(1, 2).reshape(b * agents, length, -1)))  # [B*agents, T, H]
+        h0 = x.new_zeros(1, b * agents, self.hidden_dim)
+        weights = (self.rnn.weight_ih, self.rnn.weight_hh, self.rnn.bias_ih, self.rnn.bias_hh)
+        out, _ = torch.gru(x, h0, weights, True, 1, 0.0, self.training, False, True)  # batch-first, 1 layer
+        return out.reshape(b, agents, length, self.hidden_dim).transpose(1, 2)
+
     def head(self, hidden: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
         """Utilities ``[B, agents, A, K]`` from hidden ``[B, agents, H]`` and fractions ``[B, K]``."""
         if self.embedding is None:
