@@ -4,6 +4,9 @@
 
 * ``dmc:domain-task``  - DeepMind Control Suite (state-based), via :mod:`envs.dmc`;
 * a name in :data:`NATIVE_ENVS` - the suite's own vectorized torch envs;
+* ``vmas:SCENARIO``    - VMAS scenarios as multi-agent envs, via :mod:`envs.vmas_env`;
+* ``mpe:SCENARIO``     - PettingZoo MPE (``mpe2``) as multi-agent envs, via :mod:`envs.pettingzoo_env`;
+* ``lbf:Foraging-...`` - level-based foraging (``lbforaging``), via :mod:`envs.lbforaging_env`;
 * anything else      - a gymnasium id (``Pendulum-v1``, ``Hopper-v5``).
 
 ``wrappers`` are applied to every gymnasium env (e.g. the perturbations of :mod:`envs.perturb`).
@@ -20,7 +23,7 @@ import gymnasium
 import torch
 
 from envs.base import BoxSpec, DiscreteSpec, StepOut, VecEnv
-from envs.multiagent import MARL_ENVS
+from envs.multiagent import MARL_ENV_PREFIXES, MARL_ENVS, make_marl_env
 
 __all__ = ["BoxSpec", "DiscreteSpec", "StepOut", "VecEnv", "make_env", "make_vec_env", "NATIVE_ENVS", "EnvError"]
 
@@ -63,6 +66,8 @@ def make_vec_env(
     render_mode: str | None = None,
 ) -> VecEnv:
     """Build ``num_envs`` copies of ``env_id`` as a torch VecEnv on ``device``."""
+    if env_id.startswith(tuple(MARL_ENV_PREFIXES)):  # vmas: / mpe: / lbf:, see envs.multiagent
+        return make_marl_env(env_id, num_envs, device=device, seed=seed, **(options or {}))
     if env_id in NATIVE_ENVS:
         module, fn = NATIVE_ENVS[env_id].split(":")
         return getattr(importlib.import_module(module), fn)(

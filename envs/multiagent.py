@@ -89,6 +89,14 @@ MARL_ENVS: dict[str, str] = {
     "predator-prey": "envs.predator_prey:PredatorPrey",
 }
 
+# id prefix -> "module:function" taking (env_id, num_envs, device, seed, **options): adapters of
+# third-party simulators whose ids name a scenario (``vmas:navigation``).
+MARL_ENV_PREFIXES: dict[str, str] = {
+    "vmas:": "envs.vmas_env:make_vmas_env",
+    "mpe:": "envs.pettingzoo_env:make_mpe_env",
+    "lbf:": "envs.lbforaging_env:make_lbf_env",
+}
+
 
 def make_marl_env(
     env_id: str, num_envs: int = 1, device: torch.device | str = "cpu", seed: int | None = 0, **options: Any
@@ -96,10 +104,19 @@ def make_marl_env(
     """Build one of the suite's multi-agent envs by id (see ``MARL_ENVS``).
 
     ``matrix`` takes ``payoff=`` (or ``game=``); ``matrix:GAME`` is a named table (``payoff=`` still
-    overrides it); ``predator-prey`` takes the options of :class:`envs.predator_prey.PredatorPrey`.
+    overrides it); ``predator-prey`` takes the options of :class:`envs.predator_prey.PredatorPrey`;
+    ``vmas:SCENARIO`` those of :class:`envs.vmas_env.VmasEnv`; ``mpe:SCENARIO`` (PettingZoo MPE) those
+    of :func:`envs.pettingzoo_env.make_mpe_env`; ``lbf:Foraging-...`` those of
+    :func:`envs.lbforaging_env.make_lbf_env` (see ``MARL_ENV_PREFIXES``).
     """
     import importlib
 
+    for prefix, target in MARL_ENV_PREFIXES.items():  # third-party families: "vmas:SCENARIO" ...
+        if env_id.startswith(prefix):
+            module, fn = target.split(":")
+            return getattr(importlib.import_module(module), fn)(
+                env_id, num_envs=num_envs, device=device, seed=seed, **options
+            )
     if env_id not in MARL_ENVS:
         raise ValueError(f"unknown multi-agent env {env_id!r}; known: {', '.join(MARL_ENVS)}")
     module, fn = MARL_ENVS[env_id].split(":")

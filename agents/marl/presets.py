@@ -11,6 +11,20 @@
   7 x 7, limit 50, punishment -2; DFAC hyperparameters (spec 5.1: batch 32 episodes, buffer 5 000,
   target copy every 200 episodes, gamma 0.99, epsilon 1 -> 0.05 over 50k), 500k env steps; ROE
   anneals alpha 1 -> 0 over 150k steps. DDN keeps DFAC's N = N' = 1.
+* VMAS navigation (``qmix/``, ``dmix/``, ``roe/vmas-navigation``; sanity task without a coordination
+  trap, like spec 6.5 item 3): BenchMARL's task config (3 agents, collisions, ``max_steps`` 100, team
+  reward = mean of the per-agent rewards as BenchMARL's QMIX), 10 envs per collection, DFAC learner
+  values, 1M env steps; ROE keeps the config default T_alpha = 50k.
+* MPE ``simple_spread`` (``*/simple-spread``, spec 6.5 item 3, sanity without a coordination trap):
+  ``mpe2``, 3 agents, discrete actions, 25-step episodes, team reward = sum of the agents' rewards,
+  500k env steps; DFAC values (one env, one update per episode, epsilon over 50k); ROE keeps the config
+  default T_alpha = 50k.
+* Level-based foraging (``*/lbf-6x6-coop``, ``*/lbf-8x8-coop``, spec 6.5 item 2): ``lbforaging``
+  ``Foraging-6x6-2p-1f-coop-v3`` (500k env steps) and ``Foraging-8x8-2p-2f-coop-v3`` (1M), 50-step
+  episodes, load penalty 0.5 (the largest of the spec's {0, 0.2, 0.5}, where a relative
+  over-generalization trap is expected; ``env.options.penalty=0`` for the control), team reward =
+  sum, state = the observations concatenated; DFAC values; ROE anneals alpha over 150k steps (the
+  longer of the spec's T_alpha for its multi-step RO tasks, as the predator-prey presets).
 
 Deviations from the reference: the matrix-game presets use the suite's one recurrent agent network
 (Linear-ReLU-GRUCell-IQN head, H = 64) instead of the spec's two-layer feed-forward trunk; with
@@ -60,6 +74,29 @@ PREDATOR_PREY_ENV = EnvConfig(
     options={"grid_size": 7, "n_agents": 4, "n_stags": 4, "punishment": -2.0, "episode_limit": 50},
 )
 PREDATOR_PREY_TRAIN = EpisodicConfig(total_steps=500_000, eval_interval=10_000, eval_episodes=10)
+# VMAS navigation (BenchMARL's vmas/navigation task: 3 agents, collisions, per-agent rewards averaged
+# into the team reward, 100-step episodes), 10 envs per collection as BenchMARL's
+# off_policy_n_envs_per_worker; DFAC learner values otherwise (spec 5.1).
+VMAS_NAVIGATION_ENV = EnvConfig(id="vmas:navigation", num_envs=10, options={"max_steps": 100})
+VMAS_NAVIGATION_TRAIN = EpisodicConfig(total_steps=1_000_000, eval_interval=20_000, eval_episodes=10)
+# PettingZoo MPE simple_spread and lbforaging (spec 6.5 items 3 and 2): preset name -> (env, loop, T_alpha).
+THIRD_PARTY_TASKS: dict[str, tuple[EnvConfig, EpisodicConfig, int]] = {
+    "simple-spread": (
+        EnvConfig(id="mpe:simple_spread", num_envs=1, options={"N": 3, "episode_limit": 25}),
+        EpisodicConfig(total_steps=500_000, eval_interval=10_000, eval_episodes=10),
+        50_000,
+    ),
+    "lbf-6x6-coop": (
+        EnvConfig(id="lbf:Foraging-6x6-2p-1f-coop-v3", num_envs=1, options={"penalty": 0.5, "episode_limit": 50}),
+        EpisodicConfig(total_steps=500_000, eval_interval=10_000, eval_episodes=10),
+        150_000,
+    ),
+    "lbf-8x8-coop": (
+        EnvConfig(id="lbf:Foraging-8x8-2p-2f-coop-v3", num_envs=1, options={"penalty": 0.5, "episode_limit": 50}),
+        EpisodicConfig(total_steps=1_000_000, eval_interval=20_000, eval_episodes=10),
+        150_000,
+    ),
+}
 
 
 def _agent(algo: str, **changes) -> MarlConfig:
@@ -78,6 +115,12 @@ def build_presets() -> dict[str, RunConfig]:
         changes = {"risk_anneal_steps": 150_000} if algo == "roe" else {}
         agent = _agent(algo, **changes)
         presets[f"{algo}/predator-prey"] = RunConfig(algo, PREDATOR_PREY_ENV, PREDATOR_PREY_TRAIN, agent)
+    for algo in ("qmix", "dmix", "roe"):
+        presets[f"{algo}/vmas-navigation"] = RunConfig(algo, VMAS_NAVIGATION_ENV, VMAS_NAVIGATION_TRAIN, _agent(algo))
+    for task, (env, train, risk_anneal_steps) in THIRD_PARTY_TASKS.items():
+        for algo in ("roe", "dmix", "ddn", "qmix", "vdn"):
+            changes = {"risk_anneal_steps": risk_anneal_steps} if algo == "roe" else {}
+            presets[f"{algo}/{task}"] = RunConfig(algo, env, train, _agent(algo, **changes))
     return presets
 
 
