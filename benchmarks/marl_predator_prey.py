@@ -51,6 +51,50 @@ def one_run(job: tuple) -> dict:
     return {"variant": variant, "seed": seed, "curve": curve, "seconds": round(time.time() - start)}
 
 
+def summarize(pattern: str, markdown: Path, figure: Path) -> str:
+    """Table (final greedy return per seed, mean +- std, 95% CI, seeds that capture) and curves
+    from every per-run file matching ``pattern``; several benchmark processes may have written them."""
+    import math
+    import statistics
+
+    from agents.core.plots import curves
+
+    runs: dict[str, dict[int, list]] = {}
+    for path in sorted(Path().glob(pattern)):
+        run = json.loads(path.read_text())
+        if run["curve"]:
+            runs.setdefault(run["variant"], {})[run["seed"]] = run["curve"]
+    lines = [
+        "| variant | final greedy return per seed | mean +- std | 95% CI | seeds capturing (> 0) |",
+        "|---|---|---|---|---|",
+    ]
+    series = {}
+    for variant, by_seed in sorted(runs.items()):
+        finals = [by_seed[seed][-1][1] for seed in sorted(by_seed)]
+        mean = statistics.fmean(finals)
+        std = statistics.stdev(finals) if len(finals) > 1 else float("nan")
+        half = 2.776 * std / math.sqrt(len(finals)) if len(finals) == 5 else float("nan")  # t(0.975, 4)
+        steps = [by_seed[seed][-1][0] for seed in sorted(by_seed)]
+        per_seed = ", ".join(
+            f"{v:.1f} (s{seed}, {step // 1000}k)" for seed, v, step in zip(sorted(by_seed), finals, steps)
+        )
+        captured = sum(v > 0 for v in finals)
+        lines.append(f"| {variant} | {per_seed} | {mean:.1f} +- {std:.1f} | +- {half:.1f} | {captured}/{len(finals)} |")
+        # Mean curve over the seeds that reached each evaluation (evaluation steps differ by a few
+        # env steps across seeds: aligned by evaluation index).
+        length = min(len(c) for c in by_seed.values())
+        points = []
+        for i in range(length):
+            values = [c[i][1] for c in by_seed.values()]
+            x = statistics.fmean(c[i][0] for c in by_seed.values())
+            points.append((x, statistics.fmean(values), statistics.pstdev(values)))
+        series[f"{variant} ({len(by_seed)} seeds)"] = points
+    table = "\n".join(lines)
+    markdown.write_text(table + "\n")
+    curves(series, figure, "Predator-prey, punishment -2: greedy return", spread_label="mean ± std over seeds")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300_000)
@@ -59,7 +103,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/marl_predator_prey.json")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
+    parser.add_argument(
+        "--summarize",
+        metavar="GLOB",
+        help="only tabulate per-run files matching GLOB (e.g. 'benchmarks/results/marl_pp_p2*_seed*.json')",
+    )
+    parser.add_argument("--figure", type=Path, default=Path("docs/figures/marl_predator_prey.png"))
     args = parser.parse_args()
+    if args.summarize:
+        print(summarize(args.summarize, Path(args.out).with_suffix(".md"), args.figure))
+        return
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     jobs = [(v, s, args.steps, args.overrides, args.out) for s in args.seeds for v in args.variants]
     if args.workers > 1:

@@ -37,3 +37,12 @@ def test_checkpoint_holds_buffer_and_loads_weights_only(tmp_path, tiny_sac_overr
     assert len(files) == 3  # keep_checkpoints default: the last three of 100, 200, 300
     data = torch.load(files[-1], weights_only=True)
     assert data["buffer"]["size"] == 300
+
+
+def test_run_shorter_than_warmup_trains_and_resume_keeps_its_warmup(tmp_path, tiny_sac_overrides):
+    cfg = apply_overrides(get_preset("sac"), [*tiny_sac_overrides, "train.total_steps=200", "train.warmup_steps=1000"])
+    train(cfg, tmp_path / "run")
+    assert final_state(tmp_path / "run")["agent"]["updates"] == 100  # warmed up for half the run
+    resumed = apply_overrides(read_config(tmp_path / "run"), ["train.total_steps=1100"])
+    train(resumed, tmp_path / "run", resume=True)
+    assert final_state(tmp_path / "run")["agent"]["updates"] == 1000  # not back to 1000 random steps

@@ -24,7 +24,10 @@ class OffPolicyConfig:
     """Settings of the off-policy loop (replay, update ratio, intervals, seeding, device)."""
 
     total_steps: int = doc("env transitions to collect in all", 100_000)
-    warmup_steps: int = doc("uniformly random actions and no updates for this many first steps", 1_000)
+    warmup_steps: int = doc(
+        "uniformly random actions and no updates for this many first steps (half the run if not below total_steps)",
+        1_000,
+    )
     buffer_size: int = doc("replay capacity in transitions", 1_000_000)
     batch_size: int = doc("transitions per gradient update", 256)
     updates_per_step: float = doc("gradient updates per env transition (update-to-data ratio)", 1.0)
@@ -96,13 +99,18 @@ def off_policy(session: Session) -> None:
     next_eval = _next_multiple(session.step, cfg.eval_every)
     next_checkpoint = _next_multiple(session.step, cfg.checkpoint_every)
 
-    if cfg.warmup_steps >= cfg.total_steps:
+    # A run shorter than its warm-up would never train (e.g. a 3k-step smoke run of a preset with
+    # the paper's 25k warm-up): it warms up for half its length instead, and says so. The choice is
+    # made once, at the start, and checkpointed, so a resume with a larger total_steps keeps it.
+    warmup_steps = int(extra.get("warmup_steps", cfg.warmup_steps))
+    if "warmup_steps" not in extra and warmup_steps >= cfg.total_steps > 1:
+        warmup_steps = cfg.total_steps // 2
         session.logger.message(
-            f"note: warmup_steps={cfg.warmup_steps:,} >= total_steps={cfg.total_steps:,}: random actions only, "
-            "no gradient updates (lower warmup_steps to train)"
+            f"note: warmup_steps={cfg.warmup_steps:,} >= total_steps={cfg.total_steps:,}: warming up for "
+            f"{warmup_steps:,} steps instead so the run trains (set warmup_steps below total_steps to choose)"
         )
     while session.step < cfg.total_steps:
-        warm = session.step < cfg.warmup_steps
+        warm = session.step < warmup_steps
         rows = collector.step(session.step, random=warm)
         buffer.extend(rows)
         session.step += num_envs
@@ -124,7 +132,7 @@ def off_policy(session: Session) -> None:
             session.logger.log(session.step, session.evaluate(agent, session.step))
         if checkpoint_due:
             next_checkpoint = _next_multiple(session.step, cfg.checkpoint_every)
-            session.extra_state = {"update_credit": update_credit}
+            session.extra_state = {"update_credit": update_credit, "warmup_steps": warmup_steps}
             session.checkpointer.save(session.step, session_state(session))
 
 
