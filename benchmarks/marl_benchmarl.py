@@ -10,8 +10,10 @@ over R rounds; the timed region is the training call (``Experiment.run()`` /
 the median per side, and the ratio regula / BenchMARL (of the medians and per round), plus the
 split of each side's time: milliseconds per optimizer step, and frames/s of the rest (collection,
 replay writes, regula's final evaluation). Results, with every matched setting, go to
-``benchmarks/results/marl_benchmarl.json``. ``--regula-hidden 64`` runs regula at its own (DFAC)
-GRU width instead of the matched 256, an unmatched variant for context.
+``benchmarks/results/marl_benchmarl.json``. Both sides use a feed-forward MLP agent (regula's
+``agent_net='mlp'``); ``--regula-agent gru`` runs regula's recurrent agent instead (PyMARL's
+``rnn_agent``, regula's default; results to ``marl_benchmarl_gru.json``), and ``--regula-hidden 64``
+runs regula at its own (DFAC) width instead of the matched 256: unmatched variants for context.
 
 The BenchMARL venv (ignored by git; it holds a CUDA build of torch, several GB)::
 
@@ -24,6 +26,7 @@ optimizer steps of 128 frames; the issue reports about 63 s) and a quick check::
     nice python benchmarks/marl_benchmarl.py --rounds 3 --threads 2              # 6,000 frames
     nice python benchmarks/marl_benchmarl.py --rounds 1 --frames 1000 --frames-per-batch 1000 \\
         --optimizer-steps 100 --out /tmp/marl_benchmarl_quick.json                # ~1 min
+    nice python benchmarks/marl_benchmarl.py --rounds 3 --threads 2 --regula-agent gru  # regula's GRU
 
 Matched settings (BenchMARL's ``base_experiment.yaml``, ``qmix.yaml``, ``layers/mlp.yaml`` and
 ``vmas/navigation.yaml`` -> regula):
@@ -36,8 +39,10 @@ Matched settings (BenchMARL's ``base_experiment.yaml``, ``qmix.yaml``, ``layers/
   episode per env per collection, i.e. ``frames_per_batch / (E * max_steps)`` collections per
   iteration, each followed by ``ceil(optimizer_steps / collections)`` updates (1,000 / 6 -> 167:
   regula does 1,002 updates where BenchMARL does 1,000, counted against regula).
-* width 256 (BenchMARL's MLP ``num_cells [256, 256]``), mixing embed 32, agent input = the
-  observation only (regula's last-action and agent-id inputs switched off), lr 5e-5, Adam eps 1e-6,
+* agent: a feed-forward MLP on both sides, Linear-Tanh-Linear-Tanh-Linear of width 256
+  (BenchMARL's ``layers/mlp.yaml``: ``num_cells [256, 256]``, ``activation_class`` Tanh; regula's
+  ``agent_net='mlp'``, ``mlp_activation='tanh'``, ``hidden_dim`` 256), mixing embed 32, agent input =
+  the observation only (regula's last-action and agent-id inputs switched off), lr 5e-5, Adam eps 1e-6,
   grad-norm clip 5, gamma 0.99, epsilon 0.8 -> 0.01 over a third of the frames, replay 1M frames
   (regula: the same capacity in 100-step episodes, capped at what the run collects).
 * batch: BenchMARL samples 128 transitions per optimizer step; regula samples whole episodes,
@@ -45,11 +50,12 @@ Matched settings (BenchMARL's ``base_experiment.yaml``, ``qmix.yaml``, ``layers/
 
 Deviations from the reference (what cannot be matched without rewriting regula's learner):
 
-* regula's agent is recurrent (Linear-ReLU-GRUCell(256)-Linear, unrolled over the 101-step padded
-  episode, PyMARL's ``rnn_agent``); BenchMARL's QMIX agent is a feed-forward MLP
-  (Linear-Tanh-Linear-Tanh-Linear, width 256) on single transitions. regula has no feed-forward
-  agent (``agents/marl/nets.py``), so each regula update does a 101-step sequential GRU unroll
-  (online and target) where BenchMARL does two MLP passes.
+* regula trains on whole padded episodes: each update runs the agent (online and target) on all
+  101 steps of its 2 episodes (202 rows per agent, padded steps masked out of the loss), where
+  BenchMARL runs it on the 128 sampled transitions and their next observations. With
+  ``--regula-agent gru`` regula's agent is recurrent (Linear-ReLU-GRUCell(256)-Linear, PyMARL's
+  ``rnn_agent``), and each update does a 101-step sequential GRU unroll instead of MLP passes.
+* the weight initialization differs (each side's own seeded init).
 * regula's QMIX hyper-networks have two layers (PyMARL, hypernet width 64); TorchRL's ``QMixer``
   has one-layer hyper-networks.
 * target network: regula copies every 200 updates (PyMARL); BenchMARL does a Polyak update
@@ -120,6 +126,7 @@ def matched_settings(args: argparse.Namespace) -> dict[str, Any]:
         "train_batch_frames": args.train_batch,
         "hidden": args.hidden,
         "regula_hidden": args.regula_hidden or args.hidden,
+        "regula_agent": args.regula_agent,
         "mixing_embed_dim": 32,
         "lr": 5e-5,
         "adam_eps": 1e-6,
@@ -135,7 +142,12 @@ def matched_settings(args: argparse.Namespace) -> dict[str, Any]:
             "total_updates": math.ceil(args.optimizer_steps / collections) * (args.frames // episode_frames),
             "batch_episodes": batch_episodes,
             "buffer_episodes": max(min(1_000_000 // args.max_steps, total_episodes), batch_episodes),
-            "agent": "Linear-ReLU-GRUCell-Linear (recurrent), input = observation only",
+            "agent": (
+                "Linear-Tanh-Linear-Tanh-Linear (feed-forward, agent_net='mlp')"
+                if args.regula_agent == "mlp"
+                else "Linear-ReLU-GRUCell-Linear (recurrent, agent_net='gru')"
+            )
+            + ", input = observation only",
             "hypernet_embed": 64,
             "target_update_interval": 200,
             "final_eval_episodes": 1,
@@ -239,6 +251,8 @@ def run_regula(s: dict[str, Any]) -> dict[str, Any]:
     eps_start, eps_end, eps_frames = s["epsilon"]
     agent = dataclasses.replace(
         ALGORITHM_CONFIGS["qmix"],
+        agent_net=s["regula_agent"],
+        mlp_activation="tanh",  # BenchMARL's layers/mlp.yaml activation_class
         hidden_dim=s["regula_hidden"],
         mixing_embed_dim=s["mixing_embed_dim"],
         hypernet_embed=r["hypernet_embed"],
@@ -309,14 +323,22 @@ def main() -> None:
     parser.add_argument("--optimizer-steps", type=int, default=1_000, help="optimizer steps per iteration")
     parser.add_argument("--train-batch", type=int, default=128, help="BenchMARL frames per optimizer step")
     parser.add_argument("--hidden", type=int, default=256, help="agent width (BenchMARL MLP num_cells)")
-    parser.add_argument("--regula-hidden", type=int, default=0, help="regula GRU width if not --hidden (unmatched)")
+    parser.add_argument("--regula-hidden", type=int, default=0, help="regula agent width if not --hidden (unmatched)")
+    parser.add_argument(
+        "--regula-agent",
+        choices=["mlp", "gru"],
+        default="mlp",
+        help="regula's agent net: mlp (matched to BenchMARL's MLP) or gru (regula's default, unmatched)",
+    )
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (order flips each round)")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="BenchMARL venv")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "marl_benchmarl.json")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="result JSON (default: results/marl_benchmarl[_gru].json)"
+    )
     parser.add_argument("--note", default="", help="free text stored with the result (e.g. 'machine under load')")
     parser.add_argument("--worker", choices=["benchmarl", "regula"], help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
@@ -328,6 +350,9 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    if args.out is None:
+        suffix = "" if args.regula_agent == "mlp" else f"_{args.regula_agent}"
+        args.out = ROOT / "benchmarks" / "results" / f"marl_benchmarl{suffix}.json"
     settings = matched_settings(args)
     pythons = {"benchmarl": str(args.venv / "bin" / "python"), "regula": sys.executable}
     if not Path(pythons["benchmarl"]).exists():

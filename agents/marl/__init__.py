@@ -11,7 +11,7 @@ suite's run directory, logger and checkpoints). ``ALGORITHMS`` lists the names i
 :func:`register` adds them to a registry dict. :func:`train_config` trains in memory (benchmarks,
 tests) and returns the summary.
 
-Modules: ``nets`` (GRU agent + IQN head), ``mixers`` (sum / QMIX / DMIX), ``risk`` (fraction
+Modules: ``nets`` (GRU or MLP agent + IQN head), ``mixers`` (sum / QMIX / DMIX), ``risk`` (fraction
 samplers, risk schedule), ``learner``, ``loop``, ``presets``.
 """
 

@@ -16,6 +16,10 @@ Papers: VDN (Sunehag et al. 2017, arXiv 1706.05296), QMIX (Rashid et al., ICML 2
 1803.11485), DFAC's DDN / DMIX (Sun, Lee, Lee, ICML 2021, arXiv 2102.07936; code j3soon/dfac),
 ROE (Oh, Kim, Jeong, Yun, AAMAS 2023, arXiv 2303.01768; code osilab-kaist/smac_exp).
 
+The agent network (``agent_net``, see ``agents.marl.nets``) is PyMARL's recurrent ``rnn_agent``
+(``'gru'``, default) or a feed-forward two-layer trunk of the same width (``'mlp'``, BenchMARL's QMIX
+agent); the heads, mixers and loss are the same for both.
+
 Acting (per env row, one fraction set broadcast to all agents, spec 3.5 / 3.7):
 
     taus [N, N_act] = sampler(step);  Q_i(u) = mean_k Z_i(h_i, u; tau_k)   -> epsilon-greedy over avail
@@ -52,9 +56,11 @@ from agents.core.config import doc
 from agents.core.losses import hard_update, quantile_huber_loss, td_target
 from agents.core.schedules import Linear
 from agents.marl.mixers import make_mixer
-from agents.marl.nets import RecurrentAgentNet
+from agents.marl.nets import FeedForwardAgentNet, RecurrentAgentNet, make_agent_net
 from agents.marl.risk import UniformTaus, make_sampler
 from envs.base import BoxSpec, DiscreteSpec
+
+AgentNet = RecurrentAgentNet | FeedForwardAgentNet
 
 # Written into the quantiles of unavailable actions before averaging, as the reference does, so they
 # never win an argmax (a finite value keeps the mean finite where -inf would give nan).
@@ -84,7 +90,13 @@ class MarlConfig:
     n_taus_target: int = doc("fractions N' of the target net in the loss (DMIX 8, DDN 1)", 8)
     n_taus_act: int = doc("fractions N_hat averaged when acting", 32)
     n_taus_eval: int = doc("fractions averaged at evaluation (always U[0,1])", 32)
-    hidden_dim: int = doc("GRU width H (rnn_hidden_dim)", 64)
+    agent_net: str = doc(
+        "'gru' (PyMARL rnn_agent, default) or 'mlp' (feed-forward trunk of the same width, as BenchMARL's QMIX "
+        "and the ROE spec's matrix-game setup)",
+        "gru",
+    )
+    mlp_activation: str = doc("activation of the 'mlp' trunk: 'tanh' (BenchMARL's default MLP) or 'relu'", "tanh")
+    hidden_dim: int = doc("agent width H (GRU rnn_hidden_dim, or both layers of the 'mlp' trunk)", 64)
     quantile_embed_dim: int = doc("cosine features d of the IQN embedding", 64)
     mixing_embed_dim: int = doc("QMIX mixing width E", 32)
     hypernet_embed: int = doc("QMIX hyper-network width", 64)
@@ -107,7 +119,8 @@ class FactorizedQLearner:
     """The MARL agent: ``act`` / ``initial_state`` / ``update`` / ``state_dict`` (Agent protocol).
 
     ``act`` takes the extra keyword ``avail_actions [N, agents, A]`` (bool) of multi-agent envs; its
-    recurrent state is ``(hidden [N, agents, H], last_action_onehot [N, agents, A])``.
+    recurrent state is ``(hidden [N, agents, H], last_action_onehot [N, agents, A])`` (with
+    ``agent_net='mlp'`` the hidden part is the last features, never read back).
     """
 
     def __init__(self, obs_spec: BoxSpec, state_spec: BoxSpec, action_spec: DiscreteSpec, config: MarlConfig):
@@ -120,7 +133,9 @@ class FactorizedQLearner:
         with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
             torch.manual_seed(cfg.seed)
             embed = cfg.quantile_embed_dim if cfg.distributional else None
-            self.net = RecurrentAgentNet(input_dim, self.n_actions, cfg.hidden_dim, embed).to(self.device)
+            self.net = make_agent_net(
+                cfg.agent_net, input_dim, self.n_actions, cfg.hidden_dim, embed, cfg.mlp_activation
+            ).to(self.device)
             self.mixer = make_mixer(
                 cfg.mixer, self.n_agents, self.state_dim, cfg.mixing_embed_dim, cfg.hypernet_embed
             ).to(self.device)
@@ -160,7 +175,7 @@ class FactorizedQLearner:
         last = torch.zeros(num_envs, self.n_agents, self.n_actions, device=self.device)
         return hidden, last
 
-    def utilities(self, net: RecurrentAgentNet, hidden: torch.Tensor, taus: torch.Tensor | None) -> torch.Tensor:
+    def utilities(self, net: AgentNet, hidden: torch.Tensor, taus: torch.Tensor | None) -> torch.Tensor:
         """``Z [B, agents, A, K]`` from ``hidden [B, agents, H]`` and shared fractions ``[B, K]``."""
         return net.head(hidden, taus if net.distributional else None)
 
@@ -198,7 +213,7 @@ class FactorizedQLearner:
         return action, (hidden, last)
 
     # ------------------------------------------------------------------------------------------
-    def unroll(self, net: RecurrentAgentNet, batch: dict[str, torch.Tensor], taus: torch.Tensor | None) -> torch.Tensor:
+    def unroll(self, net: AgentNet, batch: dict[str, torch.Tensor], taus: torch.Tensor | None) -> torch.Tensor:
         """``Z [B, T+1, agents, A, K]`` of ``net`` over whole episodes from a zero hidden state."""
         obs, actions = batch["obs"], batch["actions"]
         b, length = obs.shape[:2]

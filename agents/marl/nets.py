@@ -1,7 +1,8 @@
-"""The shared recurrent agent network of the MARL learners, with an optional IQN quantile head.
+"""The shared agent networks of the MARL learners (recurrent or feed-forward), with an optional IQN head.
 
 One network is shared by all agents (parameter sharing); agent ``i``'s input is
-``[o_i, onehot(u_i^{t-1}), onehot(i)]`` (PyMARL / DFAC, spec 3.2):
+``[o_i, onehot(u_i^{t-1}), onehot(i)]`` (PyMARL / DFAC, spec 3.2). The recurrent agent
+(``RecurrentAgentNet``, ``MarlConfig.agent_net='gru'``, the default):
 
     x_i   = ReLU(W_1 [o_i, onehot(u_i^{t-1}), onehot(i)] + b_1)                  # [H]
     h_i^t = GRUCell(x_i, h_i^{t-1})                                              # [H]
@@ -13,6 +14,16 @@ The IQN head is Dabney et al., ICML 2018 (arXiv 1806.06923); the recurrent trunk
 ``iqn_rnn_agent`` (Sun, Lee, Lee, ICML 2021, arXiv 2102.07936). Without the IQN head the network is
 PyMARL's ``rnn_agent`` (QMIX / VDN): ``Q_i = W_2 h_i + b_2``, returned with a trailing K = 1 axis so
 scalar and distributional learners share every later line of code.
+
+The feed-forward agent (``FeedForwardAgentNet``, ``MarlConfig.agent_net='mlp'``) replaces the first
+two lines by a two-layer trunk of the same width, with the same heads:
+
+    h_i^t = act(W_1' act(W_1 [o_i, onehot(u_i^{t-1}), onehot(i)] + b_1) + b_1')   # [H], act = Tanh or ReLU
+
+With the scalar head and Tanh this is BenchMARL's QMIX agent (its ``layers/mlp.yaml``:
+Linear-Tanh-Linear-Tanh-Linear, ``num_cells [H, H]``); it is also the two-layer feed-forward trunk of
+the ROE spec's matrix-game setup. The hidden "state" is unused: :meth:`FeedForwardAgentNet.recurrent`
+ignores it and returns ``h_i^t`` so the learner and collectors keep the recurrent interface.
 
 Deviations from the reference: fractions are an argument of the head with shape ``[B, K]`` (one
 set per sample, broadcast over agents); per-agent fractions are refused (DFAC's quantile mixture
@@ -43,7 +54,33 @@ class QuantileEmbedding(nn.Module):
         return torch.relu(self.linear(self.features(taus)))
 
 
-class RecurrentAgentNet(nn.Module):
+class _UtilityHead:
+    """The heads shared by both agent nets (a mixin: the net creates ``embedding`` and ``fc2``)."""
+
+    embedding: QuantileEmbedding | None
+    fc2: nn.Linear
+
+    @property
+    def distributional(self) -> bool:
+        return self.embedding is not None
+
+    def head(self, hidden: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
+        """Utilities ``[B, agents, A, K]`` from hidden ``[B, agents, H]`` and fractions ``[B, K]``."""
+        if self.embedding is None:
+            return self.fc2(hidden).unsqueeze(-1)
+        if taus is None:
+            raise ValueError("an IQN head needs quantile fractions")
+        if taus.dim() != 2 or taus.shape[0] != hidden.shape[0]:
+            raise ValueError(
+                f"fractions must be one set per sample, shape [B={hidden.shape[0]}, K], shared by the agents; "
+                f"got {tuple(taus.shape)} (per-agent fractions break the quantile mixture)"
+            )
+        phi = self.embedding(taus)  # [B, K, H]
+        mixed = hidden.unsqueeze(2) * phi.unsqueeze(1)  # [B, agents, K, H]
+        return self.fc2(mixed).transpose(-1, -2)  # [B, agents, A, K]
+
+
+class RecurrentAgentNet(_UtilityHead, nn.Module):
     """Parameter-shared GRU agent; ``head`` returns ``[B, agents, A, K]`` (K = 1 without IQN)."""
 
     def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64, quantile_embed_dim: int | None = 64):
@@ -53,10 +90,6 @@ class RecurrentAgentNet(nn.Module):
         self.rnn = nn.GRUCell(hidden_dim, hidden_dim)
         self.embedding = QuantileEmbedding(quantile_embed_dim, hidden_dim) if quantile_embed_dim else None
         self.fc2 = nn.Linear(hidden_dim, n_actions)
-
-    @property
-    def distributional(self) -> bool:
-        return self.embedding is not None
 
     def recurrent(self, inputs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """One GRU step: inputs ``[..., in]``, hidden ``[..., H]`` -> ``[..., H]`` (any leading dims)."""
@@ -79,17 +112,59 @@ class RecurrentAgentNet(nn.Module):
         out, _ = torch.gru(x, h0, weights, True, 1, 0.0, self.training, False, True)  # batch-first, 1 layer
         return out.reshape(b, agents, length, self.hidden_dim).transpose(1, 2)
 
-    def head(self, hidden: torch.Tensor, taus: torch.Tensor | None = None) -> torch.Tensor:
-        """Utilities ``[B, agents, A, K]`` from hidden ``[B, agents, H]`` and fractions ``[B, K]``."""
-        if self.embedding is None:
-            return self.fc2(hidden).unsqueeze(-1)
-        if taus is None:
-            raise ValueError("an IQN head needs quantile fractions")
-        if taus.dim() != 2 or taus.shape[0] != hidden.shape[0]:
-            raise ValueError(
-                f"fractions must be one set per sample, shape [B={hidden.shape[0]}, K], shared by the agents; "
-                f"got {tuple(taus.shape)} (per-agent fractions break the quantile mixture)"
-            )
-        phi = self.embedding(taus)  # [B, K, H]
-        mixed = hidden.unsqueeze(2) * phi.unsqueeze(1)  # [B, agents, K, H]
-        return self.fc2(mixed).transpose(-1, -2)  # [B, agents, A, K]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+class FeedForwardAgentNet(_UtilityHead, nn.Module):
+    """Parameter-shared feed-forward agent (Linear-act-Linear-act trunk, the same heads as the GRU net).
+
+    The same ``recurrent`` / ``sequence`` / ``head`` interface as :class:`RecurrentAgentNet`; the
+    hidden state passed to ``recurrent`` is ignored (each step sees only its own input).
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        n_actions: int,
+        hidden_dim: int = 64,
+        quantile_embed_dim: int | None = 64,
+        activation: str = "tanh",
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known: {sorted(ACTIVATIONS)}")
+        self.hidden_dim = hidden_dim
+        self.fc1 = nn.Linear(input_dim, hidden_dim)
+        self.fc_mid = nn.Linear(hidden_dim, hidden_dim)
+        self.activation = ACTIVATIONS[activation]()
+        self.embedding = QuantileEmbedding(quantile_embed_dim, hidden_dim) if quantile_embed_dim else None
+        self.fc2 = nn.Linear(hidden_dim, n_actions)
+
+    def trunk(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``[..., in] -> [..., H]`` (any leading dims)."""
+        return self.activation(self.fc_mid(self.activation(self.fc1(inputs))))
+
+    def recurrent(self, inputs: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """One step: inputs ``[..., in]`` -> ``[..., H]``; ``hidden`` is ignored (kept for the interface)."""
+        return self.trunk(inputs)
+
+    def sequence(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Features of whole episodes: inputs ``[B, T, agents, in]`` -> ``[B, T, agents, H]`` (one pass, no loop)."""
+        return self.trunk(inputs)
+
+
+def make_agent_net(
+    kind: str,
+    input_dim: int,
+    n_actions: int,
+    hidden_dim: int = 64,
+    quantile_embed_dim: int | None = 64,
+    activation: str = "tanh",
+) -> RecurrentAgentNet | FeedForwardAgentNet:
+    """``gru`` (:class:`RecurrentAgentNet`) or ``mlp`` (:class:`FeedForwardAgentNet` with ``activation``)."""
+    if kind == "gru":
+        return RecurrentAgentNet(input_dim, n_actions, hidden_dim, quantile_embed_dim)
+    if kind == "mlp":
+        return FeedForwardAgentNet(input_dim, n_actions, hidden_dim, quantile_embed_dim, activation)
+    raise ValueError(f"unknown agent net {kind!r}; known: gru, mlp")

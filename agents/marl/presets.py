@@ -26,10 +26,12 @@
   sum, state = the observations concatenated; DFAC values; ROE anneals alpha over 150k steps (the
   longer of the spec's T_alpha for its multi-step RO tasks, as the predator-prey presets).
 
-Deviations from the reference: the matrix-game presets use the suite's one recurrent agent network
+Deviations from the reference: the matrix-game presets use the recurrent agent network
 (Linear-ReLU-GRUCell-IQN head, H = 64) instead of the spec's two-layer feed-forward trunk; with
-one-step episodes the GRU starts from zero and acts as one more nonlinear layer. The predator-prey
-presets follow DFAC's values, not the authors' fork's left-over ``lr 0.01 / gamma 0.85`` (spec 5.1).
+one-step episodes the GRU starts from zero and acts as one more nonlinear layer. The override
+``agent.agent_net=mlp`` selects the feed-forward trunk; the presets keep the GRU their recorded
+results were measured with. The predator-prey presets follow DFAC's values, not the authors'
+fork's left-over ``lr 0.01 / gamma 0.85`` (spec 5.1).
 """
 
 from __future__ import annotations
