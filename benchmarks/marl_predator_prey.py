@@ -5,11 +5,21 @@ Trains the ``dmix/predator-prey`` and ``roe/predator-prey`` presets (4 agents, 4
 (mean team return over ``eval_episodes`` test episodes every ``eval_interval`` env steps) to JSON,
 rewritten after every evaluation so a killed run keeps its curve.
 
-    nice python benchmarks/marl_predator_prey.py --steps 150000 --seeds 0 --variants dmix roe \\
-        [train.* / agent.* / env.options.* overrides ...]
+The runs in docs/benchmarks.md (two processes share the seeds; --summarize tabulates both):
 
-Expected (spec 6.5, not yet measured at full length): with punishment -2 the baseline drifts to
-return ~0 (agents stop trying to capture) while ROE keeps capturing in most seeds.
+    python benchmarks/marl_predator_prey.py --steps 100000 --seeds 0 1 2 \\
+        --out benchmarks/results/marl_predator_prey_p2.json \\
+        env.num_envs=8 train.updates_per_collect=8 agent.risk_anneal_steps=50000
+    python benchmarks/marl_predator_prey.py --steps 100000 --seeds 3 4 \\
+        --out benchmarks/results/marl_predator_prey_p2_b.json \\
+        env.num_envs=8 train.updates_per_collect=8 agent.risk_anneal_steps=50000
+    python benchmarks/marl_predator_prey.py --summarize 'benchmarks/results/marl_predator_prey_p2*_seed*.json' \\
+        --out benchmarks/results/marl_predator_prey_p2.json --title "Predator-prey, punishment -2"
+
+(punishment 0: add ``env.options.punishment=0.0`` and use ``_p0`` names.) Deviations from the spec's
+setup, for the 2-core budget: 100k env steps (spec: 300k-500k) with T_alpha = 50k (the spec's
+shorter option) and epsilon over 50k; 8 envs collected at once with 8 updates per collection, which
+keeps DFAC's one update per episode (its runner steps one env).
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ def one_run(job: tuple) -> dict:
     return {"variant": variant, "seed": seed, "curve": curve, "seconds": round(time.time() - start)}
 
 
-def summarize(pattern: str, markdown: Path, figure: Path) -> str:
+def summarize(pattern: str, markdown: Path, figure: Path, title: str) -> str:
     """Table (final greedy return per seed, mean +- std, 95% CI, seeds that capture) and curves
     from every per-run file matching ``pattern``; several benchmark processes may have written them."""
     import math
@@ -91,7 +101,7 @@ def summarize(pattern: str, markdown: Path, figure: Path) -> str:
         series[f"{variant} ({len(by_seed)} seeds)"] = points
     table = "\n".join(lines)
     markdown.write_text(table + "\n")
-    curves(series, figure, "Predator-prey, punishment -2: greedy return", spread_label="mean ± std over seeds")
+    curves(series, figure, title, spread_label="mean ± std over seeds")
     return table
 
 
@@ -109,9 +119,10 @@ def main() -> None:
         help="only tabulate per-run files matching GLOB (e.g. 'benchmarks/results/marl_pp_p2*_seed*.json')",
     )
     parser.add_argument("--figure", type=Path, default=Path("docs/figures/marl_predator_prey.png"))
+    parser.add_argument("--title", default="Predator-prey: greedy return", help="figure title (--summarize)")
     args = parser.parse_args()
     if args.summarize:
-        print(summarize(args.summarize, Path(args.out).with_suffix(".md"), args.figure))
+        print(summarize(args.summarize, Path(args.out).with_suffix(".md"), args.figure, args.title))
         return
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     jobs = [(v, s, args.steps, args.overrides, args.out) for s in args.seeds for v in args.variants]
