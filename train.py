@@ -40,7 +40,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--run-dir", metavar="DIR", help="where to write the run (default: runs/<algo>_<env>_seed<k>_<time>)"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may sit between overrides
     # "train.py total_steps=100" : the first positional is an override, not a preset.
     if args.preset is not None and "=" in args.preset:
         args.overrides.insert(0, args.preset)

@@ -106,3 +106,11 @@ def test_list_and_show():
     assert listing.returncode == 0 and "sac/hopper" in listing.stdout
     show = run("train.py", "sac/hopper", "--show")
     assert "train.total_steps" in show.stdout and "Hopper-v5" in show.stdout
+
+
+def test_options_may_sit_between_overrides(tmp_path):
+    from train import parse_args
+
+    args = parse_args(["sac", "--run-dir", str(tmp_path), "train.total_steps=10", "seed=3"])
+    assert args.preset == "sac" and args.overrides == ["train.total_steps=10", "seed=3"]
+    assert args.run_dir == tmp_path or str(args.run_dir) == str(tmp_path)
