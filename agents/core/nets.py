@@ -17,12 +17,22 @@ from torch.nn import functional as F
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
-def activation(name: str) -> type[nn.Module]:
-    """Activation class by name ('relu', 'tanh', 'elu', 'gelu')."""
-    table = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}
+def activation(name: str) -> nn.Module:
+    """Activation module by name ('relu', 'tanh', 'elu', 'gelu').
+
+    ReLU and ELU work in place: every use here follows a linear layer, whose backward needs its
+    input and weight but not its output, so overwriting the output is safe for autograd and saves
+    one allocation and one pass over memory per layer (the values are the same).
+    """
+    table = {
+        "relu": lambda: nn.ReLU(inplace=True),
+        "tanh": nn.Tanh,
+        "elu": lambda: nn.ELU(inplace=True),
+        "gelu": nn.GELU,
+    }
     if name not in table:
         raise ValueError(f"unknown activation {name!r}; choose from {sorted(table)}")
-    return table[name]
+    return table[name]()
 
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, act: str = "relu") -> nn.Sequential:
@@ -30,7 +40,7 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, act: str = "relu") -
     layers: list[nn.Module] = []
     dims = (in_dim, *hidden)
     for a, b in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(a, b), activation(act)()]
+        layers += [nn.Linear(a, b), activation(act)]
     layers.append(nn.Linear(dims[-1], out_dim))
     return nn.Sequential(*layers)
 
@@ -68,26 +78,33 @@ class QEnsemble(nn.Module):
         dims = (obs_dim + action_dim, *hidden)
         self.layers = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.head = EnsembleLinear(members, dims[-1], 1)
-        self.act = activation(act)()
+        self.act = activation(act)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, action], dim=-1).expand(self.members, -1, -1)  # [K, B, O+A], no copy
         for layer in self.layers:
             x = self.act(layer(x))
-        return self.head(x).squeeze(-1)  # [K, B]
+        # The scalar head as a dot product, [K, B, H] . [K, 1, H] -> [K, B]: the same values as
+        # ``self.head(x)``, but a batched matmul with one output column takes CPU BLAS's slow
+        # path (~90 us forward and ~180 us backward for 2 x 256 x 256 on 2 cores, against ~30 / ~100).
+        return torch.linalg.vecdot(x, self.head.weight.transpose(1, 2)) + self.head.bias.squeeze(-1)
 
 
 class SquashedGaussianActor(nn.Module):
     """pi(a|s) = tanh(u), u ~ N(mu(s), sigma(s)^2): actions in (-1, 1).
 
-    log pi(a|s) = log N(u; mu, sigma) - sum_i log(1 - tanh(u_i)^2), the second term computed as
-    ``2 * (log 2 - u - softplus(-2u))`` for numerical stability.
+    log pi(a|s) = log N(u; mu, sigma) - sum_i log(1 - tanh(u_i)^2). With u = mu + sigma * eps and
+    the stable form -log(1 - tanh(u)^2) = 2 (u + softplus(-2u) - log 2) this is
+
+        log pi(a|s) = sum_i [2 (u_i + softplus(-2 u_i)) - log sigma_i - eps_i^2 / 2] - A (log(2 pi) / 2 + 2 log 2),
+
+    written so that the constant is one subtraction (fewer small kernels in every SAC update).
     """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], act: str = "relu"):
         super().__init__()
         self.trunk = mlp(obs_dim, hidden[:-1], hidden[-1], act) if len(hidden) > 1 else nn.Linear(obs_dim, hidden[-1])
-        self.trunk_act = activation(act)()
+        self.trunk_act = activation(act)
         self.head = nn.Linear(hidden[-1], 2 * action_dim)  # mean and log-std in one matmul
 
     def distribution_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,13 +114,12 @@ class SquashedGaussianActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised sample: ``(action [B, A], log_prob [B])``."""
         mean, log_std = self.distribution_params(obs)
-        std = log_std.exp()
         noise = torch.randn_like(mean)
-        pre_tanh = mean + std * noise
-        # log N(u; mu, sigma) with (u - mu) / sigma = noise exactly.
-        gaussian_log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        squash_correction = (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
-        return torch.tanh(pre_tanh), gaussian_log_prob - squash_correction
+        pre_tanh = mean + log_std.exp() * noise
+        # (u - mu) / sigma = noise exactly, so the Gaussian term needs no division.
+        per_dim = 2.0 * (pre_tanh + F.softplus(-2.0 * pre_tanh)) - log_std - 0.5 * noise.square()
+        constant = mean.shape[-1] * (0.5 * math.log(2 * math.pi) + 2.0 * math.log(2.0))
+        return torch.tanh(pre_tanh), per_dim.sum(-1) - constant
 
     def sample(self, obs: torch.Tensor) -> torch.Tensor:
         """The action of :meth:`forward` without its log-probability (acting): the same random draw."""
