@@ -106,7 +106,7 @@ class ERC(SAC):
     def critic_loss(self, q: torch.Tensor, target: torch.Tensor, batch: dict[str, torch.Tensor]):
         """SAC's 1/2 sum_k mean_b e_kb plus 1/2 sum_k R_k, q ``[K, B]``, target ``[B]``."""
         loss, metrics = super().critic_loss(q, target, batch)
-        return regularized(self, loss, metrics, q - target, 0.5, list(self.critic.parameters()))
+        return regularized(self, loss, metrics, q - target, 0.5, self._critic_params)
 
 
 class ERCDQN(dqn.DQN):

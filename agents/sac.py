@@ -70,12 +70,16 @@ class SAC:
         self.actor = SquashedGaussianActor(obs_dim, action_dim, config.hidden, config.activation).to(self.device)
         self.critic = QEnsemble(obs_dim, action_dim, config.hidden, config.critics, config.activation).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        # Parameter lists walked once: the Polyak step runs every update (load_state_dict copies in
+        # place, so these stay the live tensors).
+        self._critic_params = list(self.critic.parameters())
+        self._critic_target_params = list(self.critic_target.parameters())
         self.log_temperature = (
             torch.tensor(float(config.initial_temperature), device=self.device).log().requires_grad_()
         )
         self.target_entropy = float(-action_dim if config.target_entropy is None else config.target_entropy)
         adam = {"fused": True} if config.fused_adam else {}
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, **adam)
+        self.critic_optimizer = torch.optim.Adam(self._critic_params, lr=config.critic_lr, **adam)
         # Actor and temperature share one optimizer (two parameter groups, their own learning rates)
         # and one backward pass: their losses touch disjoint parameters, so the step is the same as
         # with two optimizers, at half the Python overhead.
@@ -165,7 +169,7 @@ class SAC:
         if self.updates % self.config.policy_delay == 0:
             metrics.update(self.update_actor_and_temperature(batch))
         if self.updates % self.config.target_every == 0:
-            polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.config.polyak)
+            polyak_update(self._critic_params, self._critic_target_params, self.config.polyak)
         return metrics
 
     # ---- persistence --------------------------------------------------------------------------
