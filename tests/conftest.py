@@ -1,5 +1,7 @@
-"""Shared test settings: one torch thread (tests are tiny; threads only add sync overhead)."""
+"""Shared test settings: one torch thread (tests are tiny; threads only add sync overhead), and the tiny
+SAC / MARL settings that several test files train with."""
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -28,3 +30,28 @@ def tiny_sac_overrides() -> list[str]:
         "train.checkpoint_every=100",
         "train.progress=false",
     ]
+
+
+@pytest.fixture
+def tiny_marl_config():
+    """A factory ``make(algo, **changes)``: the ``ALGORITHM_CONFIGS[algo]`` MARL learner with small networks and
+    few quantile fractions (16 hidden units, 4 / 3 / 5 / 6 fractions online / target / act / eval, a target copy
+    every 5 updates), then ``changes`` on top. Small enough that a learner trains for 100 steps in seconds."""
+    from agents.marl import ALGORITHM_CONFIGS  # imported here: the SAC / DQN tests need no MARL import
+
+    sizes = dict(
+        hidden_dim=16,
+        quantile_embed_dim=8,
+        mixing_embed_dim=8,
+        hypernet_embed=16,
+        n_taus_online=4,
+        n_taus_target=3,
+        n_taus_act=5,
+        n_taus_eval=6,
+        target_update_interval=5,
+    )
+
+    def make(algo, **changes):
+        return dataclasses.replace(ALGORITHM_CONFIGS[algo], **{**sizes, **changes})
+
+    return make

@@ -6,6 +6,7 @@ import io
 
 import pytest
 import torch
+from marl_checks import check_clone_acts_and_updates_like_the_original
 
 from agents.core.losses import quantile_huber_loss
 from agents.marl import ALGORITHM_CONFIGS, FactorizedQLearner, MarlConfig
@@ -16,26 +17,18 @@ from agents.marl.nets import QuantileEmbedding, RecurrentAgentNet
 from envs.matrix_games import MatrixGame
 from envs.predator_prey import PredatorPrey
 
-TINY = dict(
-    hidden_dim=16,
-    quantile_embed_dim=8,
-    mixing_embed_dim=8,
-    hypernet_embed=16,
-    n_taus_online=4,
-    n_taus_target=3,
-    n_taus_act=5,
-    n_taus_eval=6,
-    epsilon_anneal_steps=100,
-    risk_anneal_steps=100,
-    target_update_interval=5,
-)
 LOOP = EpisodicConfig(
     total_steps=100, batch_size=4, buffer_size=50, learning_starts=4, eval_interval=30, eval_episodes=2, log_interval=10
 )
 
 
-def config(algo="dmix", **changes):
-    return dataclasses.replace(ALGORITHM_CONFIGS[algo], **{**TINY, **changes})
+@pytest.fixture
+def config(tiny_marl_config):
+    """``config(algo="dmix", **changes)``: a tiny learner config whose epsilon and risk schedules anneal within
+    the 100 steps of ``LOOP``, so the schedules move in these short runs."""
+    return lambda algo="dmix", **changes: tiny_marl_config(
+        algo, **{"epsilon_anneal_steps": 100, "risk_anneal_steps": 100, **changes}
+    )
 
 
 def small_prey(n=2, seed=0):
@@ -68,7 +61,7 @@ def flat_state(agent):
 
 
 @pytest.mark.parametrize("mixer", ["qmix", "sum"])
-def test_roe_at_risk_zero_equals_the_baseline_bit_for_bit(mixer):
+def test_roe_at_risk_zero_equals_the_baseline_bit_for_bit(mixer, config):
     base, base_out = train(config("dmix", mixer=mixer))
     roe, roe_out = train(config("roe", mixer=mixer, risk_start=0.0, risk_end=0.0))
     assert base_out["updates"] >= 8  # past a target copy (every 5 updates)
@@ -102,7 +95,7 @@ def rho(tau, d):
     return abs(tau - (1.0 if d < 0 else 0.0)) * huber
 
 
-def test_learner_loss_matches_the_spec_formula_by_hand():
+def test_learner_loss_matches_the_spec_formula_by_hand(config):
     env = MatrixGame(game="wqmix", num_envs=3)
     agent = learner_for(env, config("dmix"))
     batch = {
@@ -130,7 +123,7 @@ def test_learner_loss_matches_the_spec_formula_by_hand():
     assert loss.item() == pytest.approx(total / 3, rel=1e-5)
 
 
-def test_padded_steps_do_not_change_the_loss():
+def test_padded_steps_do_not_change_the_loss(config):
     env = small_prey()
     agent = learner_for(env, config("dmix"))
     _, out = train(config("dmix"), dataclasses.replace(LOOP, total_steps=20, learning_starts=1000))
@@ -196,7 +189,7 @@ def test_iqn_embedding_has_the_constant_cosine():
     assert embedding(taus).shape == (3, 5, 4)
 
 
-def test_acting_fractions_are_shared_by_the_agents():
+def test_acting_fractions_are_shared_by_the_agents(config):
     env = MatrixGame(game="wqmix", num_envs=4)
     agent = learner_for(env, config("roe", risk_start=0.0))
     seen = []
@@ -213,7 +206,7 @@ def test_acting_fractions_are_shared_by_the_agents():
         agent.net.fc1.weight[:, -2:] = 0.0
     agent.act(env.reset(), step=0, avail_actions=env.current_info()["avail_actions"])
     taus, z = seen
-    assert taus.shape == (4, TINY["n_taus_act"])  # one set per env row, no agent axis
+    assert taus.shape == (4, agent.config.n_taus_act)  # one set per env row, no agent axis
     assert torch.equal(z[:, 0], z[:, 1])  # same inputs + same fractions -> identical quantiles
 
 
@@ -221,7 +214,7 @@ def test_acting_fractions_are_shared_by_the_agents():
 # Spec 6.2 items 8, 9: masking and the evaluation region.
 
 
-def test_unavailable_actions_are_never_chosen():
+def test_unavailable_actions_are_never_chosen(config):
     z = torch.zeros(4, 2, 3, 5)
     z[..., 0, :] = 100.0  # action 0 looks best ...
     avail = torch.ones(4, 2, 3, dtype=torch.bool)
@@ -241,7 +234,7 @@ def test_unavailable_actions_are_never_chosen():
         obs = env.step(action).obs
 
 
-def test_target_argmax_respects_the_mask():
+def test_target_argmax_respects_the_mask(config):
     env = MatrixGame(game="wqmix", num_envs=2)
     agent = learner_for(env, config("ddn", gamma=1.0))  # sum mixer: the target is the agents' sum
     with torch.no_grad():  # the target net prefers action 1 by far
@@ -262,7 +255,7 @@ def test_target_argmax_respects_the_mask():
     assert masked_stats["train/target"] < 100.0
 
 
-def test_evaluation_is_greedy_at_the_full_region_whatever_the_schedule():
+def test_evaluation_is_greedy_at_the_full_region_whatever_the_schedule(config):
     env = MatrixGame(game="wqmix", num_envs=64)
     agent = learner_for(env, config("roe", risk_start=1.0, risk_end=1.0, epsilon_start=1.0, epsilon_end=1.0))
     seen = []
@@ -273,7 +266,7 @@ def test_evaluation_is_greedy_at_the_full_region_whatever_the_schedule():
     assert torch.equal(seen[-1], torch.ones_like(seen[-1]))  # exploring: alpha = 1 -> tau = 1
     actions = agent.act(obs, step=0, explore=False, avail_actions=avail)[0]
     taus = seen[-1]
-    assert taus.shape[-1] == TINY["n_taus_eval"] and taus.min() < 0.1 and taus.max() > 0.9
+    assert taus.shape[-1] == agent.config.n_taus_eval and taus.min() < 0.1 and taus.max() > 0.9
     hidden = agent.net.recurrent(agent.build_inputs(obs, torch.zeros(64, 2, 3)), torch.zeros(64, 2, 16))
     expected = greedy_actions(original(agent.net, hidden, taus), avail)
     assert torch.equal(actions, expected)  # epsilon = 1 in the schedule, yet greedy
@@ -283,23 +276,16 @@ def test_evaluation_is_greedy_at_the_full_region_whatever_the_schedule():
 # The rest of the contract.
 
 
-def test_save_load_act_is_identical_and_training_continues_identically():
+def test_save_load_act_is_identical_and_training_continues_identically(config):
     agent, out = train(config("roe"))
     env = small_prey(4, seed=9)
     clone = learner_for(env, config("roe", seed=123))
     clone.load_state_dict(agent.state_dict())
-    obs, avail = env.reset(), env.current_info()["avail_actions"]
-    for explore in (True, False):
-        a1, s1 = agent.act(obs, step=40, explore=explore, avail_actions=avail)
-        a2, s2 = clone.act(obs, step=40, explore=explore, avail_actions=avail)
-        assert torch.equal(a1, a2) and torch.equal(s1[0], s2[0])
-    batch = out["buffer"].sample(4)
-    m1, m2 = agent.update(batch, step=50), clone.update(batch, step=50)
-    assert torch.equal(m1["loss/td"], m2["loss/td"])
+    check_clone_acts_and_updates_like_the_original(agent, clone, env, out["buffer"], batch_size=4)
 
 
 @pytest.mark.parametrize("algo", ["vdn", "qmix", "ddn", "dmix", "roe"])
-def test_every_algorithm_trains_and_reports_finite_metrics(algo):
+def test_every_algorithm_trains_and_reports_finite_metrics(algo, config):
     agent, out = train(config(algo), dataclasses.replace(LOOP, total_steps=30))
     metrics = agent.update(out["buffer"].sample(4), step=30)
     assert all(torch.isfinite(v).all() for v in metrics.values())
@@ -308,7 +294,7 @@ def test_every_algorithm_trains_and_reports_finite_metrics(algo):
     assert agent.net.distributional == (algo in ("ddn", "dmix", "roe"))
 
 
-def test_mixer_and_agent_get_gradient_target_does_not():
+def test_mixer_and_agent_get_gradient_target_does_not(config):
     env = small_prey()
     agent = learner_for(env, config("dmix"))
     _, out = train(config("dmix"), dataclasses.replace(LOOP, total_steps=20, learning_starts=1000))
@@ -326,7 +312,7 @@ def test_marl_config_defaults_are_dfac_dmix():
     assert (ALGORITHM_CONFIGS["ddn"].n_taus_online, ALGORITHM_CONFIGS["ddn"].n_taus_target) == (1, 1)
 
 
-def test_k_steps_resume_k_steps_equals_2k_straight():
+def test_k_steps_resume_k_steps_equals_2k_straight(config):
     def fresh():
         env, eval_env = small_prey(), small_prey(2, seed=1)
         return env, eval_env, learner_for(env, config("roe"))
@@ -382,7 +368,7 @@ def test_run_writes_a_run_directory_and_resumes(tmp_path):
     assert max(steps) == 300
 
 
-def test_ddn_with_dfac_single_fractions_trains():
+def test_ddn_with_dfac_single_fractions_trains(config):
     cfg = dataclasses.replace(config("ddn"), n_taus_online=1, n_taus_target=1)
     agent, out = train(cfg, dataclasses.replace(LOOP, total_steps=30))
     metrics = agent.update(out["buffer"].sample(4), step=30)

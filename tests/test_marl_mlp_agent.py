@@ -1,35 +1,26 @@
 """The feed-forward agent (``MarlConfig.agent_net='mlp'``): step == sequence, learning on a matrix
 game, checkpoint round trip, and the GRU default left as it was."""
 
-import dataclasses
 import io
 
 import pytest
 import torch
+from marl_checks import check_clone_acts_and_updates_like_the_original
 
 from agents.core.config import apply_overrides
-from agents.marl import ALGORITHM_CONFIGS, PRESETS, FactorizedQLearner, MarlConfig, build
+from agents.marl import PRESETS, FactorizedQLearner, MarlConfig, build
 from agents.marl.loop import EpisodicConfig, train_episodic
 from agents.marl.nets import FeedForwardAgentNet, RecurrentAgentNet, make_agent_net
 from envs.matrix_games import MatrixGame
 
-TINY = dict(
-    hidden_dim=16,
-    quantile_embed_dim=8,
-    mixing_embed_dim=8,
-    hypernet_embed=16,
-    n_taus_online=4,
-    n_taus_target=3,
-    n_taus_act=5,
-    n_taus_eval=6,
-    target_update_interval=5,
-)
 # One optimum at (1, 1), zero elsewhere: trivial for QMIX; the untrained agent (seed 0) picks (2, 2).
 PAYOFF = [[0.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 0.0]]
 
 
-def config(algo="qmix", **changes):
-    return dataclasses.replace(ALGORITHM_CONFIGS[algo], **{**TINY, "agent_net": "mlp", **changes})
+@pytest.fixture
+def config(tiny_marl_config):
+    """``config(algo="qmix", **changes)``: a tiny learner config with the feed-forward agent net."""
+    return lambda algo="qmix", **changes: tiny_marl_config(algo, **{"agent_net": "mlp", **changes})
 
 
 def learner_for(env, cfg):
@@ -65,7 +56,7 @@ def test_mlp_sequence_equals_per_step_calls_and_ignores_the_hidden_state(activat
     assert not torch.allclose(seq[:, 0], seq[:, 1])  # different inputs, different features
 
 
-def test_agent_net_choice_and_gru_default():
+def test_agent_net_choice_and_gru_default(config):
     assert MarlConfig().agent_net == "gru" and MarlConfig().mlp_activation == "tanh"
     env = MatrixGame(game="wqmix", num_envs=2)
     gru = learner_for(env, config(agent_net="gru"))
@@ -85,7 +76,7 @@ def test_agent_net_choice_and_gru_default():
 
 
 @pytest.mark.parametrize("algo", ["qmix", "dmix"])
-def test_mlp_learner_loss_decreases_on_a_fixed_batch(algo):
+def test_mlp_learner_loss_decreases_on_a_fixed_batch(algo, config):
     env = MatrixGame(payoff=PAYOFF, num_envs=32)
     # A fixed target (no copy) and a larger step size: plain regression on one batch.
     agent = learner_for(env, config(algo, target_update_interval=10**6, lr=5e-3))
@@ -98,7 +89,7 @@ def test_mlp_learner_loss_decreases_on_a_fixed_batch(algo):
     assert losses[-10:].mean() < 0.3 * losses[:10].mean()
 
 
-def test_mlp_qmix_solves_a_trivial_matrix_game():
+def test_mlp_qmix_solves_a_trivial_matrix_game(config):
     env, eval_env = MatrixGame(payoff=PAYOFF, num_envs=16), MatrixGame(payoff=PAYOFF, num_envs=4)
     agent = learner_for(env, config("qmix", epsilon_anneal_steps=400))
     assert greedy_payoff(agent, eval_env) < 5.0  # not solved before training
@@ -116,7 +107,7 @@ def test_mlp_qmix_solves_a_trivial_matrix_game():
     assert out["final_eval"]["eval/mean_reward"].item() == 5.0
 
 
-def test_mlp_checkpoint_round_trip():
+def test_mlp_checkpoint_round_trip(config):
     env = MatrixGame(payoff=PAYOFF, num_envs=8)
     agent = learner_for(env, config("dmix"))
     loop = EpisodicConfig(
@@ -127,14 +118,7 @@ def test_mlp_checkpoint_round_trip():
     torch.save(agent.state_dict(), buffer)
     clone = learner_for(env, config("dmix", seed=123))
     clone.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
-    obs, avail = env.reset(), env.current_info()["avail_actions"]
-    for explore in (True, False):
-        a1, s1 = agent.act(obs, step=40, explore=explore, avail_actions=avail)
-        a2, s2 = clone.act(obs, step=40, explore=explore, avail_actions=avail)
-        assert torch.equal(a1, a2) and torch.equal(s1[0], s2[0])
-    batch = out["buffer"].sample(8)
-    m1, m2 = agent.update(batch, step=50), clone.update(batch, step=50)
-    assert torch.equal(m1["loss/td"], m2["loss/td"])
+    check_clone_acts_and_updates_like_the_original(agent, clone, env, out["buffer"], batch_size=8)
     assert all(torch.equal(a, b) for a, b in zip(agent.net.parameters(), clone.net.parameters(), strict=True))
     # An mlp checkpoint does not load into a GRU learner (strict state-dict keys).
     with pytest.raises(RuntimeError):

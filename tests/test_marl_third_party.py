@@ -2,7 +2,6 @@
 raw simulators, truncation vs termination, same-step autoreset with the true final state, seeding,
 checkpointable generators, error messages, and training through the presets, train.py and evaluate.py."""
 
-import io
 import json
 import sys
 
@@ -10,6 +9,13 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+from marl_checks import (
+    TINY_AGENT_OVERRIDES,
+    check_generator_round_trip,
+    check_training_is_reproducible,
+    check_truncation_then_same_step_autoreset,
+    random_actions,
+)
 from mpe2 import simple_spread_v3
 
 import evaluate
@@ -17,7 +23,7 @@ import train
 from agents.core.checkpoint import Checkpointer, load_checkpoint
 from agents.core.config import apply_overrides
 from agents.core.run import read_config
-from agents.marl import PRESETS, train_config
+from agents.marl import PRESETS
 from agents.marl import run as marl_run
 from envs import EnvError, make_vec_env
 from envs.multiagent import MultiAgentVecEnv, make_marl_env
@@ -25,11 +31,6 @@ from envs.pettingzoo_env import make_pettingzoo_env
 
 SPREAD = "mpe:simple_spread"
 LBF = "lbf:Foraging-6x6-2p-1f-coop-v3"
-
-
-def actions(env, steps, seed=123):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, env.n_actions, (steps, env.num_envs, env.n_agents), generator=g)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,7 @@ def test_contract_shapes_and_dtypes(env_id, options, shape):
     assert info["state"].shape == (3, n_agents * d) and torch.equal(info["state"], obs.reshape(3, -1))
     assert info["avail_actions"].shape == (3, n_agents, n_actions) and info["avail_actions"].dtype == torch.bool
     assert info["avail_actions"].all() and info["alive"].shape == (3, n_agents) and info["alive"].all()
-    out = env.step(actions(env, 1)[0])
+    out = env.step(random_actions(env, 1)[0])
     assert out.obs.shape == out.final_obs.shape == (3, n_agents, d) and out.obs.dtype == torch.float32
     assert out.reward.shape == (3,) and out.reward.dtype == torch.float32
     assert out.terminated.dtype == out.truncated.dtype == torch.bool
@@ -67,7 +68,7 @@ def test_mpe_matches_raw_parallel_env(team_reward):
     raw_obs = [raw.reset(seed=7 + i)[0] for i, raw in enumerate(raws)]  # copy i gets seed + i
     agents = raws[0].possible_agents
     assert torch.equal(obs, torch.tensor(np.array([[o[a] for a in agents] for o in raw_obs])))
-    for joint in actions(env, 5):
+    for joint in random_actions(env, 5):
         out = env.step(joint)
         for i, raw in enumerate(raws):
             o, r, _, _, _ = raw.step({a: int(u) for a, u in zip(agents, joint[i])})
@@ -79,7 +80,7 @@ def test_mpe_matches_raw_parallel_env(team_reward):
 
 
 def test_mpe_state_is_the_concatenated_observations_either_way():
-    acts = actions(make_marl_env(SPREAD, 2), 6)
+    acts = random_actions(make_marl_env(SPREAD, 2), 6)
     env, concat = make_marl_env(SPREAD, 2, global_state="env"), make_marl_env(SPREAD, 2, global_state="obs")
     assert torch.equal(rollout(env, 3, acts)[-1], rollout(concat, 3, acts)[-1])
     with pytest.raises(ValueError, match="global_state"):
@@ -90,24 +91,10 @@ def test_mpe_state_is_the_concatenated_observations_either_way():
 def test_truncation_at_the_limit_then_same_step_autoreset_with_true_final_state(env_id):
     env = make_marl_env(env_id, 3, seed=0, episode_limit=5)
     env.reset(seed=0)
-    acts = actions(env, 10)
+    acts = random_actions(env, 10)
     if env_id == LBF:  # no-op actions only: the food stays, so the episode can only be truncated
         acts = torch.zeros_like(acts)
-    for t in range(4):
-        out = env.step(acts[t])
-        assert not (out.terminated | out.truncated).any()
-        assert torch.equal(out.obs, out.final_obs) and torch.equal(out.info["final_state"], out.info["state"])
-    out = env.step(acts[4])
-    assert out.truncated.all() and not out.terminated.any()
-    # obs / state are the next episode's first; final_obs / final_state the true last ones.
-    assert not torch.equal(out.obs, out.final_obs)
-    assert not torch.equal(out.info["final_state"], out.info["state"])
-    assert torch.equal(out.info["final_state"], out.final_obs.reshape(3, -1))
-    assert torch.equal(out.info["state"], out.obs.reshape(3, -1))
-    assert torch.equal(env.current_info()["state"], out.obs.reshape(3, -1))
-    for t in range(5, 9):  # the step count restarted
-        assert not env.step(acts[t]).truncated.any()
-    assert env.step(acts[9]).truncated.all()
+    check_truncation_then_same_step_autoreset(env, acts, limit=5)
 
 
 def lbf_scene(env, row, food_level):
@@ -160,7 +147,7 @@ def rollout(env, seed, acts):
 @pytest.mark.parametrize("env_id", [SPREAD, LBF])
 def test_same_seed_same_trajectories_and_copies_differ(env_id):
     make = lambda seed: make_marl_env(env_id, 2, seed=seed, episode_limit=4)  # noqa: E731
-    acts = actions(make(0), 10)
+    acts = random_actions(make(0), 10)
     a, b = rollout(make(0), 5, acts), rollout(make(99), 5, acts)  # reset(seed=5) decides
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     c = rollout(make(0), 6, acts)
@@ -170,15 +157,7 @@ def test_same_seed_same_trajectories_and_copies_differ(env_id):
 
 @pytest.mark.parametrize("env_id", [SPREAD, LBF])
 def test_generators_round_trip_through_a_weights_only_checkpoint(env_id):
-    env = make_marl_env(env_id, 2, seed=3, episode_limit=3)
-    env.reset(seed=11)
-    for joint in actions(env, 4):
-        env.step(joint)
-    buffer = io.BytesIO()
-    torch.save({"env_generator": env.generator.get_state()}, buffer)
-    expected = [env.reset() for _ in range(3)]
-    env.generator.set_state(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)["env_generator"])
-    assert all(torch.equal(env.reset(), e) for e in expected)
+    check_generator_round_trip(make_marl_env(env_id, 2, seed=3, episode_limit=3))
 
 
 class MaskedToyEnv:
@@ -261,12 +240,7 @@ TINY_RUN = [
     "train.eval_episodes=2",
     "train.checkpoint_every=12",
     "train.progress=false",
-    "agent.hidden_dim=8",
-    "agent.quantile_embed_dim=4",
-    "agent.mixing_embed_dim=4",
-    "agent.hypernet_embed=8",
-    "agent.n_taus_act=4",
-    "agent.n_taus_eval=4",
+    *TINY_AGENT_OVERRIDES,
 ]
 
 
@@ -312,8 +286,4 @@ def test_resume_equals_straight_run(tmp_path):
 
 
 def test_training_is_reproducible():
-    cfg = apply_overrides(PRESETS["roe/simple-spread"], TINY_RUN)
-    a, b = train_config(cfg), train_config(cfg)
-    for (name, p), q in zip(a["agent"].net.named_parameters(), b["agent"].net.parameters()):
-        assert torch.equal(p, q), name
-    assert torch.equal(a["final_eval"]["eval/mean_reward"], b["final_eval"]["eval/mean_reward"])
+    check_training_is_reproducible(apply_overrides(PRESETS["roe/simple-spread"], TINY_RUN))

@@ -2,11 +2,16 @@
 same-step autoreset with the true final state, seeding, checkpointable random state, and a training
 smoke through the presets and the episodic loop."""
 
-import io
-
 import pytest
 import torch
 import vmas
+from marl_checks import (
+    TINY_AGENT_OVERRIDES,
+    check_generator_round_trip,
+    check_training_is_reproducible,
+    check_truncation_then_same_step_autoreset,
+    random_actions,
+)
 
 from agents.core.config import apply_overrides
 from agents.marl import PRESETS, evaluate_agent, train_config
@@ -21,11 +26,6 @@ def nav(n=3, seed=0, **options):
     return make_marl_env("vmas:navigation", n, seed=seed, **options)
 
 
-def actions(env, steps, seed=123):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, env.n_actions, (steps, env.num_envs, env.n_agents), generator=g)
-
-
 def test_contract_shapes_and_dtypes():
     env = nav(3)
     assert isinstance(env, MultiAgentVecEnv)
@@ -38,7 +38,7 @@ def test_contract_shapes_and_dtypes():
     assert info["state"].shape == (3, 2 * d) and torch.equal(info["state"], obs.reshape(3, -1))
     assert info["avail_actions"].shape == (3, 2, 9) and info["avail_actions"].dtype == torch.bool
     assert info["avail_actions"].all() and info["alive"].shape == (3, 2) and info["alive"].all()
-    out = env.step(actions(env, 1)[0])
+    out = env.step(random_actions(env, 1)[0])
     assert out.obs.shape == (3, 2, d) and out.final_obs.shape == (3, 2, d)
     assert out.reward.shape == (3,) and out.reward.dtype == torch.float32
     assert out.terminated.dtype == torch.bool and out.truncated.dtype == torch.bool
@@ -62,7 +62,7 @@ def test_matches_raw_vmas_and_team_reward_reduces_agent_rewards(team_reward):
     raw_obs = raw.reset(seed=7)
     obs = env.reset(seed=7)
     assert torch.equal(obs, torch.stack(raw_obs, 1))
-    for joint in actions(env, 6):
+    for joint in random_actions(env, 6):
         out = env.step(joint)
         raw_obs, raw_rew, _, _, _ = raw.step([a.unsqueeze(-1) for a in joint.unbind(1)])
         per_agent = torch.stack(raw_rew, 1)
@@ -76,22 +76,7 @@ def test_matches_raw_vmas_and_team_reward_reduces_agent_rewards(team_reward):
 def test_truncation_at_max_steps_then_autoreset_with_true_final_state():
     env = nav(3, max_steps=5)
     env.reset(seed=0)
-    acts = actions(env, 10)
-    for t in range(4):
-        out = env.step(acts[t])
-        assert not (out.terminated | out.truncated).any()
-        assert torch.equal(out.obs, out.final_obs) and torch.equal(out.info["final_state"], out.info["state"])
-    out = env.step(acts[4])
-    assert out.truncated.all() and not out.terminated.any()
-    # obs is the first observation of the next episode; final_obs / final_state are the true last ones.
-    assert not torch.equal(out.obs, out.final_obs)
-    assert torch.equal(out.info["final_state"], out.final_obs.reshape(3, -1))
-    assert torch.equal(out.info["state"], out.obs.reshape(3, -1))
-    assert torch.equal(env.current_info()["state"], out.obs.reshape(3, -1))
-    # The step counter restarted: the next truncation comes max_steps later.
-    for t in range(5, 9):
-        assert not env.step(acts[t]).truncated.any()
-    assert env.step(acts[9]).truncated.all()
+    check_truncation_then_same_step_autoreset(env, random_actions(env, 10), limit=5)
 
 
 def park_on_goals(env, row):
@@ -115,7 +100,7 @@ def test_termination_resets_only_the_finished_row():
 
 
 def test_seeding_is_reproducible_and_independent_of_other_envs_and_global_rng():
-    acts = actions(nav(2), 12)
+    acts = random_actions(nav(2), 12)
 
     def rollout(env, interleave=None):
         obs = [env.reset(seed=5)]
@@ -134,15 +119,7 @@ def test_seeding_is_reproducible_and_independent_of_other_envs_and_global_rng():
 
 
 def test_random_state_round_trips_through_a_weights_only_checkpoint():
-    env = nav(2, max_steps=3)
-    env.reset(seed=11)
-    for joint in actions(env, 4):
-        env.step(joint)
-    buffer = io.BytesIO()
-    torch.save({"env_generator": env.generator.get_state()}, buffer)
-    expected = [env.reset() for _ in range(3)]
-    env.generator.set_state(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)["env_generator"])
-    assert all(torch.equal(env.reset(), e) for e in expected)
+    check_generator_round_trip(nav(2, max_steps=3))
 
 
 def test_bad_options_fail_with_a_message():
@@ -171,12 +148,7 @@ TINY_RUN = [
     "train.eval_interval=0",
     "train.eval_episodes=2",
     "train.progress=false",
-    "agent.hidden_dim=8",
-    "agent.quantile_embed_dim=4",
-    "agent.mixing_embed_dim=4",
-    "agent.hypernet_embed=8",
-    "agent.n_taus_act=4",
-    "agent.n_taus_eval=4",
+    *TINY_AGENT_OVERRIDES,
 ]
 
 
@@ -199,8 +171,4 @@ def test_presets_train_through_the_episodic_loop(algo):
 
 
 def test_training_is_reproducible():
-    cfg = apply_overrides(PRESETS["qmix/vmas-navigation"], TINY_RUN)
-    a, b = train_config(cfg), train_config(cfg)
-    for (name, p), q in zip(a["agent"].net.named_parameters(), b["agent"].net.parameters()):
-        assert torch.equal(p, q), name
-    assert torch.equal(a["final_eval"]["eval/mean_reward"], b["final_eval"]["eval/mean_reward"])
+    check_training_is_reproducible(apply_overrides(PRESETS["qmix/vmas-navigation"], TINY_RUN))
