@@ -41,9 +41,9 @@ def one_run(job: tuple) -> dict:
     from agents.core.config import apply_overrides
     from agents.marl import PRESETS, train_config
 
-    variant, seed, steps, extra, out = job
+    variant, task, seed, steps, extra, out = job
     cfg = apply_overrides(
-        PRESETS[f"{variant}/predator-prey"],
+        PRESETS[f"{variant}/{task}"],
         [f"agent.seed={seed}", f"train.seed={seed}", f"train.total_steps={steps}", "train.progress=false", *extra],
     )
     curve: list[tuple[int, float]] = []
@@ -110,6 +110,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--variants", nargs="+", default=["dmix", "roe"])
+    parser.add_argument(
+        "--task",
+        default="predator-prey",
+        help="preset task trained as VARIANT/TASK (predator-prey, lbf-6x6-coop, simple-spread, ...)",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/marl_predator_prey.json")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied to every run")
@@ -125,7 +130,7 @@ def main() -> None:
         print(summarize(args.summarize, Path(args.out).with_suffix(".md"), args.figure, args.title))
         return
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    jobs = [(v, s, args.steps, args.overrides, args.out) for s in args.seeds for v in args.variants]
+    jobs = [(v, args.task, s, args.steps, args.overrides, args.out) for s in args.seeds for v in args.variants]
     if args.workers > 1:
         import multiprocessing as mp
 
