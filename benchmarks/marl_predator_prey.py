@@ -1,4 +1,5 @@
-"""DMIX (risk-neutral) vs ROE on predator-prey with miscapture punishment (ROE spec 6.5 item 1).
+"""DMIX (risk-neutral) vs ROE on predator-prey with miscapture punishment (ROE spec 6.5 item 1),
+and on the other preset tasks of spec 6.5 (``--task``: level-based foraging, MPE simple_spread).
 
 Trains the ``dmix/predator-prey`` and ``roe/predator-prey`` presets (4 agents, 4 stags, 7 x 7, limit
 50, punishment -2, DFAC hyperparameters) for each seed and records the greedy evaluation curve
@@ -16,10 +17,23 @@ The runs in docs/benchmarks.md (two processes share the seeds; --summarize tabul
     python benchmarks/marl_predator_prey.py --summarize 'benchmarks/results/marl_predator_prey_p2*_seed*.json' \\
         --out benchmarks/results/marl_predator_prey_p2.json --title "Predator-prey, punishment -2"
 
-(punishment 0: add ``env.options.punishment=0.0`` and use ``_p0`` names.) Deviations from the spec's
-setup, for the 2-core budget: 100k env steps (spec: 300k-500k) with T_alpha = 50k (the spec's
-shorter option) and epsilon over 50k; 8 envs collected at once with 8 updates per collection, which
-keeps DFAC's one update per episode (its runner steps one env).
+(punishment 0: add ``env.options.punishment=0.0`` and use ``_p0`` names.) ``--task`` trains another
+preset task the same way; the level-based foraging and MPE runs in docs/benchmarks.md:
+
+    python benchmarks/marl_predator_prey.py --task lbf-6x6-coop --steps 200000 --seeds 0 1 2 \\
+        --variants dmix --out benchmarks/results/marl_lbf_6x6_p05.json \\
+        env.num_envs=8 train.updates_per_collect=8 agent.risk_anneal_steps=100000
+    (the same with --variants roe; penalty 0 control: env.options.penalty=0.0, marl_lbf_6x6_p0.json)
+    python benchmarks/marl_predator_prey.py --task simple-spread --steps 100000 --seeds 0 1 2 \\
+        --variants dmix --out benchmarks/results/marl_simple_spread.json \\
+        env.num_envs=8 train.updates_per_collect=8 agent.risk_anneal_steps=50000
+    (the same with --variants roe)
+
+Deviations from the spec's setup, for the 2-core budget: predator-prey 100k env steps (spec:
+300k-500k) with T_alpha = 50k (the spec's shorter option), level-based foraging 200k (spec:
+500k-1M) with T_alpha = 100k, simple_spread 100k (spec: 500k) with T_alpha = 50k; epsilon over
+50k; 8 envs collected at once with 8 updates per collection, which keeps DFAC's one update per
+episode (its runner steps one env).
 """
 
 from __future__ import annotations
@@ -61,6 +75,10 @@ def one_run(job: tuple) -> dict:
     return {"variant": variant, "seed": seed, "curve": curve, "seconds": round(time.time() - start)}
 
 
+# Student t quantiles t(0.975, dof) for the 95% confidence half-width of a mean over few seeds.
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
 def summarize(pattern: str, markdown: Path, figure: Path, title: str) -> str:
     """Table (final greedy return per seed, mean +- std, 95% CI, seeds that capture) and curves
     from every per-run file matching ``pattern``; several benchmark processes may have written them."""
@@ -75,7 +93,7 @@ def summarize(pattern: str, markdown: Path, figure: Path, title: str) -> str:
         if run["curve"]:
             runs.setdefault(run["variant"], {})[run["seed"]] = run["curve"]
     lines = [
-        "| variant | final greedy return per seed | mean +- std | 95% CI | seeds capturing (> 0) |",
+        "| variant | final greedy return per seed | mean +- std | 95% CI | seeds with return > 0 |",
         "|---|---|---|---|---|",
     ]
     series = {}
@@ -83,7 +101,7 @@ def summarize(pattern: str, markdown: Path, figure: Path, title: str) -> str:
         finals = [by_seed[seed][-1][1] for seed in sorted(by_seed)]
         mean = statistics.fmean(finals)
         std = statistics.stdev(finals) if len(finals) > 1 else float("nan")
-        half = 2.776 * std / math.sqrt(len(finals)) if len(finals) == 5 else float("nan")  # t(0.975, 4)
+        half = T_975.get(len(finals) - 1, float("nan")) * std / math.sqrt(len(finals))
         steps = [by_seed[seed][-1][0] for seed in sorted(by_seed)]
         per_seed = ", ".join(
             f"{v:.1f} (s{seed}, {step // 1000}k)" for seed, v, step in zip(sorted(by_seed), finals, steps)
