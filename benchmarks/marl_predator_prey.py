@@ -79,7 +79,7 @@ def one_run(job: tuple) -> dict:
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
-def summarize(pattern: str, markdown: Path, figure: Path, title: str) -> str:
+def summarize(pattern: str, markdown: Path, figure: Path, title: str, digits: int = 1) -> str:
     """Table (final greedy return per seed, mean +- std, 95% CI, seeds that capture) and curves
     from every per-run file matching ``pattern``; several benchmark processes may have written them."""
     import math
@@ -104,10 +104,11 @@ def summarize(pattern: str, markdown: Path, figure: Path, title: str) -> str:
         half = T_975.get(len(finals) - 1, float("nan")) * std / math.sqrt(len(finals))
         steps = [by_seed[seed][-1][0] for seed in sorted(by_seed)]
         per_seed = ", ".join(
-            f"{v:.1f} (s{seed}, {step // 1000}k)" for seed, v, step in zip(sorted(by_seed), finals, steps)
+            f"{v:.{digits}f} (s{seed}, {step // 1000}k)" for seed, v, step in zip(sorted(by_seed), finals, steps)
         )
         captured = sum(v > 0 for v in finals)
-        lines.append(f"| {variant} | {per_seed} | {mean:.1f} +- {std:.1f} | +- {half:.1f} | {captured}/{len(finals)} |")
+        spread = f"{mean:.{digits}f} +- {std:.{digits}f} | +- {half:.{digits}f}"
+        lines.append(f"| {variant} | {per_seed} | {spread} | {captured}/{len(finals)} |")
         # Mean curve over the seeds that reached each evaluation (evaluation steps differ by a few
         # env steps across seeds: aligned by evaluation index).
         length = min(len(c) for c in by_seed.values())
@@ -143,9 +144,10 @@ def main() -> None:
     )
     parser.add_argument("--figure", type=Path, default=Path("docs/figures/marl_predator_prey.png"))
     parser.add_argument("--title", default="Predator-prey: greedy return", help="figure title (--summarize)")
+    parser.add_argument("--digits", type=int, default=1, help="decimals in the table (--summarize)")
     args = parser.parse_args()
     if args.summarize:
-        print(summarize(args.summarize, Path(args.out).with_suffix(".md"), args.figure, args.title))
+        print(summarize(args.summarize, Path(args.out).with_suffix(".md"), args.figure, args.title, args.digits))
         return
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     jobs = [(v, args.task, s, args.steps, args.overrides, args.out) for s in args.seeds for v in args.variants]
