@@ -9,7 +9,7 @@ the version with a learned temperature. For a batch (s, a, r, s', d):
     L_alpha  = -mean_b [ log alpha (log pi(a~|s) + H_target) ]
     Qbar    <- (1 - polyak) Qbar + polyak Q
 
-The K critics are one :class:`~agents.core.nets.QEnsemble` (one batched matmul per layer). The
+The K critics are one :class:`~agents.core.nets.QEnsemble` (one batched kernel per layer). The
 actor step differentiates only with respect to the actor's parameters (``backward(inputs=...)``),
 so no critic weight gradients are computed and then thrown away. ``policy_delay`` k runs the actor
 and temperature step every k critic steps, ``target_every`` the Polyak step (TD3/ERC cadence).

@@ -1,8 +1,9 @@
 """Network building blocks shared by the algorithms.
 
 * :func:`mlp` - a plain multilayer perceptron.
-* :class:`EnsembleLinear` / :class:`QEnsemble` - K critics evaluated as one batched matmul
-  (``baddbmm``): twin critics cost one kernel per layer instead of two.
+* :class:`EnsembleLinear` / :class:`QEnsemble` - K critics evaluated as one batched matmul per
+  hidden layer (``baddbmm``) and one batched dot product for the scalar output: twin critics cost
+  one kernel per layer instead of two.
 * :class:`SquashedGaussianActor` - tanh-squashed diagonal Gaussian policy (SAC).
 """
 
@@ -84,9 +85,10 @@ class QEnsemble(nn.Module):
         x = torch.cat([obs, action], dim=-1).expand(self.members, -1, -1)  # [K, B, O+A], no copy
         for layer in self.layers:
             x = self.act(layer(x))
-        # The scalar head as a dot product, [K, B, H] . [K, 1, H] -> [K, B]: the same values as
-        # ``self.head(x)``, but a batched matmul with one output column takes CPU BLAS's slow
-        # path (~90 us forward and ~180 us backward for 2 x 256 x 256 on 2 cores, against ~30 / ~100).
+        # The scalar head as a dot product, [K, B, H] . [K, 1, H] -> [K, B]: the same function as
+        # ``self.head(x)`` (up to float rounding), but a batched matmul with one output column
+        # takes CPU BLAS's slow path (~90 us forward and ~180 us backward for 2 x 256 x 256 on
+        # 2 cores, against ~30 / ~100).
         return torch.linalg.vecdot(x, self.head.weight.transpose(1, 2)) + self.head.bias.squeeze(-1)
 
 
