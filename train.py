@@ -48,8 +48,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _remove_unstarted(run_dir: Path | None, created: bool) -> None:
+    """Remove a run directory this command created when the run failed before its first checkpoint."""
+    import shutil
+
+    if created and run_dir is not None and run_dir.is_dir() and not any((run_dir / "checkpoints").glob("*.pt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    run_dir, created = None, False
 
     from agents import all_presets, get_preset
     from agents.core.agent import NonFiniteLossError
@@ -78,11 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.resume and run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
         print(f"run directory: {run_dir}", file=sys.stderr)
+        created = not args.resume and not run_dir.exists()
         train(config, run_dir, resume=bool(args.resume))
     except (ConfigError, CheckpointError, EnvError) as e:
+        _remove_unstarted(run_dir, created)
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:  # invalid settings found while building (e.g. a negative learning rate)
+    except ValueError as e:  # invalid settings found while building (e.g. an option an env refuses)
+        _remove_unstarted(run_dir, created)
         if os.environ.get("REGULA_DEBUG"):
             raise
         print(f"error: invalid configuration: {e} (REGULA_DEBUG=1 shows the traceback)", file=sys.stderr)

@@ -1,4 +1,8 @@
-"""The algorithm registry: algorithm name -> module, and every named preset.
+"""regula's agents: the algorithm registry, every named preset, and the Python API.
+
+The Python API (:mod:`agents.api`, imported on first use): ``agents.train(preset, overrides)`` ->
+run directory, ``agents.load_policy(run_dir)`` -> :class:`agents.api.Policy` with SB3-style
+``predict``, ``agents.evaluate(policy, env_id, episodes)`` -> the evaluation summary.
 
 Each algorithm module defines ``PRESETS: dict[str, RunConfig]`` and ``build(config, obs_spec,
 action_spec, device) -> Agent``; it may define ``run(config, run_dir, resume) -> Path`` when it needs
@@ -54,3 +58,15 @@ def get_preset(name: str) -> RunConfig:
         hint = ", ".join(close) if close else "run train.py --list"
         raise ConfigError(f"unknown preset {name!r}; closest: {hint}")
     return presets[name]
+
+
+_API = ("Policy", "load_policy", "train", "evaluate")
+
+
+def __getattr__(name: str):
+    """The Python API names, imported on first use (``import agents`` stays light for ``--help``)."""
+    if name in _API:
+        from agents import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")

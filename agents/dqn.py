@@ -8,14 +8,14 @@ For a batch (s, a, r, s', d) with Q ``[B, A]`` from the online MLP and Qbar from
          = mean_b Huber_1(Q(s_b, a_b) - y_b)     (loss="huber": Mnih et al.'s clipped error)
     Qbar <- (1 - polyak) Qbar + polyak Q   every ``target_every`` updates (polyak 1: a hard copy)
 
-Acting is epsilon-greedy with epsilon = Linear(epsilon_start, epsilon_end, epsilon_steps)(step), a
+Acting is epsilon-greedy with epsilon = Linear(epsilon_start, epsilon_end, epsilon_anneal_steps)(step), a
 pure function of the global env step (nothing to checkpoint). Variants override one named method,
 :meth:`DQN.critic_loss` (ERC-DQN adds its regularizer there, see agents/erc.py).
 
-Deviations from the reference (ERC spec section 2.9, the authors' CartPole DQN): none in the update.
-``learning_starts`` delays updates while acting stays epsilon-greedy (the reference has no random
+Deviations from the reference (the ERC authors' CartPole DQN, docs/algorithms/dqn.md): none in the update.
+``update_after_steps`` delays updates while acting stays epsilon-greedy (the reference has no random
 warm-up), so presets set the loop's ``warmup_steps=0``; the loop still samples (and the agent
-ignores) one batch per step before ``learning_starts``. Evaluation is greedy (epsilon 0); the
+ignores) one batch per step before ``update_after_steps``. Evaluation is greedy (epsilon 0); the
 reference evaluated with epsilon 0.1. Time-limit ends bootstrap (the reference treated them as
 terminal).
 """
@@ -29,31 +29,36 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from agents.core.config import EnvConfig, RunConfig, doc
+from agents.core.config import AgentConfig, EnvConfig, RunConfig, doc
 from agents.core.evaluation import q_estimation_bias
 from agents.core.loops import OffPolicyConfig
 from agents.core.losses import hard_update, polyak_update, td_target
-from agents.core.nets import mlp
+from agents.core.nets import ACTIVATIONS, mlp
 from agents.core.schedules import Linear
 from envs.base import DiscreteSpec
 
 
 @dataclass(frozen=True)
-class DQNConfig:
-    """DQN hyperparameters (defaults: the ERC authors' CartPole-v1 DQN, ERC spec section 2.9)."""
+class DQNConfig(AgentConfig):
+    """DQN hyperparameters (defaults: the ERC authors' CartPole-v1 DQN; see docs/algorithms/dqn.md)."""
 
-    hidden: tuple[int, ...] = doc("hidden layer widths of the Q-network", (128, 128))
-    activation: str = doc("hidden activation: relu, tanh, elu, gelu", "relu")
-    lr: float = doc("Adam learning rate", 1e-4)
-    gamma: float = doc("discount factor", 0.99)
-    loss: str = doc("TD loss: 'mse' (mean squared error) or 'huber' (smooth L1, delta 1)", "mse")
-    polyak: float = doc("target step size: target <- (1 - polyak) target + polyak online; 1 = hard copy", 0.005)
-    target_every: int = doc("target step every k updates", 1)
-    epsilon_start: float = doc("exploration epsilon at step 0", 0.1)
-    epsilon_end: float = doc("exploration epsilon after epsilon_steps", 0.1)
-    epsilon_steps: int = doc("env steps of the linear epsilon ramp", 1)
-    learning_starts: int = doc("no gradient updates before this env step (acting stays epsilon-greedy)", 0)
+    hidden: tuple[int, ...] = doc("hidden layer widths of the Q-network", (128, 128), ge=1)
+    activation: str = doc("hidden activation", "relu", choices=ACTIVATIONS)
+    lr: float = doc("Adam learning rate", 1e-4, gt=0)
+    gamma: float = doc("discount factor", 0.99, ge=0, le=1)
+    loss: str = doc(
+        "TD loss: 'mse' (mean squared error) or 'huber' (smooth L1, delta 1)", "mse", choices=("mse", "huber")
+    )
+    polyak: float = doc(
+        "target step size: target <- (1 - polyak) target + polyak online; 1 = hard copy", 0.005, gt=0, le=1
+    )
+    target_every: int = doc("target step every k updates", 1, ge=1)
+    epsilon_start: float = doc("exploration epsilon at step 0", 0.1, ge=0, le=1)
+    epsilon_end: float = doc("exploration epsilon after epsilon_anneal_steps", 0.1, ge=0, le=1)
+    epsilon_anneal_steps: int = doc("env steps of the linear epsilon ramp", 1, ge=0)
+    update_after_steps: int = doc("no gradient updates before this env step (acting stays epsilon-greedy)", 0, ge=0)
     fused_adam: bool = doc("use the fused Adam kernel (same math, fewer kernel launches)", True)
+    RENAMED = {"learning_starts": "update_after_steps", "epsilon_steps": "epsilon_anneal_steps"}
 
 
 class DQN:
@@ -71,7 +76,7 @@ class DQN:
         self.q_target = copy.deepcopy(self.q_network).requires_grad_(False)
         adam = {"fused": True} if config.fused_adam else {}
         self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=config.lr, **adam)
-        self.epsilon = Linear(config.epsilon_start, config.epsilon_end, config.epsilon_steps)
+        self.epsilon = Linear(config.epsilon_start, config.epsilon_end, config.epsilon_anneal_steps)
         self.updates = 0  # gradient steps taken; drives the target cadence
 
     def initial_state(self, num_envs: int) -> None:
@@ -105,7 +110,7 @@ class DQN:
         return loss, {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean()}
 
     def update(self, batch: dict[str, torch.Tensor], *, step: int) -> dict[str, torch.Tensor]:
-        if step < self.config.learning_starts:  # the reference's replay warm-up (see module docstring)
+        if step < self.config.update_after_steps:  # the reference's replay warm-up (see module docstring)
             return {}
         self.updates += 1
         target = self.critic_target_value(batch)
@@ -149,7 +154,8 @@ def evaluation_metrics(agent: DQN, env, config: RunConfig, step: int) -> dict[st
 
 
 def cartpole(algo: str = "dqn", agent: DQNConfig | None = None) -> RunConfig:
-    """CartPole-v1, ERC spec section 2.9 / 6.5 A: 60k steps, batch 256, updates from step 2000, eval 5 eps / 2k."""
+    """CartPole-v1 as the ERC authors' DQN (ERC benchmark A): 60k steps, batch 256, updates from step 2000,
+    eval 5 episodes every 2k."""
     return RunConfig(
         algo=algo,
         env=EnvConfig(id="CartPole-v1"),
@@ -161,7 +167,7 @@ def cartpole(algo: str = "dqn", agent: DQNConfig | None = None) -> RunConfig:
             eval_episodes=5,
             checkpoint_every=10_000,
         ),
-        agent=agent or DQNConfig(learning_starts=2_000),
+        agent=agent or DQNConfig(update_after_steps=2_000),
     )
 
 

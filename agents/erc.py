@@ -4,7 +4,7 @@ Paper: He, Zhou, Fang, Maghsudi, "Eigensubspace of Temporal-Difference Dynamics 
 Value Approximation in Reinforcement Learning", ECML PKDD 2023 (arXiv:2306.16750); code
 github.com/sweetice/ERC-ECML-23. TD errors collapse onto the 1-eigensubspace (the constant
 direction) of the transition kernel; ERC penalizes the in-batch spread of each critic's squared TD
-error e_kb = (Q_k(s_b, a_b) - y_b)^2 around its detached batch mean (/work/shared/specs/erc.md 2.4):
+error e_kb = (Q_k(s_b, a_b) - y_b)^2 around its detached batch mean (docs/algorithms/erc.md):
 
     R_k = mean_b min(beta (e_kb - sg[mean_b' e_kb'])^2, c)         (per sample clamp, per critic)
     L   = sum_k [mean_b e_kb + R_k]                                 (SAC: beta 0.005, c 0.01, twins)
@@ -17,12 +17,12 @@ baseline (``erc-base/...``, ``erc-dqn-base/cartpole``), bit for bit SAC / DQN (t
 Diagnostics (ERC and its baseline alike): ``train/td_sq_mean``, ``train/td_sq_std`` (in-batch, mean
 over critics), ``train/td_mean``, ``train/td_std``, ``train/erc_regularizer`` (sum_k R_k),
 ``train/erc_clamped_fraction``, ``train/erc_weight_deviation`` (max_b |w_b - 1|, w_b = 1 + 2 beta
-(e_b - mean e) the per-sample gradient rescaling, spec 2.5), ``train/erc_grad_ratio_q`` =
+(e_b - mean e) the per-sample gradient rescaling), ``train/erc_grad_ratio_q`` =
 ||dR/dQ|| / ||dTD/dQ|| over the batch's Q values (analytic, every update; exact for the MSE TD loss),
 and every ``diagnostics_every`` updates ``train/erc_grad_ratio`` = ||grad_theta R|| / ||grad_theta TD||
 over all critic parameters (two extra backward passes; skipped under SAC's ``compile``). At each
 evaluation ``eval/q_bias`` and ``eval/q_bias_std``: (Q - G) / |mean G| against Monte-Carlo soft
-returns G of the stochastic policy (spec 5.4, agents/core/evaluation.py).
+returns G of the stochastic policy (agents/core/evaluation.py).
 
 Deviations from the reference: SAC's critic loss carries a factor 1/2, so the SAC variant minimizes
 1/2 sum_k [mean e + R_k], half the reference's loss: same minimizer, and Adam's steps are invariant
@@ -65,7 +65,7 @@ def regularized(agent, base: torch.Tensor, metrics: dict, td_error: torch.Tensor
     reg, clamped = erc_regularizer(td_error, cfg.regularizer_weight, cfg.regularizer_clamp)
     extra = scale * reg.sum()
     td, squared = td_error.detach(), td_error.detach().pow(2)
-    # w - 1: ERC's rescaling of each sample's MSE gradient dR/dQ = (w - 1) d(mean e)/dQ (spec 2.5)
+    # w - 1: ERC's rescaling of each sample's MSE gradient dR/dQ = (w - 1) d(mean e)/dQ
     deviation = 2 * cfg.regularizer_weight * (squared - squared.mean(-1, keepdim=True)) * ~clamped
     metrics.update({
         "train/td_sq_mean": squared.mean(-1).mean(), "train/td_sq_std": squared.std(-1).mean(),
@@ -88,18 +88,18 @@ def regularized(agent, base: torch.Tensor, metrics: dict, td_error: torch.Tensor
 class ERCConfig(SACConfig):
     """SAC + ERC; regularizer defaults from the authors' DMControl code."""
 
-    regularizer_weight: float = doc("ERC weight beta (0: the SAC baseline)", 0.005)
-    regularizer_clamp: float | None = doc("per-sample clamp c of beta (e - mean e)^2 (None: no clamp)", 0.01)
-    diagnostics_every: int = doc("log the regularizer/TD gradient-norm ratio every k updates (0: never)", 100)
+    regularizer_weight: float = doc("ERC weight beta (0: the SAC baseline)", 0.005, ge=0)
+    regularizer_clamp: float | None = doc("per-sample clamp c of beta (e - mean e)^2 (None: no clamp)", 0.01, gt=0)
+    diagnostics_every: int = doc("log the regularizer/TD gradient-norm ratio every k updates (0: never)", 100, ge=0)
 
 
 @dataclass(frozen=True)
 class ERCDQNConfig(dqn.DQNConfig):
     """DQN + ERC; regularizer defaults from the authors' CartPole code (no clamp)."""
 
-    regularizer_weight: float = doc("ERC weight beta (0: the DQN baseline)", 5e-4)
-    regularizer_clamp: float | None = doc("per-sample clamp c of beta (e - mean e)^2 (None: no clamp)", None)
-    diagnostics_every: int = doc("log the regularizer/TD gradient-norm ratio every k updates (0: never)", 100)
+    regularizer_weight: float = doc("ERC weight beta (0: the DQN baseline)", 5e-4, ge=0)
+    regularizer_clamp: float | None = doc("per-sample clamp c of beta (e - mean e)^2 (None: no clamp)", None, gt=0)
+    diagnostics_every: int = doc("log the regularizer/TD gradient-norm ratio every k updates (0: never)", 100, ge=0)
 
 
 class ERC(SAC):
@@ -130,7 +130,7 @@ def evaluation_metrics(agent, env, config: RunConfig, step: int) -> dict[str, fl
 
 
 def dmc(task: str, weight: float = 0.005) -> RunConfig:
-    """The authors' DMC setting (spec section 4): SAC 256x256, lr 3e-4, alpha_0 0.1 with lr 1e-4, delayed
+    """The authors' DMC setting: SAC 256x256, lr 3e-4, alpha_0 0.1 with lr 1e-4, delayed
     actor/alpha/target (every 2nd critic step), batch 256, 25k random steps, UTD 1, 1M steps."""
     agent = ERCConfig(temperature_lr=1e-4, initial_temperature=0.1, policy_delay=2, target_every=2)
     train = OffPolicyConfig(total_steps=1_000_000, warmup_steps=25_000, eval_every=10_000, eval_episodes=10)
@@ -139,8 +139,10 @@ def dmc(task: str, weight: float = 0.005) -> RunConfig:
 
 PRESETS: dict[str, RunConfig] = {f"erc/dmc-{task}": dmc(task) for task in DMC_TASKS}
 PRESETS.update({f"erc-base/dmc-{task}": dmc(task, weight=0.0) for task in DMC_TASKS})
-PRESETS["erc-dqn/cartpole"] = dqn.cartpole("erc-dqn", ERCDQNConfig(learning_starts=2_000))
-PRESETS["erc-dqn-base/cartpole"] = dqn.cartpole("erc-dqn", ERCDQNConfig(learning_starts=2_000, regularizer_weight=0.0))
+PRESETS["erc-dqn/cartpole"] = dqn.cartpole("erc-dqn", ERCDQNConfig(update_after_steps=2_000))
+PRESETS["erc-dqn-base/cartpole"] = dqn.cartpole(
+    "erc-dqn", ERCDQNConfig(update_after_steps=2_000, regularizer_weight=0.0)
+)
 
 
 def build(config: RunConfig, obs_spec, action_spec, device):

@@ -29,32 +29,43 @@ from typing import Any
 
 import torch
 
-from agents.core.config import EnvConfig, RunConfig, doc
+from agents.core.config import AgentConfig, EnvConfig, RunConfig, check_finite, doc
 from agents.core.loops import OffPolicyConfig
 from agents.core.losses import polyak_update, td_target
-from agents.core.nets import QEnsemble, SquashedGaussianActor
+from agents.core.nets import ACTIVATIONS, QEnsemble, SquashedGaussianActor
 from envs.base import BoxSpec
+
+TEMPERATURES = ("learned", "fixed", "per-sample")  # SACConfig.temperature: where alpha comes from
 
 
 @dataclass(frozen=True)
-class SACConfig:
+class SACConfig(AgentConfig):
     """SAC hyperparameters (defaults: Haarnoja et al. 2018, Table 1)."""
 
-    hidden: tuple[int, ...] = doc("hidden layer widths of actor and critics", (256, 256))
-    activation: str = doc("hidden activation: relu, tanh, elu, gelu", "relu")
-    critics: int = doc("number of Q critics in the ensemble (min over them forms the target)", 2)
-    actor_lr: float = doc("actor Adam learning rate", 3e-4)
-    critic_lr: float = doc("critic Adam learning rate", 3e-4)
-    temperature_lr: float = doc("temperature (log alpha) Adam learning rate", 3e-4)
-    gamma: float = doc("discount factor", 0.99)
-    polyak: float = doc("target step size: target <- (1 - polyak) target + polyak online", 0.005)
-    initial_temperature: float = doc("initial entropy temperature alpha", 1.0)
-    learn_temperature: bool = doc("learn alpha towards the target entropy (else alpha stays fixed)", True)
-    target_entropy: float | None = doc("entropy target; None means -action_dim", None)
-    policy_delay: int = doc("actor and temperature step every k critic steps", 1)
-    target_every: int = doc("Polyak target step every k critic steps", 1)
+    hidden: tuple[int, ...] = doc("hidden layer widths of actor and critics", (256, 256), ge=1)
+    activation: str = doc("hidden activation", "relu", choices=ACTIVATIONS)
+    critics: int = doc("number of Q critics in the ensemble (min over them forms the target)", 2, ge=1)
+    actor_lr: float = doc("actor Adam learning rate", 3e-4, gt=0)
+    critic_lr: float = doc("critic Adam learning rate", 3e-4, gt=0)
+    temperature_lr: float = doc("temperature (log alpha) Adam learning rate", 3e-4, gt=0)
+    gamma: float = doc("discount factor", 0.99, ge=0, le=1)
+    polyak: float = doc("target step size: target <- (1 - polyak) target + polyak online", 0.005, gt=0, le=1)
+    initial_temperature: float = doc("initial entropy temperature alpha", 1.0, gt=0)
+    temperature: str = doc(
+        "entropy temperature alpha: 'learned' (towards the target entropy), 'fixed' (initial_temperature), "
+        "'per-sample' (each sample's own alpha, read from the batch's 'temperature' field)",
+        "learned",
+        choices=TEMPERATURES,
+    )
+    target_entropy: float | None = doc("entropy target; None means -action_dim", None, check=check_finite)
+    policy_delay: int = doc("actor and temperature step every k critic steps", 1, ge=1)
+    target_every: int = doc("Polyak target step every k critic steps", 1, ge=1)
+    actor_update_after_steps: int = doc(
+        "no actor / temperature step before this env step (critic steps start with the loop's updates)", 0, ge=0
+    )
     fused_adam: bool = doc("use the fused Adam kernel (same math, fewer kernel launches)", True)
     compile: bool = doc("torch.compile the critic and actor objectives (slow start, faster steps)", False)
+    RENAMED = {"learn_temperature": ("temperature", {True: "learned", False: "fixed"})}
 
 
 class SAC:
@@ -85,7 +96,7 @@ class SAC:
         # with two optimizers, at half the Python overhead.
         self.actor_params = list(self.actor.parameters())
         groups = [{"params": self.actor_params, "lr": config.actor_lr}]
-        if config.learn_temperature:
+        if config.temperature == "learned":
             groups.append({"params": [self.log_temperature], "lr": config.temperature_lr})
         self.actor_optimizer = torch.optim.Adam(groups, **adam)
         self._actor_step_inputs = [p for group in groups for p in group["params"]]
@@ -111,14 +122,22 @@ class SAC:
 
     @property
     def temperature(self) -> torch.Tensor:
+        """The scalar alpha of the 'learned' and 'fixed' modes (0-dim)."""
         return self.log_temperature.detach().exp()
+
+    def batch_temperature(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """alpha for the losses: the scalar (0-dim), or each sample's own ``batch["temperature"] [B]``
+        in the 'per-sample' mode (QARL's adversary: its target and actor loss use each episode's alpha)."""
+        if self.config.temperature == "per-sample":
+            return batch["temperature"]
+        return self.temperature
 
     @torch.no_grad()
     def critic_target_value(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """y = r + gamma (1 - terminated) (min_k Qbar_k(s', a') - alpha log pi(a'|s')), shape [B]."""
         next_action, next_log_prob = self.actor(batch["next_obs"])
         next_q = self.critic_target(batch["next_obs"], next_action).min(0).values
-        soft_value = next_q - self.temperature * next_log_prob
+        soft_value = next_q - self.batch_temperature(batch) * next_log_prob
         return td_target(batch["reward"], batch["terminated"], soft_value, self.config.gamma)
 
     def critic_loss(self, q: torch.Tensor, target: torch.Tensor, batch: dict[str, torch.Tensor]):
@@ -140,7 +159,7 @@ class SAC:
         """``(L_pi, log pi(a~|s) [B])`` with a~ reparameterised from the current actor."""
         action, log_prob = self.actor(batch["obs"])
         q = self.critic(batch["obs"], action).min(0).values
-        return (self.temperature * log_prob - q).mean(), log_prob
+        return (self.batch_temperature(batch) * log_prob - q).mean(), log_prob
 
     def update_critic(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         loss, metrics = self._critic_objective(batch)
@@ -153,20 +172,20 @@ class SAC:
         actor_loss, log_prob = self._actor_objective(batch)
         metrics = {"loss/actor": actor_loss.detach(), "train/entropy": -log_prob.detach().mean()}
         loss = actor_loss
-        if self.config.learn_temperature:
+        if self.config.temperature == "learned":
             temperature_loss = -(self.log_temperature * (log_prob.detach() + self.target_entropy)).mean()
             metrics["loss/temperature"] = temperature_loss.detach()
             loss = actor_loss + temperature_loss  # disjoint parameters: each gets its own loss's gradient
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=self._actor_step_inputs)  # critic weights get no gradient at all
         self.actor_optimizer.step()
-        metrics["train/temperature"] = self.temperature
+        metrics["train/temperature"] = self.batch_temperature(batch).mean()
         return metrics
 
     def update(self, batch: dict[str, torch.Tensor], *, step: int) -> dict[str, torch.Tensor]:
         self.updates += 1
         metrics = self.update_critic(batch)
-        if self.updates % self.config.policy_delay == 0:
+        if self.updates % self.config.policy_delay == 0 and step >= self.config.actor_update_after_steps:
             metrics.update(self.update_actor_and_temperature(batch))
         if self.updates % self.config.target_every == 0:
             polyak_update(self._critic_params, self._critic_target_params, self.config.polyak)

@@ -1,9 +1,9 @@
-"""ERC vs the same code with regularizer weight 0 (ERC spec section 6.5, experiments A and B).
+"""ERC vs the same code with regularizer weight 0 (experiments A and B of docs/benchmarks.md).
 
 A. DQN +- ERC on CartPole-v1 (``erc-dqn/cartpole`` vs ``erc-dqn-base/cartpole``; the base is DQN
    bit for bit): 5 seeds, 60k steps, greedy evaluation of 5 episodes every 2k steps.
 B. SAC +- ERC on dmc cartpole-swingup (``erc/dmc-cartpole-swingup`` vs ``erc-base/...``): 3 seeds,
-   50k steps, warm-up shortened from the paper's 25k to 5k (spec 6.5), 10 deterministic episodes
+   50k steps, warm-up shortened from the paper's 25k to 5k, 10 deterministic episodes
    every 5k steps.
 
 Runs go one after another (``--jobs 2`` for two processes), each in its own directory
@@ -16,7 +16,7 @@ every run the JSON summary (``benchmarks/results/erc.json``) and the curves
     nice python benchmarks/erc_benchmarks.py --suite B --jobs 2 # about 40 min
     python benchmarks/erc_benchmarks.py --summarize-only        # rebuild JSON and figures
 
-Acceptance (spec 6.5): A: paired mean difference (ERC - base, mean of the last 10 evaluations) >= 0
+Acceptance: A: paired mean difference (ERC - base, mean of the last 10 evaluations) >= 0
 and ERC ahead on >= 3 of 5 seeds. B: non-inferior, |final difference| within one pooled std.
 """
 
@@ -172,7 +172,7 @@ def finite_or_null(value):
 
 
 def summarize(runs: Path, out: Path, figures: Path) -> dict:
-    summary = {"spec": "/work/shared/specs/erc.md section 6.5", "suites": {}}
+    summary = {"protocol": "docs/benchmarks.md, ERC experiments A and B", "suites": {}}
     for suite in SUITES:
         summary["suites"][suite] = summarize_suite(runs, suite, figures)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ optimizer steps of 128 frames; the issue reports about 63 s) and a quick check::
 
     nice python benchmarks/marl_benchmarl.py --rounds 3 --threads 2              # 6,000 frames
     nice python benchmarks/marl_benchmarl.py --rounds 1 --frames 1000 --frames-per-batch 1000 \\
-        --optimizer-steps 100 --out /tmp/marl_benchmarl_quick.json                # ~1 min
+        --optimizer-steps 100 --out benchmarks/runs/marl_benchmarl_quick.json                # ~1 min
     nice python benchmarks/marl_benchmarl.py --rounds 3 --threads 2 --regula-agent gru  # regula's GRU
 
 Matched settings (BenchMARL's ``base_experiment.yaml``, ``qmix.yaml``, ``layers/mlp.yaml`` and
@@ -149,7 +149,7 @@ def matched_settings(args: argparse.Namespace) -> dict[str, Any]:
             )
             + ", input = observation only",
             "hypernet_embed": 64,
-            "target_update_interval": 200,
+            "target_every": 200,
             "final_eval_episodes": 1,
         },
         "benchmarl": {
@@ -236,13 +236,13 @@ def run_regula(s: dict[str, Any]) -> dict[str, Any]:
     )
     train = EpisodicConfig(
         total_steps=s["frames"],
-        batch_size=r["batch_episodes"],
-        buffer_size=r["buffer_episodes"],
-        learning_starts=r["batch_episodes"],
+        batch_episodes=r["batch_episodes"],
+        buffer_episodes=r["buffer_episodes"],
+        update_after_episodes=r["batch_episodes"],
         updates_per_collect=r["updates_per_collect"],
-        eval_interval=0,
+        eval_every=0,
         eval_episodes=r["final_eval_episodes"],
-        log_interval=10**12,
+        log_every=10**12,
         checkpoint_every=0,
         seed=s["seed"],
         threads=s["threads"],
@@ -265,8 +265,7 @@ def run_regula(s: dict[str, Any]) -> dict[str, Any]:
         epsilon_start=eps_start,
         epsilon_end=eps_end,
         epsilon_anneal_steps=eps_frames,
-        target_update_interval=r["target_update_interval"],
-        seed=s["seed"],
+        target_every=r["target_every"],
     )
     config = RunConfig("qmix", env, train, agent)
     train_env, eval_env = make_envs(config, "cpu")

@@ -1,4 +1,4 @@
-"""ROE vs the risk-neutral baseline on one-step cooperative matrix games (ROE spec section 6.3).
+"""ROE vs the risk-neutral baseline on one-step cooperative matrix games (docs/benchmarks.md).
 
 For every game x mixer (DDN, DMIX) x variant (baseline = uniform fractions, i.e. DFAC; ROE =
 fractions U[alpha_t, 1], alpha 1 -> 0 over 1 500 steps) x seed, train 3 000 steps with the
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 GAMES = ("wqmix", "climbing", "penalty")
 MIXERS = ("ddn", "dmix")
 VARIANTS = ("baseline", "roe")
-# Ablations of spec 6.3 (logged, not gated): ROE plus these overrides.
+# Ablations (logged, not gated): ROE plus these overrides.
 ABLATIONS = {
     "roe-acting-only": ["agent.shift_training_taus=false"],
     "roe-eps0": ["agent.epsilon_start=0", "agent.epsilon_end=0"],
@@ -47,7 +47,7 @@ def run_config(game: str, mixer: str, variant: str, seed: int, payoff: str | Non
         name = f"roe/{base}" if mixer == "dmix" else f"roe/{base}-ddn"
     else:
         name = f"{mixer}/{base}"
-    overrides = [f"agent.seed={seed}", f"train.seed={seed}", *ABLATIONS.get(variant, [])]
+    overrides = [f"train.seed={seed}", *ABLATIONS.get(variant, [])]
     if game == "custom":
         # Exactly what a user types: train.py roe/wqmix env.id=matrix env.options.payoff=[[...]]
         overrides += ["env.id=matrix", f"env.options.payoff={payoff}"]

@@ -1,5 +1,5 @@
-"""DMIX (risk-neutral) vs ROE on predator-prey with miscapture punishment (ROE spec 6.5 item 1),
-and on the other preset tasks of spec 6.5 (``--task``: level-based foraging, MPE simple_spread).
+"""DMIX (risk-neutral) vs ROE on predator-prey with miscapture punishment,
+and on the other preset tasks (``--task``: level-based foraging, MPE simple_spread).
 
 Trains the ``dmix/predator-prey`` and ``roe/predator-prey`` presets (4 agents, 4 stags, 7 x 7, limit
 50, punishment -2, DFAC hyperparameters) for each seed and records the greedy evaluation curve
@@ -29,9 +29,9 @@ preset task the same way; the level-based foraging and MPE runs in docs/benchmar
         env.num_envs=8 train.updates_per_collect=8 agent.risk_anneal_steps=50000
     (the same with --variants roe)
 
-Deviations from the spec's setup, for the 2-core budget: predator-prey 100k env steps (spec:
-300k-500k) with T_alpha = 50k (the spec's shorter option), level-based foraging 200k (spec:
-500k-1M) with T_alpha = 100k, simple_spread 100k (spec: 500k) with T_alpha = 50k; epsilon over
+Deviations from the planned setup, for the 2-core budget: predator-prey 100k env steps (planned:
+300k-500k) with T_alpha = 50k (the shorter option), level-based foraging 200k (planned:
+500k-1M) with T_alpha = 100k, simple_spread 100k (planned: 500k) with T_alpha = 50k; epsilon over
 50k; 8 envs collected at once with 8 updates per collection, which keeps DFAC's one update per
 episode (its runner steps one env).
 """
@@ -58,7 +58,7 @@ def one_run(job: tuple) -> dict:
     variant, task, seed, steps, extra, out = job
     cfg = apply_overrides(
         PRESETS[f"{variant}/{task}"],
-        [f"agent.seed={seed}", f"train.seed={seed}", f"train.total_steps={steps}", "train.progress=false", *extra],
+        [f"train.seed={seed}", f"train.total_steps={steps}", "train.progress=false", *extra],
     )
     curve: list[tuple[int, float]] = []
     path = Path(out).with_name(f"{Path(out).stem}_{variant}_seed{seed}.json")

@@ -44,7 +44,7 @@ def _suite() -> Any:
     return suite
 
 
-# The 26 state-based tasks of the ERC paper (Section 5.1 of /work/shared/specs/erc.md).
+# The 26 state-based tasks of the ERC paper (He et al. 2023, Section 5.1).
 DMC_TASKS: tuple[str, ...] = (
     "acrobot-swingup",
     "ball_in_cup-catch",

@@ -2,7 +2,7 @@
 
 The relative-over-generalization task of Weighted QMIX (Rashid et al., NeurIPS 2020, arXiv
 2006.10800; PyMARL's ``stag_hunt``) as used by the ROE authors' predator-prey fork, scaled by
-options (ROE spec section 6.5 item 1: 4 agents, 4 stags, 7 x 7, limit 50; the full size is
+options (the ROE benchmark's scaled-down setting: 4 agents, 4 stags, 7 x 7, limit 50; the full size is
 8 / 8 / 15 x 15 / 200).
 
 Rules, per env and step:

@@ -48,7 +48,7 @@ def tiny_marl_config():
         n_taus_target=3,
         n_taus_act=5,
         n_taus_eval=6,
-        target_update_interval=5,
+        target_every=5,
     )
 
     def make(algo, **changes):

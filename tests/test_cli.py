@@ -43,7 +43,13 @@ def assert_clean_error(proc, *fragments):
         (["train.py", "--resume", "/nonexistent/run"], ["/nonexistent/run: no such run directory"]),
         (["evaluate.py", "/nonexistent/run"], ["no such run directory"]),
         (["train.py", "sac", "env.id=Pendulumm-v1"], ["Pendulumm-v1", "Pendulum-v1"]),
-        (["train.py", "sac", "agent.critic_lr=-1"], ["invalid configuration", "learning rate"]),
+        (["train.py", "sac", "agent.critic_lr=-1"], ["agent.critic_lr=-1.0 is out of range", "> 0"]),
+        (["train.py", "sac", "total_steps=-5"], ["train.total_steps=-5 is out of range", ">= 1"]),
+        (["train.py", "dqn/cartpole", "agent.loss=l1"], ["agent.loss='l1' is not valid", "mse, huber"]),
+        (["train.py", "roe/climbing", "agent.risk_start=2"], ["agent.risk_start=2.0 is out of range", "<= 1"]),
+        (["train.py", "sac", "agent.hidden=[64,0]"], ["agent.hidden=[64, 0] is out of range", ">= 1"]),
+        (["train.py", "sac", "train.device=gpu7"], ["train.device='gpu7' is not valid", "torch device"]),
+        (["train.py", "sac", "env.vectorization=threads"], ["env.vectorization='threads'", "sync, async"]),
     ],
 )
 def test_bad_input_is_one_line(args, fragments):

@@ -58,6 +58,103 @@ def test_describe_lists_every_key_with_doc():
     assert "train.total_steps" in text and "env transitions to collect" in text
 
 
-def test_bare_key_sets_every_field_of_that_name():
+def test_seed_and_device_have_one_source_the_run(capsys):
     cfg = apply_overrides(get_preset("roe/climbing"), ["seed=7"])
-    assert cfg.train.seed == 7 and cfg.agent.seed == 7
+    assert cfg.train.seed == 7 and not hasattr(cfg.agent, "seed") and not hasattr(cfg.agent, "device")
+    # the old agent keys still parse, with a one-line notice naming the new key
+    cfg = apply_overrides(get_preset("roe/climbing"), ["agent.seed=5"])
+    assert cfg.train.seed == 5
+    assert "'agent.seed' is renamed 'train.seed'" in capsys.readouterr().err
+
+
+# ---- one vocabulary, ranges and choices ------------------------------------------------------------
+
+LOOP_KEYS = {
+    "total_steps",
+    "eval_every",
+    "eval_episodes",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "seed",
+    "device",
+    "threads",
+    "progress",
+}
+FREE_TEXT = {"algo", "env.id"}  # validated where they are used (registry, env factory)
+
+
+def test_every_loop_has_the_shared_keys_with_the_same_meaning():
+    from agents import all_presets
+    from agents.core.config import flat_fields
+
+    docs = {}
+    for name, preset in all_presets().items():
+        fields = {k.split(".", 1)[1]: v for k, v in flat_fields(preset).items() if k.startswith("train.")}
+        assert LOOP_KEYS <= set(fields), (name, LOOP_KEYS - set(fields))
+        for key in LOOP_KEYS:
+            docs.setdefault(key, set()).add(fields[key][1])
+    assert all(len(texts) == 1 for texts in docs.values()), {k: v for k, v in docs.items() if len(v) > 1}
+
+
+def test_every_number_has_a_range_and_every_choice_its_choices():
+    from agents import all_presets
+    from agents.core.config import field_rules, flat_fields
+
+    for name, preset in all_presets().items():
+        rules, fields = field_rules(preset), flat_fields(preset)
+        for key, (value, _, typ) in fields.items():
+            rule = rules[key]
+            bounded = any(rule.get(b) is not None for b in ("ge", "gt", "le", "lt"))
+            if typ in (int, float) or "int" in str(typ) or "float" in str(typ):
+                assert bounded or rule.get("check"), f"{name}: {key} has no valid range"
+            elif typ is str and key not in FREE_TEXT:
+                assert rule.get("choices") or rule.get("check"), f"{name}: {key} has no choices"
+
+
+def test_old_names_parse_with_a_notice(capsys):
+    cfg = apply_overrides(get_preset("roe/climbing"), ["train.eval_interval=500", "learning_starts=7"])
+    assert cfg.train.eval_every == 500 and cfg.train.update_after_episodes == 7
+    err = capsys.readouterr().err
+    assert "'train.eval_interval' is renamed 'train.eval_every'" in err
+    assert "'learning_starts' is renamed 'train.update_after_episodes'" in err
+    cfg = apply_overrides(get_preset("dqn/cartpole"), ["learning_starts=9", "agent.epsilon_steps=11"])
+    assert cfg.agent.update_after_steps == 9 and cfg.agent.epsilon_anneal_steps == 11
+    cfg = apply_overrides(get_preset("sac"), ["agent.learn_temperature=false"])
+    assert cfg.agent.temperature == "fixed"
+
+
+def test_a_config_json_of_an_earlier_version_still_loads(capsys):
+    old = to_dict(get_preset("roe/climbing"))
+    old["train"]["__type__"] = "agents.marl.loop:EpisodicConfig"
+    train = old["train"]
+    train["eval_interval"], train["learning_starts"] = train.pop("eval_every"), train.pop("update_after_episodes")
+    old["agent"]["target_update_interval"] = old["agent"].pop("target_every")
+    old["agent"]["seed"], old["agent"]["device"] = 0, "cpu"
+    back = from_dict(RunConfig, old)
+    assert back == get_preset("roe/climbing")
+    assert "renamed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("total_steps=-5", "train.total_steps=-5 is out of range; valid: >= 1"),
+        ("agent.gamma=1.5", "agent.gamma=1.5 is out of range; valid: >= 0 and <= 1"),
+        ("agent.polyak=0", "agent.polyak=0.0 is out of range; valid: > 0 and <= 1"),
+        ("agent.activation=swish", "agent.activation='swish' is not valid; choose from relu, tanh, elu, gelu"),
+        ("agent.temperature=auto", "choose from learned, fixed, per-sample"),
+        ("env.num_envs=0", "env.num_envs=0 is out of range"),
+        ("updates_per_step=0", "train.updates_per_step=0.0 is out of range; valid: > 0"),
+        ("agent.actor_lr=nan", "agent.actor_lr=nan is out of range"),
+    ],
+)
+def test_out_of_range_values_fail_at_resolution(override, message):
+    with pytest.raises(ConfigError) as error:
+        apply_overrides(get_preset("sac"), [override])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_describe_shows_valid_values():
+    text = describe(get_preset("dqn/cartpole"))
+    assert "[mse|huber]" in text and "[>= 1]" in text

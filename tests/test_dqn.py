@@ -59,8 +59,8 @@ def test_polyak_and_hard_target_updates():
     assert all(torch.equal(t, o) for t, o in zip(hard.q_target.parameters(), hard.q_network.parameters()))
 
 
-def test_learning_starts_skips_updates():
-    agent = make_agent(learning_starts=10)
+def test_update_after_steps_skips_updates():
+    agent = make_agent(update_after_steps=10)
     params = [p.clone() for p in agent.q_network.parameters()]
     assert agent.update(batch(), step=9) == {}
     assert all(torch.equal(a, b) for a, b in zip(params, agent.q_network.parameters()))
@@ -68,7 +68,7 @@ def test_learning_starts_skips_updates():
 
 
 def test_act_epsilon_greedy_int64_and_linear_schedule():
-    agent = make_agent(epsilon_start=1.0, epsilon_end=0.0, epsilon_steps=100)
+    agent = make_agent(epsilon_start=1.0, epsilon_end=0.0, epsilon_anneal_steps=100)
     obs = torch.randn(4000, 3)
     greedy, _ = agent.act(obs, step=0, explore=False)
     assert greedy.dtype == torch.int64 and greedy.shape == (4000,)
@@ -103,7 +103,7 @@ def test_cartpole_preset_matches_spec():
     cfg = PRESETS["dqn/cartpole"]
     assert cfg.env.id == "CartPole-v1" and cfg.train.total_steps == 60_000 and cfg.train.batch_size == 256
     a = cfg.agent
-    assert (a.hidden, a.lr, a.gamma, a.polyak, a.epsilon_start, a.epsilon_end, a.learning_starts) == (
+    assert (a.hidden, a.lr, a.gamma, a.polyak, a.epsilon_start, a.epsilon_end, a.update_after_steps) == (
         (128, 128),
         1e-4,
         0.99,

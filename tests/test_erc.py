@@ -30,7 +30,7 @@ def batch(n: int = 3, discrete: bool = False, seed: int = 1) -> dict:
     }
 
 
-# ---- the regularizer on 3-row batches (spec 6.3) --------------------------------------------------
+# ---- the regularizer on 3-row batches --------------------------------------------------
 
 
 def test_regularizer_value_by_hand_per_sample_clamp_per_critic():
@@ -42,7 +42,7 @@ def test_regularizer_value_by_hand_per_sample_clamp_per_critic():
     reg, clamped = erc_regularizer(td, BETA, CLAMP)
     assert torch.allclose(reg, torch.tensor([0.2 / 27, 0.005 * 294 / 144 / 3]), rtol=1e-6, atol=0)
     assert clamped.tolist() == [[True, False, True], [False, False, False]]
-    # the spec's 4-sample example: e = [0, 0.5, 1, 4.5] -> 0.0065625
+    # a 4-sample example: e = [0, 0.5, 1, 4.5] -> 0.0065625
     reg4, _ = erc_regularizer(torch.tensor([[0.0, 0.5, 1.0, 4.5]]).sqrt(), BETA, CLAMP)
     assert torch.allclose(reg4, torch.tensor([0.0065625]), rtol=1e-6, atol=0)
 
@@ -113,7 +113,7 @@ def test_dqn_erc_critic_loss_by_hand():
     assert torch.allclose(loss, e.mean() + 5e-4 * (e - e.mean()).pow(2).mean())
 
 
-# ---- weight 0 is the base algorithm, bit for bit (spec 6.3.3) -----------------------------------
+# ---- weight 0 is the base algorithm, bit for bit -----------------------------------
 
 
 def make_erc(**kw) -> ERC:
@@ -167,7 +167,7 @@ def test_weight_zero_equals_dqn_bit_for_bit():
     assert not all(torch.equal(a, b) for a, b in zip(tensors(base), tensors(strong)))
 
 
-# ---- the authors' delayed cadence from the preset (spec 6.3.4) -----------------------------------
+# ---- the authors' delayed cadence from the preset -----------------------------------
 
 
 def test_preset_cadence_actor_temperature_target_on_even_updates_only():
@@ -191,7 +191,7 @@ def unchanged(before: dict, after: dict, key: str) -> bool:
     return all(torch.equal(v, after[key][k]) for k, v in before[key].items())
 
 
-# ---- tabular eigensubspace check (spec 6.4) ------------------------------------------------------
+# ---- tabular eigensubspace check ------------------------------------------------------
 
 
 def test_tabular_error_collapses_onto_constant_direction_faster_with_erc():
@@ -252,7 +252,7 @@ def test_train_writes_erc_diagnostics(tmp_path):
 
 def test_erc_dqn_resume_and_bias_evaluations_leave_training_unchanged(tmp_path):
     # the Q-bias rollouts at each evaluation draw from a forked RNG: they must not perturb training
-    tiny = ["agent.hidden=[16]", "total_steps=400", "learning_starts=100", "batch_size=32", "eval_every=100"]
+    tiny = ["agent.hidden=[16]", "total_steps=400", "update_after_steps=100", "batch_size=32", "eval_every=100"]
     tiny += ["eval_episodes=2", "checkpoint_every=200", "progress=false", "diagnostics_every=5"]
     straight = apply_overrides(PRESETS["erc-dqn/cartpole"], tiny)
     train(straight, tmp_path / "straight")

@@ -55,3 +55,30 @@ def test_async_vectorization_steps():
     finally:
         env.close()
     assert gym.__version__
+
+
+def test_async_final_observation_is_the_true_last_observation():
+    """Async workers report the same final observations, value for value, as the in-process stepping."""
+    envs = {mode: make_vec_env("CartPole-v1", 2, vectorization=mode, seed=0) for mode in ("sync", "async")}
+    try:
+        obs = {mode: env.reset(seed=3) for mode, env in envs.items()}
+        assert torch.equal(obs["sync"], obs["async"])
+        ended = 0
+        for t in range(40):
+            action = torch.tensor([t % 2, 1])  # env 1 pushes one way and falls within a few dozen steps
+            out = {mode: env.step(action) for mode, env in envs.items()}
+            done = out["sync"].terminated | out["sync"].truncated
+            assert torch.equal(done, out["async"].terminated | out["async"].truncated)
+            assert torch.equal(out["sync"].final_obs, out["async"].final_obs)
+            assert torch.equal(out["sync"].obs, out["async"].obs)
+            if done.any():
+                ended += int(done.sum())
+                # where an episode ended, obs is the next episode's start and final_obs the fallen pole
+                assert not torch.equal(out["async"].final_obs[done], out["async"].obs[done])
+                assert (out["async"].final_obs[done][:, 2].abs() > 0.2).all() or (
+                    out["async"].final_obs[done][:, 0].abs() > 2.4
+                ).all()
+        assert ended >= 1
+    finally:
+        for env in envs.values():
+            env.close()

@@ -1,5 +1,5 @@
 """The factorized (distributional) Q-learner: ROE at alpha = 0 is DMIX bit for bit, the loss by hand,
-the DMIX / DDN algebra, the IQN head, masking, the evaluation region, save -> load -> act (spec 6.2)."""
+the DMIX / DDN algebra, the IQN head, masking, the evaluation region, save -> load -> act."""
 
 import dataclasses
 import io
@@ -18,7 +18,13 @@ from envs.matrix_games import MatrixGame
 from envs.predator_prey import PredatorPrey
 
 LOOP = EpisodicConfig(
-    total_steps=100, batch_size=4, buffer_size=50, learning_starts=4, eval_interval=30, eval_episodes=2, log_interval=10
+    total_steps=100,
+    batch_episodes=4,
+    buffer_episodes=50,
+    update_after_episodes=4,
+    eval_every=30,
+    eval_episodes=2,
+    log_every=10,
 )
 
 
@@ -35,8 +41,8 @@ def small_prey(n=2, seed=0):
     return PredatorPrey(num_envs=n, grid_size=4, n_agents=2, n_stags=1, episode_limit=5, seed=seed)
 
 
-def learner_for(env, cfg):
-    return FactorizedQLearner(env.obs_spec, env.state_spec, env.action_spec, cfg)
+def learner_for(env, cfg, seed=0):
+    return FactorizedQLearner(env.obs_spec, env.state_spec, env.action_spec, cfg, seed=seed)
 
 
 def train(cfg, loop=LOOP):
@@ -57,7 +63,7 @@ def flat_state(agent):
 
 
 # --------------------------------------------------------------------------------------------------
-# Spec 6.2 item 3: the risk-neutral ROE is the baseline, bit for bit.
+# The risk-neutral ROE is the baseline, bit for bit.
 
 
 @pytest.mark.parametrize("mixer", ["qmix", "sum"])
@@ -76,7 +82,7 @@ def test_roe_at_risk_zero_equals_the_baseline_bit_for_bit(mixer, config):
 
 
 # --------------------------------------------------------------------------------------------------
-# Spec 6.2 item 4: quantile Huber by hand.
+# Quantile Huber by hand.
 
 
 def test_quantile_huber_on_three_hand_computed_rows():
@@ -126,7 +132,7 @@ def test_learner_loss_matches_the_spec_formula_by_hand(config):
 def test_padded_steps_do_not_change_the_loss(config):
     env = small_prey()
     agent = learner_for(env, config("dmix"))
-    _, out = train(config("dmix"), dataclasses.replace(LOOP, total_steps=20, learning_starts=1000))
+    _, out = train(config("dmix"), dataclasses.replace(LOOP, total_steps=20, update_after_episodes=1000))
     batch = out["buffer"].sample(4)
     batch["filled"][:, 3:] = False  # pretend the episodes ended after 3 steps
     batch["terminated"][:, 2] = True
@@ -139,7 +145,7 @@ def test_padded_steps_do_not_change_the_loss(config):
 
 
 # --------------------------------------------------------------------------------------------------
-# Spec 6.2 items 5, 6, 7: DMIX algebra, DDN, IQN embedding.
+# DMIX algebra, DDN, IQN embedding.
 
 
 def test_dmix_algebra():
@@ -211,7 +217,7 @@ def test_acting_fractions_are_shared_by_the_agents(config):
 
 
 # --------------------------------------------------------------------------------------------------
-# Spec 6.2 items 8, 9: masking and the evaluation region.
+# Masking and the evaluation region.
 
 
 def test_unavailable_actions_are_never_chosen(config):
@@ -279,7 +285,7 @@ def test_evaluation_is_greedy_at_the_full_region_whatever_the_schedule(config):
 def test_save_load_act_is_identical_and_training_continues_identically(config):
     agent, out = train(config("roe"))
     env = small_prey(4, seed=9)
-    clone = learner_for(env, config("roe", seed=123))
+    clone = learner_for(env, config("roe"), seed=123)
     clone.load_state_dict(agent.state_dict())
     check_clone_acts_and_updates_like_the_original(agent, clone, env, out["buffer"], batch_size=4)
 
@@ -297,7 +303,7 @@ def test_every_algorithm_trains_and_reports_finite_metrics(algo, config):
 def test_mixer_and_agent_get_gradient_target_does_not(config):
     env = small_prey()
     agent = learner_for(env, config("dmix"))
-    _, out = train(config("dmix"), dataclasses.replace(LOOP, total_steps=20, learning_starts=1000))
+    _, out = train(config("dmix"), dataclasses.replace(LOOP, total_steps=20, update_after_episodes=1000))
     loss, _ = agent.td_loss(out["buffer"].sample(4), step=0)
     loss.backward()
     assert all(p.grad is not None for p in agent.net.parameters())
@@ -317,7 +323,7 @@ def test_k_steps_resume_k_steps_equals_2k_straight(config):
         env, eval_env = small_prey(), small_prey(2, seed=1)
         return env, eval_env, learner_for(env, config("roe"))
 
-    loop = dataclasses.replace(LOOP, total_steps=80, eval_interval=30, checkpoint_every=40)
+    loop = dataclasses.replace(LOOP, total_steps=80, eval_every=30, checkpoint_every=40)
     env, eval_env, agent = fresh()
     saved = {}
 
@@ -348,11 +354,11 @@ def test_run_writes_a_run_directory_and_resumes(tmp_path):
         PRESETS["roe/predator-prey"],
         [
             "train.total_steps=200",
-            "train.eval_interval=100",
+            "train.eval_every=100",
             "train.eval_episodes=2",
             "train.checkpoint_every=100",
-            "train.batch_size=2",
-            "train.learning_starts=2",
+            "train.batch_episodes=2",
+            "train.update_after_episodes=2",
             "train.progress=false",
             "env.options.episode_limit=10",
             "agent.hidden_dim=8",

@@ -23,8 +23,8 @@ def config(tiny_marl_config):
     return lambda algo="qmix", **changes: tiny_marl_config(algo, **{"agent_net": "mlp", **changes})
 
 
-def learner_for(env, cfg):
-    return FactorizedQLearner(env.obs_spec, env.state_spec, env.action_spec, cfg)
+def learner_for(env, cfg, seed=0):
+    return FactorizedQLearner(env.obs_spec, env.state_spec, env.action_spec, cfg, seed=seed)
 
 
 def greedy_payoff(agent, env):
@@ -79,9 +79,14 @@ def test_agent_net_choice_and_gru_default(config):
 def test_mlp_learner_loss_decreases_on_a_fixed_batch(algo, config):
     env = MatrixGame(payoff=PAYOFF, num_envs=32)
     # A fixed target (no copy) and a larger step size: plain regression on one batch.
-    agent = learner_for(env, config(algo, target_update_interval=10**6, lr=5e-3))
+    agent = learner_for(env, config(algo, target_every=10**6, lr=5e-3))
     loop = EpisodicConfig(
-        total_steps=32, batch_size=32, buffer_size=64, learning_starts=10**6, eval_interval=0, eval_episodes=1
+        total_steps=32,
+        batch_episodes=32,
+        buffer_episodes=64,
+        update_after_episodes=10**6,
+        eval_every=0,
+        eval_episodes=1,
     )
     batch = train_episodic(env, agent, loop)["buffer"].sample(32)
     losses = torch.tensor([agent.update(batch, step=0)["loss/td"].item() for _ in range(80)])
@@ -95,11 +100,11 @@ def test_mlp_qmix_solves_a_trivial_matrix_game(config):
     assert greedy_payoff(agent, eval_env) < 5.0  # not solved before training
     loop = EpisodicConfig(
         total_steps=800,
-        batch_size=32,
-        buffer_size=500,
-        learning_starts=32,
+        batch_episodes=32,
+        buffer_episodes=500,
+        update_after_episodes=32,
         updates_per_collect=4,
-        eval_interval=0,
+        eval_every=0,
         eval_episodes=4,
     )
     out = train_episodic(env, agent, loop, eval_env=eval_env)
@@ -111,12 +116,12 @@ def test_mlp_checkpoint_round_trip(config):
     env = MatrixGame(payoff=PAYOFF, num_envs=8)
     agent = learner_for(env, config("dmix"))
     loop = EpisodicConfig(
-        total_steps=80, batch_size=8, buffer_size=100, learning_starts=8, eval_interval=0, eval_episodes=1
+        total_steps=80, batch_episodes=8, buffer_episodes=100, update_after_episodes=8, eval_every=0, eval_episodes=1
     )
     out = train_episodic(env, agent, loop)
     buffer = io.BytesIO()
     torch.save(agent.state_dict(), buffer)
-    clone = learner_for(env, config("dmix", seed=123))
+    clone = learner_for(env, config("dmix"), seed=123)
     clone.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
     check_clone_acts_and_updates_like_the_original(agent, clone, env, out["buffer"], batch_size=8)
     assert all(torch.equal(a, b) for a, b in zip(agent.net.parameters(), clone.net.parameters(), strict=True))

@@ -1,4 +1,4 @@
-"""Fraction samplers and the risk schedule of ROE (spec 6.2 items 1, 2)."""
+"""Fraction samplers and the risk schedule of ROE."""
 
 import pytest
 import torch

@@ -12,7 +12,7 @@ from agents.marl import PRESETS, train_config
     [("roe/wqmix", 8.0), ("dmix/wqmix", 0.0), ("roe/wqmix-ddn", 8.0), ("ddn/wqmix", 0.0)],
 )
 def test_matrix_game_greedy_payoff(preset, expected):
-    out = train_config(apply_overrides(PRESETS[preset], ["agent.seed=0", "train.seed=0"]))
+    out = train_config(apply_overrides(PRESETS[preset], ["train.seed=0"]))
     assert out["final_eval"]["eval/mean_reward"].item() == expected
 
 

@@ -234,9 +234,9 @@ TINY_RUN = [
     "env.num_envs=2",
     "env.options.episode_limit=6",
     "train.total_steps=24",
-    "train.batch_size=2",
-    "train.learning_starts=2",
-    "train.eval_interval=0",
+    "train.batch_episodes=2",
+    "train.update_after_episodes=2",
+    "train.eval_every=0",
     "train.eval_episodes=2",
     "train.checkpoint_every=12",
     "train.progress=false",
@@ -250,7 +250,7 @@ def test_presets_carry_the_spec_settings(task):
     for algo in ("roe", "dmix", "ddn", "qmix", "vdn"):
         preset = PRESETS[f"{algo}/{task}"]
         assert preset.env.options["episode_limit"] == limit and preset.agent.epsilon_anneal_steps == 50_000
-        assert (preset.train.batch_size, preset.train.buffer_size, preset.agent.target_update_interval) == (
+        assert (preset.train.batch_episodes, preset.train.buffer_episodes, preset.agent.target_every) == (
             32,
             5_000,
             200,
@@ -267,7 +267,7 @@ def test_train_py_and_evaluate_py_run_the_presets(tmp_path, algo, task):
     assert any("loss/td" in row for row in rows) and any("eval/mean_reward" in row for row in rows)
     assert evaluate.main([str(run_dir), "--episodes", "2"]) == 0
     (report,) = (run_dir / "eval").glob("eval_step24_*.json")
-    assert np.isfinite(json.loads(report.read_text())["nominal"]["eval/mean_reward"])
+    assert np.isfinite(json.loads(report.read_text())["nominal"]["mean_reward"])
 
 
 def test_resume_equals_straight_run(tmp_path):

@@ -72,4 +72,4 @@ def test_evaluate_agent_of_a_trained_config():
 
     cfg = apply_overrides(PRESETS["roe/penalty"], ["agent.hidden_dim=8"])
     result = evaluate_agent(cfg, build(cfg), episodes=3)
-    assert result["eval/mean_ep_length"] == 1.0 and -100.0 <= result["eval/mean_reward"] <= 10.0
+    assert result["mean_ep_length"] == 1.0 and -100.0 <= result["mean_reward"] <= 10.0 and result["episodes"] == 3

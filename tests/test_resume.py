@@ -46,3 +46,17 @@ def test_run_shorter_than_warmup_trains_and_resume_keeps_its_warmup(tmp_path, ti
     resumed = apply_overrides(read_config(tmp_path / "run"), ["train.total_steps=1100"])
     train(resumed, tmp_path / "run", resume=True)
     assert final_state(tmp_path / "run")["agent"]["updates"] == 1000  # not back to 1000 random steps
+
+
+def test_resume_inside_the_random_warmup_replays_the_same_random_actions(tmp_path, tiny_sac_overrides):
+    """The split falls inside the warm-up: the collector's generator must come back with the checkpoint."""
+    overrides = [*tiny_sac_overrides, "train.total_steps=400", "train.warmup_steps=300"]
+    straight = apply_overrides(get_preset("sac"), overrides)
+    train(straight, tmp_path / "straight")
+    train(apply_overrides(straight, ["train.total_steps=200"]), tmp_path / "split")
+    resumed = apply_overrides(read_config(tmp_path / "split"), ["train.total_steps=400"])
+    train(resumed, tmp_path / "split", resume=True)
+    a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "split")
+    assert torch.equal(a["buffer"]["storage"]["action"], b["buffer"]["storage"]["action"])
+    for key, value in a["agent"]["actor"].items():
+        assert torch.equal(value, b["agent"]["actor"][key])

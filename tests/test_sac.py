@@ -98,7 +98,7 @@ def test_polyak_moves_target_by_tau():
 
 
 def test_fixed_temperature_is_not_learned():
-    agent = make_agent(learn_temperature=False, initial_temperature=0.3)
+    agent = make_agent(temperature="fixed", initial_temperature=0.3)
     metrics = agent.update(batch(), step=0)
     assert "loss/temperature" not in metrics
     assert abs(agent.temperature.item() - 0.3) < 1e-7

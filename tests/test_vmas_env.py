@@ -143,9 +143,9 @@ TINY_RUN = [
     "env.options.max_steps=6",
     "env.options.n_agents=2",
     "train.total_steps=36",
-    "train.batch_size=2",
-    "train.learning_starts=2",
-    "train.eval_interval=0",
+    "train.batch_episodes=2",
+    "train.update_after_episodes=2",
+    "train.eval_every=0",
     "train.eval_episodes=2",
     "train.progress=false",
     *TINY_AGENT_OVERRIDES,
@@ -167,7 +167,7 @@ def test_presets_train_through_the_episodic_loop(algo):
     batch = out["buffer"].sample(2)
     assert batch["obs"].shape == (2, 7, 2, out["agent"].obs_dim)
     result = evaluate_agent(cfg, out["agent"], episodes=2)
-    assert set(result) >= {"eval/mean_reward", "eval/mean_ep_length"}
+    assert set(result) >= {"mean_reward", "mean_ep_length"} and result["episodes"] == 2
 
 
 def test_training_is_reproducible():

@@ -1,14 +1,21 @@
-"""Configs: frozen dataclasses, named presets, typed ``key=value`` overrides, JSON round trip.
+"""Configs: frozen dataclasses, named presets, typed ``key=value`` overrides, range checks, JSON round trip.
 
 A run is described by one :class:`RunConfig`: the algorithm name, an :class:`EnvConfig`, the loop's
-config (``train``) and the agent's config (``agent``). Each field carries a one-line doc in
-``field(metadata={"doc": ...})``; that text is what ``train.py --show`` and ``--help`` print.
+config (``train``, a :class:`LoopConfig`) and the agent's config (``agent``, an :class:`AgentConfig`).
+Each field carries a one-line doc and, for numbers and choices, its valid values, all given through
+:func:`doc`; that text is what ``train.py --show`` and ``--help`` print, and :func:`validate` checks
+every value against it when a config is resolved (overrides applied, or read back from a run).
 
 Overrides are ``section.key=value`` (``agent.lr=1e-3``) or a bare ``key=value``
-(``total_steps=3000``), which sets every field of that name (``seed=3`` seeds both the loop and an
-agent that has its own seed). Values are parsed by the field's type; dict and
-list fields take JSON, and ``env.options.NAME=VALUE`` sets one entry of the env's option dict.
-Unknown keys fail with :class:`ConfigError` naming the closest valid keys.
+(``total_steps=3000``), which sets every field of that name. Values are parsed by the field's type;
+dict and list fields take JSON, and ``env.options.NAME=VALUE`` sets one entry of the env's option
+dict. Unknown keys fail with :class:`ConfigError` naming the closest valid keys; a renamed key
+(a class's ``RENAMED`` table) still works and prints a one-line notice naming the new key.
+
+One vocabulary for every loop (units in the names where they differ): ``total_steps``,
+``eval_every``, ``log_every`` and ``checkpoint_every`` count env steps in every loop; replay sizes say
+their unit (``buffer_size`` / ``batch_size`` in transitions, ``buffer_episodes`` / ``batch_episodes``
+in episodes); the run's ``seed`` and ``device`` live in ``train`` only and are passed down.
 """
 
 from __future__ import annotations
@@ -16,31 +23,104 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import sys
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 class ConfigError(ValueError):
     """A bad preset, key or value. The message is one line, fit to show a user as it is."""
 
 
-def doc(text: str, default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING):
-    """A dataclass field with a one-line doc (shown by ``--show`` and ``--help``)."""
+def doc(
+    text: str,
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Any = dataclasses.MISSING,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: Sequence[Any] | None = None,
+    check: Callable[[Any], str | None] | None = None,
+):
+    """A dataclass field with a one-line doc (shown by ``--show`` and ``--help``) and its valid values.
+
+    ``ge`` / ``gt`` / ``le`` / ``lt`` bound a number (every element of a tuple of numbers);
+    ``choices`` lists the valid values of a choice field; ``check(value) -> None or a reason`` is a
+    custom rule (e.g. a torch device string). :func:`validate` enforces them.
+    """
+    metadata = {"doc": text, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "check": check}
     if factory is not dataclasses.MISSING:
-        return field(default_factory=factory, metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def check_device(value: str) -> str | None:
+    """None when ``value`` names a torch device (cpu, cuda, cuda:1, mps), else the reason."""
+    import torch
+
+    try:
+        torch.device(value)
+    except (RuntimeError, TypeError):
+        return "a torch device such as cpu, cuda, cuda:1 or mps"
+    return None
+
+
+def check_finite(value: float) -> str | None:
+    """None for a finite number (any sign), else the reason: for numbers with no natural bounds."""
+    return None if math.isfinite(value) else "a finite number"
 
 
 @dataclass(frozen=True)
-class EnvConfig:
+class Config:
+    """Base of every config section. ``RENAMED`` maps an old key of this section to its new name."""
+
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+
+@dataclass(frozen=True)
+class AgentConfig(Config):
+    """Base of every algorithm's agent config (the run's seed and device are not in it: see LoopConfig)."""
+
+
+@dataclass(frozen=True)
+class LoopConfig(Config):
+    """The settings every training loop shares; every interval counts env steps (transitions)."""
+
+    total_steps: int = doc("env transitions to collect in all (env steps)", 100_000, ge=1)
+    eval_every: int = doc("evaluate every this many env steps (0: only at the end)", 10_000, ge=0)
+    eval_episodes: int = doc("greedy episodes per evaluation", 10, ge=1)
+    log_every: int = doc("write training metrics every this many env steps", 1_000, ge=1)
+    checkpoint_every: int = doc("save a checkpoint every this many env steps (0: only at the end)", 10_000, ge=0)
+    keep_checkpoints: int = doc("how many recent checkpoints to keep", 3, ge=1)
+    seed: int = doc("the run's seed: envs, network weights, replay sampling and exploration", 0, ge=0)
+    device: str = doc("torch device of the whole run: cpu, cuda, cuda:1, mps", "cpu", check=check_device)
+    threads: int = doc("torch CPU threads (0: leave torch's default)", 0, ge=0)
+    progress: bool = doc("show a progress bar", True)
+    RENAMED: ClassVar[dict[str, str]] = {"eval_interval": "eval_every", "log_interval": "log_every"}
+
+
+@dataclass(frozen=True)
+class EnvConfig(Config):
     """Which environment to build and how many copies to step at once."""
 
     id: str = doc("gymnasium id (Pendulum-v1, Hopper-v5), 'dmc:domain-task', or a suite env name", "Pendulum-v1")
-    num_envs: int = doc("environments stepped together per collector step", 1)
-    vectorization: str = doc("gymnasium vector mode: 'sync' (one process) or 'async' (one process per env)", "sync")
+    num_envs: int = doc("environments stepped together per collector step", 1, ge=1)
+    vectorization: str = doc(
+        "gymnasium vector mode: 'sync' (one process) or 'async' (one process per env)",
+        "sync",
+        choices=("sync", "async"),
+    )
     options: dict = doc("extra keyword arguments for the env constructor (JSON)", factory=dict)
+    wrappers: list = doc(
+        'env wrappers by name, applied in order: [{"name": NAME, ...options}] (JSON; see envs.WRAPPERS)',
+        factory=list,
+    )
 
 
 @dataclass(frozen=True)
@@ -49,8 +129,8 @@ class RunConfig:
 
     algo: str = doc("algorithm name in the registry", "sac")
     env: EnvConfig = doc("environment settings", factory=EnvConfig)
-    train: Any = doc("loop settings (the algorithm's loop config dataclass)", None)
-    agent: Any = doc("agent settings (the algorithm's config dataclass)", None)
+    train: LoopConfig = doc("loop settings (the algorithm's loop config)", factory=LoopConfig)
+    agent: AgentConfig = doc("agent settings (the algorithm's config)", factory=AgentConfig)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -73,6 +153,41 @@ def flat_fields(cfg: Any, prefix: str = "") -> dict[str, tuple[Any, str, Any]]:
         else:
             out[name] = (value, f.metadata.get("doc", ""), hints.get(f.name, Any))
     return out
+
+
+def field_rules(cfg: Any, prefix: str = "") -> dict[str, dict[str, Any]]:
+    """``{"section.key": metadata}`` (doc, bounds, choices, check) for every leaf field."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(field_rules(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = dict(f.metadata)
+    return out
+
+
+def _target(entry: str | tuple[str, dict]) -> tuple[str, dict | None]:
+    """A ``RENAMED`` entry: a new name, or ``(new name, {old value: new value})`` when the type changed too."""
+    return (entry, None) if isinstance(entry, str) else entry
+
+
+def renamed_keys(cfg: Any, prefix: str = "") -> dict[str, tuple[str, dict | None]]:
+    """``{"old.full.key": ("new.full.key", value map or None)}`` from every section's ``RENAMED`` table."""
+    out: dict[str, tuple[str, dict | None]] = {}
+    for old, entry in getattr(type(cfg), "RENAMED", {}).items():
+        new, values = _target(entry)
+        out[f"{prefix}{old}"] = (new if "." in new else f"{prefix}{new}", values)  # dotted: another section
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(renamed_keys(value, f"{prefix}{f.name}."))
+    return out
+
+
+def notice(text: str) -> None:
+    """A one-line note for the user on stderr (renamed keys and similar)."""
+    print(f"note: {text}", file=sys.stderr)
 
 
 def _parse_value(raw: str, typ: Any, key: str) -> Any:
@@ -150,34 +265,128 @@ def _replace_path(cfg: Any, path: list[str], value: Any) -> Any:
     return dataclasses.replace(cfg, **{head: _replace_path(getattr(cfg, head), rest, value)})
 
 
-def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
-    """Return ``cfg`` with each ``key=value`` applied; ConfigError on an unknown key or bad value."""
+def _apply_renamed(cfg: Any, key: str, raw: str) -> Any | None:
+    """Apply ``key=raw`` where ``key`` (full or bare) is an old name; None when it is not one."""
+    renamed = renamed_keys(cfg)
+    targets = [renamed[key]] if key in renamed else [t for old, t in renamed.items() if old.rsplit(".", 1)[-1] == key]
+    if not targets:
+        return None
+    fields = flat_fields(cfg)
+    seen = set()
+    for new, values in targets:
+        if new in seen:
+            continue
+        seen.add(new)
+        notice(f"{key!r} is renamed {new!r}; please use the new name")
+        if values is None:
+            value = _parse_value(raw, fields[new][2], new)
+        else:
+            old = _parse_value(raw, type(next(iter(values))), key)
+            value = values[old]
+        cfg = _replace_path(cfg, new.split("."), value)
+    return cfg
+
+
+def apply_overrides(cfg: Any, overrides: list[str], *, check: bool = True) -> Any:
+    """Return ``cfg`` with each ``key=value`` applied, then :func:`validate`-d.
+
+    ConfigError on an unknown key, an unparsable value or a value out of its range.
+    """
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
         key = key.strip()
         fields = flat_fields(cfg)
-        full = key if key in fields else None
-        if full is None:
-            # env.options.NAME=VALUE: one entry of a dict field.
-            parent, _, leaf = key.rpartition(".")
-            if parent in fields and isinstance(fields[parent][0], dict):
-                try:
-                    value = json.loads(raw)
-                except json.JSONDecodeError:
-                    value = raw
-                cfg = _replace_path(cfg, parent.split("."), {**fields[parent][0], leaf: value})
-                continue
-            matches = [k for k in fields if k.rsplit(".", 1)[-1] == key]
-            if not matches:
-                raise ConfigError(f"unknown key {key!r}; closest: {_closest(key, list(fields))}")
-            # A bare key sets every field of that name (seed=3 seeds both the loop and the agent).
-            for full in matches:
-                cfg = _replace_path(cfg, full.split("."), _parse_value(raw, fields[full][2], full))
+        if key in fields:
+            cfg = _replace_path(cfg, key.split("."), _parse_value(raw, fields[key][2], key))
             continue
-        _, _, typ = fields[full]
-        cfg = _replace_path(cfg, full.split("."), _parse_value(raw, typ, full))
+        # env.options.NAME=VALUE: one entry of a dict field.
+        parent, _, leaf = key.rpartition(".")
+        if parent in fields and isinstance(fields[parent][0], dict):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+            cfg = _replace_path(cfg, parent.split("."), {**fields[parent][0], leaf: value})
+            continue
+        # A bare key sets every field of that name; a renamed key sets its new field(s).
+        matches = [k for k in fields if k.rsplit(".", 1)[-1] == key]
+        if not matches:
+            renamed = _apply_renamed(cfg, key, raw)
+            if renamed is None:
+                raise ConfigError(f"unknown key {key!r}; closest: {_closest(key, list(fields))}")
+            cfg = renamed
+        for full in matches:
+            cfg = _replace_path(cfg, full.split("."), _parse_value(raw, fields[full][2], full))
+    if check:
+        validate(cfg)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _bound_reason(rules: dict[str, Any]) -> str:
+    parts = []
+    for name, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if rules.get(name) is not None:
+            parts.append(f"{symbol} {rules[name]:g}")
+    return " and ".join(parts)
+
+
+def _out_of_bounds(value: float, rules: dict[str, Any]) -> bool:
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return (
+        (rules.get("ge") is not None and value < rules["ge"])
+        or (rules.get("gt") is not None and value <= rules["gt"])
+        or (rules.get("le") is not None and value > rules["le"])
+        or (rules.get("lt") is not None and value >= rules["lt"])
+    )
+
+
+def validate(cfg: Any) -> None:
+    """Check every field against its :func:`doc` rules; ConfigError naming key, value and what is valid."""
+    for key, rules in field_rules(cfg).items():
+        value = _get(cfg, key)
+        if value is None:
+            continue
+        choices = rules.get("choices")
+        if choices is not None and value not in choices:
+            valid = ", ".join(map(str, choices))
+            raise ConfigError(f"{key}={value!r} is not valid; choose from {valid}")
+        numbers = value if isinstance(value, (tuple, list)) else (value,)
+        bounded = any(rules.get(name) is not None for name in ("ge", "gt", "le", "lt"))
+        if bounded:
+            for number in numbers:
+                if isinstance(number, bool) or not isinstance(number, (int, float)):
+                    continue
+                if _out_of_bounds(number, rules):
+                    shown = json.dumps(value) if isinstance(value, (tuple, list)) else repr(value)
+                    raise ConfigError(f"{key}={shown} is out of range; valid: {_bound_reason(rules)}")
+        if rules.get("check") is not None:
+            reason = rules["check"](value)
+            if reason:
+                raise ConfigError(f"{key}={value!r} is not valid; expected {reason}")
+    for section in _sections(cfg):  # cross-field rules: a section's own ``check()`` raises ConfigError
+        hook = getattr(section, "check", None)
+        if callable(hook):
+            hook()
+
+
+def _sections(cfg: Any):
+    yield cfg
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _sections(value)
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
     return cfg
 
 
@@ -199,35 +408,54 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Inverse of :func:`to_dict`. Unknown keys raise ConfigError (a config from another version)."""
+# Sections whose class moved: old "module:qualname" -> new one (config.json of earlier runs).
+MOVED_TYPES: dict[str, str] = {"agents.marl.loop:EpisodicConfig": "agents.core.loops:EpisodicConfig"}
+
+
+def from_dict(cls: type, data: dict[str, Any], *, check: bool = True) -> Any:
+    """Inverse of :func:`to_dict`; renamed keys are mapped with a notice, unknown keys raise ConfigError."""
     import importlib
 
     hints = _resolved_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    renamed = getattr(cls, "RENAMED", {})
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key == "__type__":
             continue
+        if key not in names and key in renamed:
+            target, values = _target(renamed[key])
+            if "." in target:  # moved to another section (the agent's seed / device): the run's own wins
+                continue
+            notice(f"{cls.__name__}: {key!r} is renamed {target!r}")
+            key, value = target, value if values is None else values[value]
         if key not in names:
             raise ConfigError(f"config key {key!r} is not a field of {cls.__name__}")
         if isinstance(value, dict) and "__type__" in value:
-            module, qual = value["__type__"].split(":")
+            module, qual = MOVED_TYPES.get(value["__type__"], value["__type__"]).split(":")
             sub = getattr(importlib.import_module(module), qual)
-            kwargs[key] = from_dict(sub, value)
+            kwargs[key] = from_dict(sub, value, check=False)
         elif typing.get_origin(hints.get(key)) is tuple or hints.get(key) is tuple:
             kwargs[key] = tuple(value)
         else:
             kwargs[key] = value
-    return cls(**kwargs)
+    out = cls(**kwargs)
+    if check:
+        validate(out)
+    return out
 
 
 def describe(cfg: Any) -> str:
-    """Human table of every key, its value and its doc (``train.py --show``)."""
+    """Human table of every key, its value, its doc and its valid values (``train.py --show``)."""
     rows = flat_fields(cfg)
+    rules = field_rules(cfg)
     width = max(len(k) for k in rows)
     lines = []
     for key, (value, text, _) in rows.items():
         shown = json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value)
-        lines.append(f"  {key:<{width}}  {shown:<14}  {text}")
+        valid = _bound_reason(rules[key])
+        if rules[key].get("choices") is not None:
+            valid = "|".join(map(str, rules[key]["choices"]))
+        suffix = f" [{valid}]" if valid else ""
+        lines.append(f"  {key:<{width}}  {shown:<14}  {text}{suffix}")
     return "\n".join(lines)

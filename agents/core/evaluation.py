@@ -2,7 +2,7 @@
 
 Each of the E envs plays a fixed quota of the requested episodes (``episodes // E``, plus one for the
 first ``episodes % E``), so short episodes are not over-represented, a bias of "first N finished".
-:func:`q_estimation_bias` compares a critic's estimates with Monte-Carlo returns (ERC spec 5.4).
+:func:`q_estimation_bias` compares a critic's estimates with Monte-Carlo returns (REDQ-style, as ERC\nreports it).
 """
 
 from __future__ import annotations
@@ -59,16 +59,20 @@ def run_episodes(
     return {"returns": torch.cat(returns)[:episodes], "lengths": torch.cat(lengths)[:episodes]}
 
 
-def summarize(returns: torch.Tensor) -> dict[str, float]:
-    """Mean, std (population), min and max of episode returns."""
+def summarize(returns: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, float]:
+    """The suite's one evaluation schema (single- and multi-agent): mean, std (population), min and
+    max of episode returns, the episode count and, given ``lengths``, the mean episode length."""
     r = returns.to(torch.float64)
-    return {
+    out = {
         "mean_reward": float(r.mean()),
         "std_reward": float(r.std(unbiased=False)) if r.numel() > 1 else 0.0,
         "min_reward": float(r.min()),
         "max_reward": float(r.max()),
         "episodes": int(r.numel()),
     }
+    if lengths is not None:
+        out["mean_ep_length"] = float(lengths.to(torch.float64).mean())
+    return out
 
 
 @torch.no_grad()
@@ -134,3 +138,42 @@ def _q_estimation_bias(policy, env: VecEnv, gamma: float, seed: int | None, max_
         "mc_return": float(returns.mean()),
         "q_estimate": float(q.mean()),
     }
+
+
+def episode_returns(
+    config,
+    agent,
+    episodes: int,
+    *,
+    seed: int,
+    explore: bool = False,
+    step: int = 0,
+    num_envs: int | None = None,
+    wrappers=(),
+) -> dict[str, torch.Tensor]:
+    """``{"returns", "lengths"}`` of ``agent`` on fresh envs of ``config`` (plus ``wrappers``).
+
+    Env ``i`` of ``num_envs`` (default ``min(10, episodes)``) starts from ``reset(seed + i)``. A family
+    whose module defines ``episode_returns`` (the multi-agent learners: masks and recurrent state) runs
+    its own episodes; every other agent plays :func:`run_episodes`.
+    """
+    from agents import algorithm_module
+    from envs import EnvError, make_vec_env
+
+    module = algorithm_module(config.algo)
+    if hasattr(module, "episode_returns"):
+        if wrappers:
+            raise EnvError(f"{config.algo} runs its own evaluation episodes; env wrappers are not supported for it yet")
+        return module.episode_returns(config, agent, episodes, seed, explore=explore)
+    env = make_vec_env(
+        config.env.id,
+        num_envs or min(10, episodes),
+        device=agent.device,
+        seed=seed,
+        options=config.env.options,
+        wrappers=[*config.env.wrappers, *wrappers],
+    )
+    try:
+        return run_episodes(agent, env, episodes, explore=explore, step=step, seed=seed)
+    finally:
+        env.close()

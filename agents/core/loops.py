@@ -1,90 +1,229 @@
-"""Training loops: short plain functions over the shared parts.
+"""Training loops and the parts they are built from.
 
-A loop receives a :class:`Session` (the run's env, agent, buffer, logger, checkpointer and
+A loop receives a :class:`Session` (the run's env, named components, logger, checkpointer and
 evaluator, built by :mod:`agents.core.run`) and drives it to ``total_steps``. Steps count env
 transitions: a collector step with N envs advances the step by N.
+
+The parts every loop shares:
+
+* :class:`Every` - one cadence ("every k env steps, 0: never") for logging, evaluation and checkpoints;
+* :class:`UpdateCredit` - the fractional update-to-data ratio carried across collector steps;
+* :func:`train_learner` - k updates of one learner from one buffer, metrics accumulated by reference;
+* :func:`report` - the end of an iteration: log (with the NaN guard), evaluate, checkpoint, when due;
+* :class:`Session` - named components (``agent``, ``buffer``, ``collector``, and for two-player runs
+  ``adversary``, ``adversary_buffer``, ``teacher`` ...) that checkpoints walk by name.
+
+:func:`off_policy` is the one-learner loop composed from them; a family with a new data flow (QARL's
+alternating phases) writes a short loop from the same parts.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from agents.core.agent import NonFiniteLossError
-from agents.core.collect import Collector
-from agents.core.config import doc
+from agents.core.config import LoopConfig, doc
 from agents.core.logger import MetricAccumulator
 
 
 @dataclass(frozen=True)
-class OffPolicyConfig:
+class OffPolicyConfig(LoopConfig):
     """Settings of the off-policy loop (replay, update ratio, intervals, seeding, device)."""
 
-    total_steps: int = doc("env transitions to collect in all", 100_000)
     warmup_steps: int = doc(
-        "uniformly random actions and no updates for this many first steps (half the run if not below total_steps)",
+        "uniformly random actions and no updates for this many first env steps (half the run if not below total_steps)",
         1_000,
+        ge=0,
     )
-    buffer_size: int = doc("replay capacity in transitions", 1_000_000)
-    batch_size: int = doc("transitions per gradient update", 256)
-    updates_per_step: float = doc("gradient updates per env transition (update-to-data ratio)", 1.0)
-    eval_every: int = doc("evaluate every this many steps (0: only at the end)", 10_000)
-    eval_episodes: int = doc("episodes per evaluation", 10)
-    log_every: int = doc("write metrics every this many steps", 1_000)
-    checkpoint_every: int = doc("save a checkpoint every this many steps (0: only at the end)", 10_000)
-    keep_checkpoints: int = doc("how many recent checkpoints to keep", 3)
-    seed: int = doc("seed for envs, networks, replay sampling and exploration", 0)
-    device: str = doc("torch device: cpu, cuda, cuda:1, mps", "cpu")
-    threads: int = doc("torch CPU threads (0: leave torch's default)", 0)
-    progress: bool = doc("show a progress bar", True)
+    buffer_size: int = doc("replay capacity in transitions", 1_000_000, ge=1)
+    batch_size: int = doc("transitions per gradient update", 256, ge=1)
+    updates_per_step: float = doc("gradient updates per env transition (update-to-data ratio)", 1.0, gt=0)
+
+
+@dataclass(frozen=True)
+class EpisodicConfig(LoopConfig):
+    """Settings of the episodic loop: replay of whole episodes (recurrent multi-agent learners)."""
+
+    total_steps: int = doc("env transitions to collect in all (env steps)", 1_000_000, ge=1)
+    log_every: int = doc("write training metrics every this many env steps", 2_000, ge=1)
+    checkpoint_every: int = doc("save a checkpoint every this many env steps (0: only at the end)", 50_000, ge=0)
+    buffer_episodes: int = doc("replay capacity in episodes", 5_000, ge=1)
+    batch_episodes: int = doc("episodes per gradient update", 32, ge=1)
+    update_after_episodes: int = doc(
+        "episodes in the buffer before the first update (PyMARL: the batch size)", 32, ge=0
+    )
+    updates_per_collect: int = doc("gradient updates per collection of num_envs episodes", 1, ge=0)
+    RENAMED = {
+        **LoopConfig.RENAMED,
+        "buffer_size": "buffer_episodes",
+        "batch_size": "batch_episodes",
+        "learning_starts": "update_after_episodes",
+    }
+
+
+class Every:
+    """A cadence: due at the first multiple of ``every`` env steps after the step it last fired.
+
+    ``every <= 0`` is never due (callers add "and at the end" themselves).
+    """
+
+    def __init__(self, every: int, step: int = 0):
+        self.every = int(every)
+        self.advance(step)
+
+    def advance(self, step: int) -> None:
+        """Schedule the next firing after ``step``."""
+        self.next = (step // self.every + 1) * self.every if self.every > 0 else math.inf
+
+    def due(self, step: int) -> bool:
+        return step >= self.next
+
+
+@dataclass
+class Cadence:
+    """The three cadences of a loop, from its config."""
+
+    log: Every
+    eval: Every
+    checkpoint: Every
+
+    @classmethod
+    def of(cls, cfg: LoopConfig, step: int) -> Cadence:
+        return cls(Every(cfg.log_every, step), Every(cfg.eval_every, step), Every(cfg.checkpoint_every, step))
+
+
+class UpdateCredit:
+    """Fractional gradient updates carried over: ``ratio`` updates per env transition."""
+
+    def __init__(self, ratio: float, credit: float = 0.0):
+        self.ratio = ratio
+        self.credit = float(credit)
+
+    def take(self, transitions: int) -> int:
+        """Add ``ratio * transitions`` and return the whole updates now due."""
+        self.credit += self.ratio * transitions
+        count = 0
+        while self.credit >= 1.0:  # subtract one at a time: the same floats as every earlier run
+            self.credit -= 1.0
+            count += 1
+        return count
+
+
+def train_learner(
+    agent: Any, buffer: Any, updates: int, batch_size: int, step: int, metrics: MetricAccumulator, prefix: str = ""
+) -> None:
+    """``updates`` gradient updates of ``agent`` on batches of ``buffer``; metrics under ``prefix``."""
+    for _ in range(updates):
+        out = agent.update(buffer.sample(batch_size), step=step)
+        metrics.add({prefix + k: v for k, v in out.items()} if prefix else out)
 
 
 @dataclass
 class Session:
-    """Everything a loop drives, built once per run (see agents.core.run)."""
+    """Everything a loop drives, built once per run (see agents.core.run).
+
+    ``components`` are named objects with ``state_dict`` / ``load_state_dict`` (agents, buffers, the
+    collector, a curriculum teacher); a checkpoint holds each under its name. The evaluated policy is
+    the component named ``agent``.
+    """
 
     config: Any
     env: Any
-    agent: Any
-    buffer: Any
     logger: Any
     checkpointer: Any
     evaluate: Any  # callable(agent, step) -> dict of eval metrics
-    collector: Collector
+    components: dict[str, Any] = field(default_factory=dict)
     step: int = 0
     extra_state: dict | None = None  # loop-specific counters to checkpoint
+
+    @property
+    def agent(self) -> Any:
+        return self.components["agent"]
+
+    @property
+    def buffer(self) -> Any:
+        return self.components["buffer"]
+
+    @property
+    def collector(self) -> Any:
+        return self.components["collector"]
 
 
 def check_finite(values: dict[str, float], step: int) -> None:
     """Stop the run on a NaN or infinite loss, naming it."""
     for key, value in values.items():
-        if key.startswith("loss/") and not math.isfinite(value):
+        if "loss/" in key and not math.isfinite(value):
             raise NonFiniteLossError(
                 f"loss {key!r} became {value} at step {step}; stopping (last good checkpoint kept)"
             )
 
 
 def session_state(session: Session) -> dict[str, Any]:
-    """What a checkpoint holds to continue bit for bit."""
+    """What a checkpoint holds to continue bit for bit: every component by name, RNG, loop counters."""
     return {
-        "agent": session.agent.state_dict(),
-        "buffer": session.buffer.state_dict(),
-        "collector": session.collector.state_dict(),
+        **{name: component.state_dict() for name, component in session.components.items()},
         "torch_rng": torch.get_rng_state(),
         "extra": session.extra_state or {},
     }
 
 
 def restore_session(session: Session, state: dict[str, Any]) -> None:
-    session.agent.load_state_dict(state["agent"])
-    session.buffer.load_state_dict(state["buffer"])
-    session.collector.load_state_dict(state["collector"])
+    for name, component in session.components.items():
+        component.load_state_dict(state[name])
     torch.set_rng_state(state["torch_rng"])
     session.extra_state = state.get("extra") or {}
     session.step = int(state["step"])
+
+
+def report(
+    session: Session,
+    cadence: Cadence,
+    metrics: Callable[[], dict[str, Any]],
+    extra_state: Callable[[], dict[str, Any]],
+) -> None:
+    """End of a loop iteration at ``session.step``: log, evaluate and checkpoint when due (all at the end).
+
+    A checkpoint step always logs first, so a NaN loss is caught before it can be saved.
+    ``metrics()`` is called only when logging; ``extra_state()`` only when checkpointing.
+    """
+    cfg, step = session.config.train, session.step
+    at_end = step >= cfg.total_steps
+    checkpoint_due = cadence.checkpoint.due(step) or at_end
+    if cadence.log.due(step) or checkpoint_due:
+        cadence.log.advance(step)
+        check_finite(session.logger.log(step, metrics()), step)
+    if cadence.eval.due(step) or at_end:
+        cadence.eval.advance(step)
+        session.logger.log(step, session.evaluate(session.agent, step))
+    if checkpoint_due:
+        cadence.checkpoint.advance(step)
+        session.extra_state = extra_state()
+        session.checkpointer.save(step, session_state(session))
+
+
+def resolve_warmup(session: Session, warmup_steps: int) -> int:
+    """The warm-up length of this run, chosen once and checkpointed.
+
+    A run shorter than its warm-up would never train (e.g. a 3k-step smoke run of a preset with the
+    paper's 25k warm-up): it warms up for half its length instead, and says so. A resumed run keeps
+    the choice made at its start, so a resume with a larger total_steps does not change it.
+    """
+    extra = session.extra_state or {}
+    if "warmup_steps" in extra:
+        return int(extra["warmup_steps"])
+    total = session.config.train.total_steps
+    if warmup_steps >= total > 1:
+        session.logger.message(
+            f"note: warmup_steps={warmup_steps:,} >= total_steps={total:,}: warming up for {total // 2:,} steps "
+            "instead so the run trains (set warmup_steps below total_steps to choose)"
+        )
+        return total // 2
+    return warmup_steps
 
 
 def off_policy(session: Session) -> None:
@@ -93,50 +232,18 @@ def off_policy(session: Session) -> None:
     collector, buffer, agent = session.collector, session.buffer, session.agent
     num_envs = session.env.num_envs
     metrics = MetricAccumulator()
-    extra = session.extra_state or {}
-    update_credit = float(extra.get("update_credit", 0.0))  # fractional updates carried over
-    next_log = _next_multiple(session.step, cfg.log_every)
-    next_eval = _next_multiple(session.step, cfg.eval_every)
-    next_checkpoint = _next_multiple(session.step, cfg.checkpoint_every)
-
-    # A run shorter than its warm-up would never train (e.g. a 3k-step smoke run of a preset with
-    # the paper's 25k warm-up): it warms up for half its length instead, and says so. The choice is
-    # made once, at the start, and checkpointed, so a resume with a larger total_steps keeps it.
-    warmup_steps = int(extra.get("warmup_steps", cfg.warmup_steps))
-    if "warmup_steps" not in extra and warmup_steps >= cfg.total_steps > 1:
-        warmup_steps = cfg.total_steps // 2
-        session.logger.message(
-            f"note: warmup_steps={cfg.warmup_steps:,} >= total_steps={cfg.total_steps:,}: warming up for "
-            f"{warmup_steps:,} steps instead so the run trains (set warmup_steps below total_steps to choose)"
-        )
+    credit = UpdateCredit(cfg.updates_per_step, (session.extra_state or {}).get("update_credit", 0.0))
+    warmup_steps = resolve_warmup(session, cfg.warmup_steps)
+    cadence = Cadence.of(cfg, session.step)
     while session.step < cfg.total_steps:
         warm = session.step < warmup_steps
-        rows = collector.step(session.step, random=warm)
-        buffer.extend(rows)
+        buffer.extend(collector.step(session.step, random=warm))
         session.step += num_envs
         if not warm:
-            update_credit += cfg.updates_per_step * num_envs
-            while update_credit >= 1.0:
-                metrics.add(agent.update(buffer.sample(cfg.batch_size), step=session.step))
-                update_credit -= 1.0
-
-        at_end = session.step >= cfg.total_steps
-        checkpoint_due = (cfg.checkpoint_every and session.step >= next_checkpoint) or at_end
-        # A checkpoint step always logs first, so a NaN loss is caught before it can be saved.
-        if session.step >= next_log or checkpoint_due:
-            next_log = _next_multiple(session.step, cfg.log_every)
-            values = session.logger.log(session.step, {**metrics.means(), **collector.stats.summary()})
-            check_finite(values, session.step)
-        if (cfg.eval_every and session.step >= next_eval) or at_end:
-            next_eval = _next_multiple(session.step, cfg.eval_every)
-            session.logger.log(session.step, session.evaluate(agent, session.step))
-        if checkpoint_due:
-            next_checkpoint = _next_multiple(session.step, cfg.checkpoint_every)
-            session.extra_state = {"update_credit": update_credit, "warmup_steps": warmup_steps}
-            session.checkpointer.save(session.step, session_state(session))
-
-
-def _next_multiple(step: int, every: int) -> int:
-    if every <= 0:
-        return 1 << 62
-    return (step // every + 1) * every
+            train_learner(agent, buffer, credit.take(num_envs), cfg.batch_size, session.step, metrics)
+        report(
+            session,
+            cadence,
+            lambda: {**metrics.means(), **collector.stats.summary()},
+            lambda: {"update_credit": credit.credit, "warmup_steps": warmup_steps},
+        )

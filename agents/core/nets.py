@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+ACTIVATIONS = ("relu", "tanh", "elu", "gelu")  # the names :func:`activation` knows
 
 
 def activation(name: str) -> nn.Module:

@@ -12,6 +12,7 @@ import json
 import random
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,13 @@ def make_evaluator(config: RunConfig, device: torch.device, extra=None):
     cfg = config.train
     num = max(1, min(cfg.eval_episodes, 10))
     env = make_vec_env(
-        config.env.id, num, device=device, seed=cfg.seed + 100_000, vectorization="sync", options=config.env.options
+        config.env.id,
+        num,
+        device=device,
+        seed=cfg.seed + 100_000,
+        vectorization="sync",
+        options=config.env.options,
+        wrappers=config.env.wrappers,
     )
 
     def evaluate(agent, step: int) -> dict[str, float]:
@@ -164,6 +171,7 @@ def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: b
         seed=cfg.seed,
         vectorization=config.env.vectorization,
         options=config.env.options,
+        wrappers=config.env.wrappers,
     )
     agent = module.build(config, env.obs_spec, env.action_spec, device)
     buffer = TransitionBuffer(
@@ -178,12 +186,10 @@ def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: b
     session = Session(
         config=config,
         env=env,
-        agent=agent,
-        buffer=buffer,
         logger=make_logger(),
         checkpointer=checkpointer,
         evaluate=make_evaluator(config, device, getattr(module, "evaluation_metrics", None)),
-        collector=collector,
+        components={"agent": agent, "buffer": buffer, "collector": collector},
     )
     try:
         if checkpoint is not None:
@@ -198,8 +204,30 @@ def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: b
     return run_dir
 
 
-def load_agent(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu"):
-    """``(config, agent, obs_spec, action_spec, step)`` from a run directory's newest (or given) checkpoint.
+@dataclass
+class LoadedRun:
+    """A trained agent with what is needed to use it: its config, specs, step and action mapping."""
+
+    config: RunConfig
+    agent: Any
+    obs_spec: Any
+    action_spec: Any
+    step: int
+    device: str
+    checkpoint: Path
+    action_center: np.ndarray | None = None  # Box actions: native = center + scale * clip(canonical, -1, 1)
+    action_scale: np.ndarray | None = None
+
+    def to_native(self, action: torch.Tensor) -> np.ndarray:
+        """The agent's action tensor in the env's own units (as the training env maps it), as numpy."""
+        array = action.detach().cpu().numpy()
+        if self.action_center is None:
+            return array
+        return self.action_center + self.action_scale * np.minimum(np.maximum(array, -1.0), 1.0)
+
+
+def load_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu") -> LoadedRun:
+    """The agent of a run directory's newest (or given) checkpoint, with its specs and action mapping.
 
     Raises ConfigError / CheckpointError naming the file and the reason.
     """
@@ -212,8 +240,11 @@ def load_agent(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu
         raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint in this run directory")
     data = load_checkpoint(path, map_location=device)
     module = algorithm_module(config.algo)
-    probe = make_vec_env(config.env.id, 1, device=device, seed=0, options=config.env.options)
+    probe = make_vec_env(
+        config.env.id, 1, device=device, seed=0, options=config.env.options, wrappers=config.env.wrappers
+    )
     obs_spec, action_spec = probe.obs_spec, probe.action_spec
+    center, scale = getattr(probe, "_action_center", None), getattr(probe, "_action_scale", None)
     probe.close()
     agent = module.build(config, obs_spec, action_spec, torch.device(device))
     try:
@@ -221,4 +252,10 @@ def load_agent(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu
     except (KeyError, RuntimeError, ValueError) as e:
         reason = str(e).strip().splitlines()[0][:200]
         raise CheckpointError(f"{path}: does not fit the agent of {run_dir / CONFIG_FILE} ({reason})") from None
-    return config, agent, obs_spec, action_spec, int(data["step"])
+    return LoadedRun(config, agent, obs_spec, action_spec, int(data["step"]), device, path, center, scale)
+
+
+def load_agent(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu"):
+    """``(config, agent, obs_spec, action_spec, step)`` of :func:`load_run` (kept for existing callers)."""
+    run = load_run(run_dir, checkpoint, device)
+    return run.config, run.agent, run.obs_spec, run.action_spec, run.step

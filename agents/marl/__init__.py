@@ -17,14 +17,14 @@ samplers, risk schedule), ``learner``, ``loop``, ``presets``.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from agents.core.loops import EpisodicConfig
 from agents.marl.learner import FactorizedQLearner, MarlConfig
-from agents.marl.loop import EpisodicConfig, LogFn, train_episodic
+from agents.marl.loop import LogFn, train_episodic
 from agents.marl.presets import ALGORITHM_CONFIGS, PRESETS
 
 # algorithm name -> the module implementing it (the registry's format).
@@ -55,29 +55,46 @@ def build(config: Any, obs_spec: Any = None, action_spec: Any = None, device: An
     """The learner of ``config`` (a RunConfig). The global-state spec comes from a probe env."""
     from envs.multiagent import make_marl_env
 
-    agent_cfg = config.agent if device is None else dataclasses.replace(config.agent, device=str(device))
-    probe = make_marl_env(config.env.id, 1, device=agent_cfg.device, seed=0, **dict(config.env.options))
-    return FactorizedQLearner(obs_spec or probe.obs_spec, probe.state_spec, action_spec or probe.action_spec, agent_cfg)
+    device = torch.device(config.train.device if device is None else device)
+    probe = make_marl_env(config.env.id, 1, device=device, seed=0, **dict(config.env.options))
+    return FactorizedQLearner(
+        obs_spec or probe.obs_spec,
+        probe.state_spec,
+        action_spec or probe.action_spec,
+        config.agent,
+        device=device,
+        seed=config.train.seed,
+    )
 
 
 def train_config(config: Any, log: LogFn | None = None) -> dict[str, Any]:
     """Train ``config`` in memory (no run directory). Returns train_episodic's summary plus ``agent``."""
-    env, eval_env = make_envs(config, config.agent.device)
+    env, eval_env = make_envs(config, config.train.device)
     agent = build(config)
     summary = train_episodic(env, agent, config.train, eval_env=eval_env, log=log)
     summary["agent"] = agent
     return summary
 
 
-def evaluate_agent(config: Any, agent: FactorizedQLearner, episodes: int = 10, seed: int = 100_000) -> dict[str, float]:
-    """Greedy test episodes (epsilon 0, fractions U[0, 1], masks respected) as floats: what
-    ``evaluate.py RUN_DIR`` should call for these algorithms (they need ``avail_actions``)."""
+def episode_returns(
+    config: Any, agent: FactorizedQLearner, episodes: int = 10, seed: int = 100_000, *, explore: bool = False
+) -> dict[str, torch.Tensor]:
+    """``{"returns": [episodes], "lengths": [episodes]}`` of one episode per env on ``episodes`` fresh envs
+    (greedy: epsilon 0, fractions U[0, 1], masks respected, unless ``explore``)."""
     from agents.core.episodes import EpisodeCollector
-    from agents.marl.loop import evaluate
     from envs.multiagent import make_marl_env
 
     env = make_marl_env(config.env.id, episodes, device=agent.device, seed=seed, **dict(config.env.options))
-    return {k: float(v) for k, v in evaluate(EpisodeCollector(env, agent, seed=seed), step=0).items()}
+    _, stats = EpisodeCollector(env, agent, seed=seed).collect(step=0, explore=explore)
+    return {"returns": stats["return"].cpu(), "lengths": stats["length"].cpu()}
+
+
+def evaluate_agent(config: Any, agent: FactorizedQLearner, episodes: int = 10, seed: int = 100_000) -> dict[str, float]:
+    """Greedy test episodes summarized in the suite's one evaluation schema (``summarize``)."""
+    from agents.core.evaluation import summarize
+
+    result = episode_returns(config, agent, episodes, seed)
+    return summarize(result["returns"], result["lengths"])
 
 
 def run(config: Any, run_dir: Path, *, resume: bool = False, logger_factory: Any = None) -> Path:
@@ -88,8 +105,8 @@ def run(config: Any, run_dir: Path, *, resume: bool = False, logger_factory: Any
 
     cfg = config.train
     run_dir = Path(run_dir)
-    checkpointer, checkpoint = prepare_run_dir(config, run_dir, resume=resume, device=config.agent.device)
-    env, eval_env = make_envs(config, config.agent.device)
+    checkpointer, checkpoint = prepare_run_dir(config, run_dir, resume=resume, device=config.train.device)
+    env, eval_env = make_envs(config, config.train.device)
     agent = build(config)
     start = int(checkpoint["step"]) if checkpoint else 0
     logger = (logger_factory or (lambda: Logger(run_dir, cfg.total_steps, start, progress=cfg.progress)))()
@@ -113,6 +130,7 @@ __all__ = [
     "MarlConfig",
     "build",
     "default_config",
+    "episode_returns",
     "evaluate_agent",
     "make_envs",
     "register",

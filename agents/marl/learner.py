@@ -20,11 +20,11 @@ The agent network (``agent_net``, see ``agents.marl.nets``) is PyMARL's recurren
 (``'gru'``, default) or a feed-forward two-layer trunk of the same width (``'mlp'``, BenchMARL's QMIX
 agent); the heads, mixers and loss are the same for both.
 
-Acting (per env row, one fraction set broadcast to all agents, spec 3.5 / 3.7):
+Acting (per env row, one fraction set broadcast to all agents):
 
     taus [N, N_act] = sampler(step);  Q_i(u) = mean_k Z_i(h_i, u; tau_k)   -> epsilon-greedy over avail
 
-Learning on a batch of padded episodes ``[B, T+1, ...]`` (spec 3.4):
+Learning on a batch of padded episodes ``[B, T+1, ...]``:
 
     online taus [B, T+1, N], target taus [B, T+1, N'] (same sampler and alpha, independent draws)
     u'_i  = argmax_{u avail} mean_j Z^-_i(h_i^{t+1}, u; tau'_j)               (double_q: online net)
@@ -32,7 +32,7 @@ Learning on a batch of padded episodes ``[B, T+1, ...]`` (spec 3.4):
     L     = sum_{b,t} m_bt sum_k mean_j rho_{tau_k}(y_j - Z_jt(s_t, u_t; tau_k)) / sum m_bt
     (scalar heads: L = sum m (y - Q_jt)^2 / sum m, PyMARL's QMIX loss)
 
-Adam (lr 5e-4, eps 1e-5), global-norm clip 10, hard target copy every ``target_update_interval``
+Adam (lr 5e-4, eps 1e-5), global-norm clip 10, hard target copy every ``target_every``
 updates. Evaluation (``explore=False``) is greedy at ``U[0, 1]`` whatever the schedule.
 
 Deviations from the reference: (1) the target copy counts gradient updates, not episodes (equal
@@ -52,7 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.core.config import doc
+from agents.core.config import AgentConfig, doc
 from agents.core.losses import hard_update, quantile_huber_loss, td_target
 from agents.core.schedules import Linear
 from agents.marl.mixers import make_mixer
@@ -70,49 +70,59 @@ UNAVAILABLE = -9_999_999.0
 def greedy_actions(z: torch.Tensor, avail_actions: torch.Tensor) -> torch.Tensor:
     """``argmax_{u available} mean_k Z(u; tau_k)``: ``z [..., A, K]``, ``avail [..., A]`` -> ``[...]``.
 
-    The one masked argmax of acting and of the target action (spec 6.2 item 8).
+    The one masked argmax of acting and of the target action.
     """
     return z.masked_fill(~avail_actions.unsqueeze(-1), UNAVAILABLE).mean(-1).argmax(-1)
 
 
 @dataclass(frozen=True)
-class MarlConfig:
-    """Settings of the factorized (distributional) Q-learner. Defaults: DFAC's DMIX on SMAC."""
+class MarlConfig(AgentConfig):
+    """Settings of the factorized (distributional) Q-learner. Defaults: DFAC's DMIX on SMAC.
 
-    mixer: str = doc("'sum' (VDN / DDN) or 'qmix' (QMIX / DMIX)", "qmix")
+    The run's ``train.seed`` seeds the weights and the acting / training generators; ``train.device``
+    places them (both passed to the learner, not kept here).
+    """
+
+    mixer: str = doc("'sum' (VDN / DDN) or 'qmix' (QMIX / DMIX)", "qmix", choices=("sum", "qmix"))
     distributional: bool = doc("IQN quantile head (DDN / DMIX / ROE) instead of a scalar Q head (VDN / QMIX)", True)
-    taus: str = doc("fraction sampler: 'uniform' (DFAC), 'upper' (ROE), 'signed', 'random'", "uniform")
-    risk_start: float = doc("risk level alpha_0 at t_env = 0 (region [alpha, 1])", 1.0)
-    risk_end: float = doc("risk level alpha_end after the anneal", 0.0)
-    risk_anneal_steps: int = doc("env steps T_alpha of the linear risk anneal", 50_000)
+    taus: str = doc(
+        "fraction sampler: 'uniform' (DFAC), 'upper' (ROE), 'signed', 'random'",
+        "uniform",
+        choices=("uniform", "upper", "signed", "random"),
+    )
+    risk_start: float = doc("risk level alpha_0 at t_env = 0 (region [alpha, 1])", 1.0, ge=-1, le=1)
+    risk_end: float = doc("risk level alpha_end after the anneal", 0.0, ge=-1, le=1)
+    risk_anneal_steps: int = doc("env steps T_alpha of the linear risk anneal", 50_000, ge=0)
     shift_training_taus: bool = doc("use the acting sampler in both loss passes too (ROE code); false = U[0,1]", True)
-    n_taus_online: int = doc("fractions N of the online net in the loss (DMIX 8, DDN 1)", 8)
-    n_taus_target: int = doc("fractions N' of the target net in the loss (DMIX 8, DDN 1)", 8)
-    n_taus_act: int = doc("fractions N_hat averaged when acting", 32)
-    n_taus_eval: int = doc("fractions averaged at evaluation (always U[0,1])", 32)
+    n_taus_online: int = doc("fractions N of the online net in the loss (DMIX 8, DDN 1)", 8, ge=1)
+    n_taus_target: int = doc("fractions N' of the target net in the loss (DMIX 8, DDN 1)", 8, ge=1)
+    n_taus_act: int = doc("fractions N_hat averaged when acting", 32, ge=1)
+    n_taus_eval: int = doc("fractions averaged at evaluation (always U[0,1])", 32, ge=1)
     agent_net: str = doc(
         "'gru' (PyMARL rnn_agent, default) or 'mlp' (feed-forward trunk of the same width, as BenchMARL's QMIX "
-        "and the ROE spec's matrix-game setup)",
+        "and the ROE matrix-game setup)",
         "gru",
+        choices=("gru", "mlp"),
     )
-    mlp_activation: str = doc("activation of the 'mlp' trunk: 'tanh' (BenchMARL's default MLP) or 'relu'", "tanh")
-    hidden_dim: int = doc("agent width H (GRU rnn_hidden_dim, or both layers of the 'mlp' trunk)", 64)
-    quantile_embed_dim: int = doc("cosine features d of the IQN embedding", 64)
-    mixing_embed_dim: int = doc("QMIX mixing width E", 32)
-    hypernet_embed: int = doc("QMIX hyper-network width", 64)
+    mlp_activation: str = doc(
+        "activation of the 'mlp' trunk: 'tanh' (BenchMARL's default MLP) or 'relu'", "tanh", choices=("tanh", "relu")
+    )
+    hidden_dim: int = doc("agent width H (GRU rnn_hidden_dim, or both layers of the 'mlp' trunk)", 64, ge=1)
+    quantile_embed_dim: int = doc("cosine features d of the IQN embedding", 64, ge=1)
+    mixing_embed_dim: int = doc("QMIX mixing width E", 32, ge=1)
+    hypernet_embed: int = doc("QMIX hyper-network width", 64, ge=1)
     obs_last_action: bool = doc("append the previous action (one-hot) to each agent's input", True)
     obs_agent_id: bool = doc("append the agent id (one-hot) to each agent's input", True)
-    epsilon_start: float = doc("epsilon-greedy start", 1.0)
-    epsilon_end: float = doc("epsilon-greedy end", 0.05)
-    epsilon_anneal_steps: int = doc("env steps of the linear epsilon anneal", 50_000)
-    gamma: float = doc("discount", 0.99)
-    lr: float = doc("Adam learning rate", 5e-4)
-    adam_eps: float = doc("Adam epsilon", 1e-5)
-    grad_norm_clip: float = doc("global L2 gradient-norm clip", 10.0)
-    target_update_interval: int = doc("gradient updates between hard target copies (PyMARL: 200 episodes)", 200)
+    epsilon_start: float = doc("epsilon-greedy start", 1.0, ge=0, le=1)
+    epsilon_end: float = doc("epsilon-greedy end", 0.05, ge=0, le=1)
+    epsilon_anneal_steps: int = doc("env steps of the linear epsilon anneal", 50_000, ge=0)
+    gamma: float = doc("discount", 0.99, ge=0, le=1)
+    lr: float = doc("Adam learning rate", 5e-4, gt=0)
+    adam_eps: float = doc("Adam epsilon", 1e-5, gt=0)
+    grad_norm_clip: float = doc("global L2 gradient-norm clip", 10.0, gt=0)
+    target_every: int = doc("gradient updates between hard target copies (PyMARL: 200 episodes)", 200, ge=1)
     double_q: bool = doc("pick the target action with the online net (off in DFAC's configs)", False)
-    device: str = doc("torch device of the nets and the sampled fractions", "cpu")
-    seed: int = doc("seed of the initial weights and of the acting / training generators", 0)
+    RENAMED = {"target_update_interval": "target_every", "device": "train.device", "seed": "train.seed"}
 
 
 class FactorizedQLearner:
@@ -123,15 +133,23 @@ class FactorizedQLearner:
     ``agent_net='mlp'`` the hidden part is the last features, never read back).
     """
 
-    def __init__(self, obs_spec: BoxSpec, state_spec: BoxSpec, action_spec: DiscreteSpec, config: MarlConfig):
+    def __init__(
+        self,
+        obs_spec: BoxSpec,
+        state_spec: BoxSpec,
+        action_spec: DiscreteSpec,
+        config: MarlConfig,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ):
         self.config = cfg = config
-        self.device = torch.device(cfg.device)
+        self.device = torch.device(device)
         self.n_agents, self.obs_dim = obs_spec.shape
         self.state_dim = state_spec.shape[0]
         self.n_actions = action_spec.n
         input_dim = self.obs_dim + self.n_actions * cfg.obs_last_action + self.n_agents * cfg.obs_agent_id
         with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(seed)
             embed = cfg.quantile_embed_dim if cfg.distributional else None
             self.net = make_agent_net(
                 cfg.agent_net, input_dim, self.n_actions, cfg.hidden_dim, embed, cfg.mlp_activation
@@ -148,9 +166,9 @@ class FactorizedQLearner:
         self.train_sampler = self.sampler if cfg.shift_training_taus else UniformTaus()
         self.eval_sampler = UniformTaus()
         self.epsilon = Linear(cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_anneal_steps)
-        self.act_generator = self._generator(cfg.seed + 1)
-        self.eval_generator = self._generator(cfg.seed + 2)
-        self.train_generator = self._generator(cfg.seed + 3)
+        self.act_generator = self._generator(seed + 1)
+        self.eval_generator = self._generator(seed + 2)
+        self.train_generator = self._generator(seed + 3)
         self.updates = 0
         self._agent_ids = torch.eye(self.n_agents, device=self.device)
 
@@ -226,7 +244,7 @@ class FactorizedQLearner:
         return z.reshape(b, length, self.n_agents, self.n_actions, -1)  # [B, T+1, agents, A, K]
 
     def td_loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The masked quantile-Huber (or squared TD) loss of spec 3.4 and its diagnostics."""
+        """The masked quantile-Huber (or squared TD) loss above and its diagnostics."""
         cfg = self.config
         b, length = batch["obs"].shape[:2]
         taus = taus_target = None
@@ -271,14 +289,14 @@ class FactorizedQLearner:
         return loss, stats
 
     def update(self, batch: dict[str, torch.Tensor], *, step: int) -> dict[str, torch.Tensor]:
-        """One gradient step on a batch of episodes; hard target copy every ``target_update_interval``."""
+        """One gradient step on a batch of episodes; hard target copy every ``target_every``."""
         loss, stats = self.td_loss(batch, step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.params, self.config.grad_norm_clip)
         self.optimizer.step()
         self.updates += 1
-        if self.updates % self.config.target_update_interval == 0:
+        if self.updates % self.config.target_every == 0:
             self.update_targets()
         return {
             "loss/td": loss.detach(),

@@ -1,10 +1,10 @@
-"""The episodic off-policy loop of the MARL learners (PyMARL's ``run_sequential``, spec section 4).
+"""The episodic off-policy loop of the MARL learners (PyMARL's ``run_sequential``).
 
     while t_env < total_steps:
         episodes <- collector.collect(step=t_env)          # one episode per env, GRU state kept
         buffer.extend(episodes); t_env += real steps
-        if len(buffer) >= learning_starts: updates_per_collect x agent.update(buffer.sample(B), step=t_env)
-        every eval_interval env steps: greedy episodes at U[0, 1] on the eval env
+        if len(buffer) >= update_after_episodes: updates_per_collect x agent.update(buffer.sample(B), step=t_env)
+        every eval_every env steps: greedy episodes at U[0, 1] on the eval env
         every checkpoint_every env steps: save(t_env, state)
 
 The loop owns the clock (``t_env``), passes it to ``act`` and ``update`` (schedules are pure
@@ -24,35 +24,15 @@ episodes, here ``updates_per_collect`` per collection of ``num_envs`` episodes (
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from agents.core.config import doc
 from agents.core.episodes import EpisodeBuffer, EpisodeCollector
+from agents.core.loops import EpisodicConfig, Every
 
 LogFn = Callable[[int, dict[str, torch.Tensor]], Any]
 SaveFn = Callable[[int, dict[str, Any]], Any]
-
-
-@dataclass(frozen=True)
-class EpisodicConfig:
-    """Settings of the episodic MARL loop."""
-
-    total_steps: int = doc("env steps t_max to train for", 1_000_000)
-    batch_size: int = doc("episodes per gradient update", 32)
-    buffer_size: int = doc("episode replay capacity", 5_000)
-    learning_starts: int = doc("episodes in the buffer before the first update (PyMARL: batch_size)", 32)
-    updates_per_collect: int = doc("gradient updates per collection of num_envs episodes", 1)
-    eval_interval: int = doc("env steps between greedy evaluations (0: only at the end)", 10_000)
-    eval_episodes: int = doc("greedy test episodes per evaluation (run as parallel envs)", 10)
-    log_interval: int = doc("env steps between training-metric logs", 2_000)
-    checkpoint_every: int = doc("env steps between checkpoints (0: only at the end)", 50_000)
-    keep_checkpoints: int = doc("how many recent checkpoints to keep", 3)
-    seed: int = doc("seed of the envs and the buffer sampler (the agent has its own agent.seed)", 0)
-    threads: int = doc("torch CPU threads (0: leave torch's default)", 0)
-    progress: bool = doc("show a progress bar", True)
 
 
 def evaluate(collector: EpisodeCollector, step: int) -> dict[str, torch.Tensor]:
@@ -65,10 +45,6 @@ def evaluate(collector: EpisodeCollector, step: int) -> dict[str, torch.Tensor]:
         "eval/max_reward": ret.max(),
         "eval/mean_ep_length": stats["length"].float().mean(),
     }
-
-
-def _next_multiple(step: int, every: int) -> float:
-    return (step // every + 1) * every if every > 0 else float("inf")
 
 
 def train_episodic(
@@ -91,7 +67,7 @@ def train_episodic(
     collector = EpisodeCollector(env, agent, seed=config.seed)
     eval_collector = EpisodeCollector(eval_env if eval_env is not None else env, agent, seed=config.seed + 10_000)
     if buffer is None:
-        buffer = EpisodeBuffer(collector.fields, config.buffer_size, env.episode_limit + 1, env.device, config.seed)
+        buffer = EpisodeBuffer(collector.fields, config.buffer_episodes, env.episode_limit + 1, env.device, config.seed)
     t_env, episodes, updates = 0, 0, 0
     if resume is not None:
         agent.load_state_dict(resume["agent"])
@@ -110,9 +86,8 @@ def train_episodic(
             "loop": {"steps": t_env, "episodes": episodes, "updates": updates},
         }
 
-    next_log = _next_multiple(t_env, config.log_interval)
-    next_eval = _next_multiple(t_env, config.eval_interval)
-    next_save = _next_multiple(t_env, config.checkpoint_every)
+    log_cadence, eval_cadence = Every(config.log_every, t_env), Every(config.eval_every, t_env)
+    save_cadence = Every(config.checkpoint_every, t_env)
     final: dict[str, torch.Tensor] | None = None
     while t_env < config.total_steps:
         batch, stats = collector.collect(step=t_env)
@@ -120,27 +95,27 @@ def train_episodic(
         t_env += int(stats["steps"])  # the one host sync per collection: the schedules' clock
         episodes += env.num_envs
         metrics: dict[str, torch.Tensor] = {}
-        if len(buffer) >= max(config.learning_starts, 1):
+        if len(buffer) >= max(config.update_after_episodes, 1):
             for _ in range(config.updates_per_collect):
-                metrics = agent.update(buffer.sample(config.batch_size), step=t_env)
+                metrics = agent.update(buffer.sample(config.batch_episodes), step=t_env)
                 updates += 1
         at_end = t_env >= config.total_steps
-        if t_env >= next_log or at_end:
+        if log_cadence.due(t_env) or at_end:
             rollout = {
                 "rollout/ep_rew_mean": stats["return"].mean(),  # the suite's tags, as the off-policy loop's
                 "rollout/ep_len_mean": stats["length"].float().mean(),
                 "rollout/episodes": torch.tensor(episodes),
             }
             log(t_env, {**metrics, **rollout})
-            next_log = _next_multiple(t_env, config.log_interval)
+            log_cadence.advance(t_env)
         final = None
-        if t_env >= next_eval:
+        if eval_cadence.due(t_env):
             final = evaluate(eval_collector, t_env)
             log(t_env, final)
-            next_eval = _next_multiple(t_env, config.eval_interval)
-        if save is not None and (t_env >= next_save or at_end):
+            eval_cadence.advance(t_env)
+        if save is not None and (save_cadence.due(t_env) or at_end):
             save(t_env, state())
-            next_save = _next_multiple(t_env, config.checkpoint_every)
+            save_cadence.advance(t_env)
     if final is None:  # the end-of-run evaluation, unless this step already had one
         final = evaluate(eval_collector, t_env)
         log(t_env, final)

@@ -1,7 +1,7 @@
 """Value-factorization mixers of per-agent quantiles (or scalars, K = 1) into the joint return.
 
 Every mixer maps chosen-action utilities ``z [B, T, agents, K]`` and the global state
-``[B, T, S]`` to the joint quantiles ``[B, T, K]`` at the *same* fractions (spec 3.3):
+``[B, T, S]`` to the joint quantiles ``[B, T, K]`` at the *same* fractions:
 
 * ``SumMixer`` -- VDN (Sunehag et al. 2017, arXiv 1706.05296) for K = 1 and DDN (DFAC) for K > 1:
   ``Z_jt(tau_k) = sum_i Z_i(tau_k)``.

@@ -1,7 +1,7 @@
 """The shared agent networks of the MARL learners (recurrent or feed-forward), with an optional IQN head.
 
 One network is shared by all agents (parameter sharing); agent ``i``'s input is
-``[o_i, onehot(u_i^{t-1}), onehot(i)]`` (PyMARL / DFAC, spec 3.2). The recurrent agent
+``[o_i, onehot(u_i^{t-1}), onehot(i)]`` (PyMARL / DFAC). The recurrent agent
 (``RecurrentAgentNet``, ``MarlConfig.agent_net='gru'``, the default):
 
     x_i   = ReLU(W_1 [o_i, onehot(u_i^{t-1}), onehot(i)] + b_1)                  # [H]
@@ -22,7 +22,7 @@ two lines by a two-layer trunk of the same width, with the same heads:
 
 With the scalar head and Tanh this is BenchMARL's QMIX agent (its ``layers/mlp.yaml``:
 Linear-Tanh-Linear-Tanh-Linear, ``num_cells [H, H]``); it is also the two-layer feed-forward trunk of
-the ROE spec's matrix-game setup. The hidden "state" is unused: :meth:`FeedForwardAgentNet.recurrent`
+the ROE matrix-game setup. The hidden "state" is unused: :meth:`FeedForwardAgentNet.recurrent`
 ignores it and returns ``h_i^t`` so the learner and collectors keep the recurrent interface.
 
 Deviations from the reference: fractions are an argument of the head with shape ``[B, K]`` (one

@@ -1,37 +1,37 @@
-"""Named MARL presets (``algo/task``) with the spec's hyperparameters and their sources.
+"""Named MARL presets (``algo/task``) with the papers' hyperparameters and their sources.
 
-* Matrix games (spec 6.3, [OURS] setup of the ROE spec's pre-check): 2 agents, 3 actions, one-step
+* Matrix games (our pre-check setup, docs/algorithms/cooperative_marl.md): 2 agents, 3 actions, one-step
   terminal episodes, one update per step, batch 32, buffer 5 000, Adam 5e-4 (eps 1e-5), clip 10,
   ``t_max`` 3 000, epsilon 1 -> 0.05 over 1 500 steps, ROE alpha 1 -> 0 over 1 500 steps,
   N = N' = 8, N_act = 32 for both DDN and DMIX, greedy evaluation at U[0,1] with 256 fractions.
   ``roe/GAME`` is ROE on DMIX, ``roe/GAME-ddn`` ROE on DDN; ``dmix/GAME``, ``ddn/GAME`` are the
   risk-neutral baselines (the same code with the uniform sampler), ``qmix/GAME``, ``vdn/GAME`` the
   scalar learners.
-* Predator-prey with miscapture punishment, scaled down (spec 6.5 item 1): 4 agents, 4 stags,
-  7 x 7, limit 50, punishment -2; DFAC hyperparameters (spec 5.1: batch 32 episodes, buffer 5 000,
+* Predator-prey with miscapture punishment, scaled down: 4 agents, 4 stags,
+  7 x 7, limit 50, punishment -2; DFAC hyperparameters (batch 32 episodes, buffer 5 000,
   target copy every 200 episodes, gamma 0.99, epsilon 1 -> 0.05 over 50k), 500k env steps; ROE
   anneals alpha 1 -> 0 over 150k steps. DDN keeps DFAC's N = N' = 1.
 * VMAS navigation (``qmix/``, ``dmix/``, ``roe/vmas-navigation``; sanity task without a coordination
-  trap, like spec 6.5 item 3): BenchMARL's task config (3 agents, collisions, ``max_steps`` 100, team
+  trap): BenchMARL's task config (3 agents, collisions, ``max_steps`` 100, team
   reward = mean of the per-agent rewards as BenchMARL's QMIX), 10 envs per collection, DFAC learner
   values, 1M env steps; ROE keeps the config default T_alpha = 50k.
-* MPE ``simple_spread`` (``*/simple-spread``, spec 6.5 item 3, sanity without a coordination trap):
+* MPE ``simple_spread`` (``*/simple-spread``, a sanity task without a coordination trap):
   ``mpe2``, 3 agents, discrete actions, 25-step episodes, team reward = sum of the agents' rewards,
   500k env steps; DFAC values (one env, one update per episode, epsilon over 50k); ROE keeps the config
   default T_alpha = 50k.
-* Level-based foraging (``*/lbf-6x6-coop``, ``*/lbf-8x8-coop``, spec 6.5 item 2): ``lbforaging``
+* Level-based foraging (``*/lbf-6x6-coop``, ``*/lbf-8x8-coop``): ``lbforaging``
   ``Foraging-6x6-2p-1f-coop-v3`` (500k env steps) and ``Foraging-8x8-2p-2f-coop-v3`` (1M), 50-step
-  episodes, load penalty 0.5 (the largest of the spec's {0, 0.2, 0.5}, where a relative
+  episodes, load penalty 0.5 (the largest of the studied {0, 0.2, 0.5}, where a relative
   over-generalization trap is expected; ``env.options.penalty=0`` for the control), team reward =
   sum, state = the observations concatenated; DFAC values; ROE anneals alpha over 150k steps (the
-  longer of the spec's T_alpha for its multi-step RO tasks, as the predator-prey presets).
+  longer of the ROE paper's T_alpha for its multi-step RO tasks, as the predator-prey presets).
 
 Deviations from the reference: the matrix-game presets use the recurrent agent network
-(Linear-ReLU-GRUCell-IQN head, H = 64) instead of the spec's two-layer feed-forward trunk; with
+(Linear-ReLU-GRUCell-IQN head, H = 64) instead of the ROE matrix-game setup's two-layer feed-forward trunk; with
 one-step episodes the GRU starts from zero and acts as one more nonlinear layer. The override
 ``agent.agent_net=mlp`` selects the feed-forward trunk; the presets keep the GRU their recorded
 results were measured with. The predator-prey presets follow DFAC's values, not the authors'
-fork's left-over ``lr 0.01 / gamma 0.85`` (spec 5.1).
+fork's left-over ``lr 0.01 / gamma 0.85``.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from __future__ import annotations
 import dataclasses
 
 from agents.core.config import EnvConfig, RunConfig
+from agents.core.loops import EpisodicConfig
 from agents.marl.learner import MarlConfig
-from agents.marl.loop import EpisodicConfig
 
 # Per-algorithm defaults: the same learner, three switches (see agents.marl.learner).
 ALGORITHM_CONFIGS: dict[str, MarlConfig] = {
@@ -53,13 +53,13 @@ ALGORITHM_CONFIGS: dict[str, MarlConfig] = {
 
 MATRIX_TRAIN = EpisodicConfig(
     total_steps=3_000,
-    batch_size=32,
-    buffer_size=5_000,
-    learning_starts=32,
+    batch_episodes=32,
+    buffer_episodes=5_000,
+    update_after_episodes=32,
     updates_per_collect=1,
-    eval_interval=0,
+    eval_every=0,
     eval_episodes=1,
-    log_interval=500,
+    log_every=500,
     checkpoint_every=0,
 )
 MATRIX_AGENT = {
@@ -75,27 +75,27 @@ PREDATOR_PREY_ENV = EnvConfig(
     num_envs=1,
     options={"grid_size": 7, "n_agents": 4, "n_stags": 4, "punishment": -2.0, "episode_limit": 50},
 )
-PREDATOR_PREY_TRAIN = EpisodicConfig(total_steps=500_000, eval_interval=10_000, eval_episodes=10)
+PREDATOR_PREY_TRAIN = EpisodicConfig(total_steps=500_000, eval_every=10_000, eval_episodes=10)
 # VMAS navigation (BenchMARL's vmas/navigation task: 3 agents, collisions, per-agent rewards averaged
 # into the team reward, 100-step episodes), 10 envs per collection as BenchMARL's
-# off_policy_n_envs_per_worker; DFAC learner values otherwise (spec 5.1).
+# off_policy_n_envs_per_worker; DFAC learner values otherwise.
 VMAS_NAVIGATION_ENV = EnvConfig(id="vmas:navigation", num_envs=10, options={"max_steps": 100})
-VMAS_NAVIGATION_TRAIN = EpisodicConfig(total_steps=1_000_000, eval_interval=20_000, eval_episodes=10)
-# PettingZoo MPE simple_spread and lbforaging (spec 6.5 items 3 and 2): preset name -> (env, loop, T_alpha).
+VMAS_NAVIGATION_TRAIN = EpisodicConfig(total_steps=1_000_000, eval_every=20_000, eval_episodes=10)
+# PettingZoo MPE simple_spread and lbforaging: preset name -> (env, loop, T_alpha).
 THIRD_PARTY_TASKS: dict[str, tuple[EnvConfig, EpisodicConfig, int]] = {
     "simple-spread": (
         EnvConfig(id="mpe:simple_spread", num_envs=1, options={"N": 3, "episode_limit": 25}),
-        EpisodicConfig(total_steps=500_000, eval_interval=10_000, eval_episodes=10),
+        EpisodicConfig(total_steps=500_000, eval_every=10_000, eval_episodes=10),
         50_000,
     ),
     "lbf-6x6-coop": (
         EnvConfig(id="lbf:Foraging-6x6-2p-1f-coop-v3", num_envs=1, options={"penalty": 0.5, "episode_limit": 50}),
-        EpisodicConfig(total_steps=500_000, eval_interval=10_000, eval_episodes=10),
+        EpisodicConfig(total_steps=500_000, eval_every=10_000, eval_episodes=10),
         150_000,
     ),
     "lbf-8x8-coop": (
         EnvConfig(id="lbf:Foraging-8x8-2p-2f-coop-v3", num_envs=1, options={"penalty": 0.5, "episode_limit": 50}),
-        EpisodicConfig(total_steps=1_000_000, eval_interval=20_000, eval_episodes=10),
+        EpisodicConfig(total_steps=1_000_000, eval_every=20_000, eval_episodes=10),
         150_000,
     ),
 }

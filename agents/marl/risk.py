@@ -12,11 +12,11 @@ A sampler is a strategy object: ``region(step) -> (low, high)`` and
 ``sample(shape, step=, generator=) -> taus [*shape]`` where the last axis of ``shape`` indexes the
 K fractions and the leading axes index *samples* (env rows at acting time, (episode, time) pairs
 in the learner) -- never agents: one draw set is broadcast to every agent of a sample (the
-quantile mixture of DFAC needs shared fractions; spec 3.7).
+quantile mixture of DFAC needs shared fractions).
 
 Every sampler draws exactly one ``torch.rand(shape)`` per call (the random-region variant one extra
 ``randint`` first), and ``low + (high - low) * xi`` with ``low = 0, high = 1`` returns ``xi`` bit for
-bit, so ROE held at ``alpha = 0`` replays the uniform baseline exactly (spec 6.2 item 3).
+bit, so ROE held at ``alpha = 0`` replays the uniform baseline exactly (tests/test_marl_learner.py).
 
 Deviations from the reference: the authors' schedule class has an odd branch when start < finish
 (never hit by ROE); here the ramp is a plain linear interpolation in both directions. The signed

@@ -1,0 +1,72 @@
+"""Every preset of ``train.py --list`` builds its env and agent and takes one update.
+
+So a vocabulary change or a new preset cannot silently break one. Replay is tiny and one batch of the
+preset's own size is drawn from it; the update is called at a late env step so that agents whose
+updates start later (DQN's update_after_steps, an actor threshold) take their full update.
+"""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from agents import algorithm_module, all_presets
+from agents.core.buffers import TransitionBuffer
+from agents.core.collect import Collector
+from agents.core.config import validate
+from agents.core.episodes import EpisodeBuffer, EpisodeCollector
+from agents.core.loops import EpisodicConfig, OffPolicyConfig
+from agents.core.run import transition_fields
+from envs import make_vec_env
+
+PRESETS = all_presets()
+LATE = 10**9
+
+
+def finite_losses(metrics: dict[str, torch.Tensor]) -> None:
+    losses = {k: float(v) for k, v in metrics.items() if "loss/" in k}
+    assert losses, f"no loss in {sorted(metrics)}"
+    assert all(math.isfinite(v) for v in losses.values()), losses
+
+
+def one_off_policy_update(config) -> dict:
+    module = algorithm_module(config.algo)
+    env = make_vec_env(config.env.id, 1, seed=0, options=config.env.options, wrappers=config.env.wrappers)
+    try:
+        agent = module.build(config, env.obs_spec, env.action_spec, torch.device("cpu"))
+        buffer = TransitionBuffer(transition_fields(env.obs_spec, env.action_spec), 8, seed=0)
+        collector = Collector(env, agent, seed=0)
+        for step in range(3):
+            buffer.extend(collector.step(step, random=step == 0))
+        return agent.update(buffer.sample(config.train.batch_size), step=LATE)
+    finally:
+        env.close()
+
+
+def one_episodic_update(config) -> dict:
+    module = algorithm_module(config.algo)
+    config = dataclasses.replace(  # one env, one evaluation episode: a VMAS preset steps 10 by default
+        config,
+        env=dataclasses.replace(config.env, num_envs=1),
+        train=dataclasses.replace(config.train, eval_episodes=1),
+    )
+    env, _ = module.make_envs(config, "cpu")
+    agent = module.build(config)
+    collector = EpisodeCollector(env, agent, seed=0)
+    episodes, _ = collector.collect(step=0)
+    buffer = EpisodeBuffer(collector.fields, 4, env.episode_limit + 1, seed=0)
+    buffer.extend({name: value[:4] for name, value in episodes.items()})
+    return agent.update(buffer.sample(min(config.train.batch_episodes, 4)), step=LATE)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_builds_and_updates_once(name):
+    config = PRESETS[name]
+    validate(config)  # every preset's values are in range
+    if isinstance(config.train, EpisodicConfig):
+        metrics = one_episodic_update(config)
+    else:
+        assert isinstance(config.train, OffPolicyConfig), type(config.train)
+        metrics = one_off_policy_update(config)
+    finite_losses(metrics)

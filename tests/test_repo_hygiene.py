@@ -1,0 +1,46 @@
+"""The repository stands on its own: no machine path and no citation of a document outside it.
+
+Code and docs explain in their own words (docs/algorithms/) and cite papers, never a section of a
+private spec ("spec 2.4") or an absolute path of the machine they were written on.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCANNED = ("agents", "envs", "benchmarks", "docs", "tests")
+SUFFIXES = {".py", ".md", ".json", ".txt", ".toml", ".cfg", ".yaml", ".yml"}
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:work|home|root|Users|tmp|mnt|opt)/[\w.-]+")
+SPEC_CITATION = re.compile(r"\bspecs?(?:'s)?\s+(?:section\s+|item\s+)?\d+(?:\.\d+)*", re.IGNORECASE)
+OUTSIDE_DOC = re.compile(r"shared/(?:specs|ARCHITECTURE)")
+
+
+def repo_files():
+    files = [ROOT / "README.md", ROOT / "train.py", ROOT / "evaluate.py", ROOT / "pyproject.toml"]
+    for folder in SCANNED:
+        files += [p for p in (ROOT / folder).rglob("*") if p.suffix in SUFFIXES and ".venv" not in p.parts]
+    return [p for p in files if p.is_file() and p.name != Path(__file__).name]
+
+
+@pytest.mark.parametrize("pattern", [ABSOLUTE_PATH, SPEC_CITATION, OUTSIDE_DOC], ids=["path", "spec", "outside"])
+def test_no_machine_paths_or_outside_citations(pattern):
+    hits = []
+    for path in repo_files():
+        for number, line in enumerate(path.read_text(errors="ignore").splitlines(), 1):
+            if pattern.search(line):
+                hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}")
+    assert not hits, "\n".join(hits[:20])
+
+
+def test_the_patterns_catch_what_they_should():
+    assert ABSOLUTE_PATH.search("see /work/shared/specs/erc.md") and not ABSOLUTE_PATH.search("docs/benchmarks.md")
+    assert SPEC_CITATION.search("(spec 2.4)") and SPEC_CITATION.search("ERC spec section 6.5")
+    assert SPEC_CITATION.search("the spec's 6.1 placements") and not SPEC_CITATION.search("obs_spec.shape[0]")
+
+
+def test_each_family_has_its_algorithm_note():
+    for note in ("sac", "dqn", "erc", "cooperative_marl"):
+        text = (ROOT / "docs" / "algorithms" / f"{note}.md").read_text()
+        assert "arXiv" in text or "doi" in text.lower(), note
