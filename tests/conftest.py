@@ -55,3 +55,46 @@ def tiny_marl_config():
         return dataclasses.replace(ALGORITHM_CONFIGS[algo], **{**sizes, **changes})
 
     return make
+
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")],
+    ),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """Run a test on the CPU and, where torch sees a GPU, again on CUDA (``-m cuda`` selects the GPU runs)."""
+    return request.param
+
+
+@pytest.fixture
+def tiny_env_overrides() -> dict[str, list[str]]:
+    """Overrides that shrink the default run of each loop to seconds: ``off_policy`` (SAC / DQN / ERC)
+    and ``episodic`` (the multi-agent learners)."""
+    return {
+        "off_policy": [
+            "train.total_steps=300",
+            "train.warmup_steps=100",
+            "train.batch_size=32",
+            "train.eval_every=0",
+            "train.eval_episodes=1",
+            "train.log_every=100",
+            "train.checkpoint_every=100",
+            "train.progress=false",
+        ],
+        "episodic": [
+            "train.total_steps=60",
+            "train.batch_episodes=4",
+            "train.update_after_episodes=4",
+            "train.eval_every=0",
+            "train.eval_episodes=2",
+            "train.log_every=20",
+            "train.checkpoint_every=30",
+            "train.progress=false",
+        ],
+    }
