@@ -4,22 +4,24 @@ Env ids are ``lbf:GYM_ID`` (``lbf:Foraging-6x6-2p-1f-coop-v3``, ``lbf:Foraging-8
 lbforaging's gymnasium ids, a multi-agent env with ``Tuple`` observation and action spaces.
 :class:`ForagingCopy` turns one into the arrays of :class:`envs.multiagent_copies.MultiAgentCopy`;
 the batching (shapes, seeding, same-step autoreset) is :class:`envs.multiagent_copies.MultiAgentCopies`:
-obs ``[N, n, D]``, team reward ``[N]``, actions ``[N, n]`` in ``[0, 6)`` (none, north, south, west,
-east, load), ``state [N, n * D]``, ``avail_actions [N, n, 6]``.
+obs ``[N, n, D]``, team reward ``[N]`` (or each agent's own, ``[N, n]``, with ``reward="agent"``),
+actions ``[N, n]`` in ``[0, 6)`` (none, north, south, west, east, load), ``state [N, n * D]``,
+``avail_actions [N, n, 6]``. Discrete actions only.
 
 Options (``env.options.X=``): ``penalty`` (subtracted from each agent taking part in a failed load;
-registered 0.0; the ROE spec's 6.5 item 2 uses 0, 0.2, 0.5), ``episode_limit`` (default the
-registered ``max_episode_steps``, 50), ``team_reward`` (``sum``), ``action_masks`` (false), and any
-other ``ForagingEnv`` argument (``normalize_reward``, ``sight`` ...).
+registered 0.0; the ROE experiments use 0, 0.2 and 0.5), ``episode_limit`` (default the
+registered ``max_episode_steps``, 50), ``team_reward`` (``sum``), ``reward`` (``team``), ``action_masks``
+(false), and any other ``ForagingEnv`` argument (``normalize_reward``, ``sight`` ...); the env-level
+ones may also come as one :class:`envs.multiagent.MultiAgentOptions` (``options=``).
 
 Deviations from the reference: (1) lbforaging returns ``done`` both when the food is gone and at
 the step limit, and never ``truncated``; here ``terminated`` is "no food left" (the env's own
 success condition, read from its field) and reaching the limit otherwise is a truncation, so the
-learner bootstraps there. (2) Team reward = sum of the per-agent rewards (the spec; EPyMARL's
+learner bootstraps there. (2) Team reward = sum of the per-agent rewards (EPyMARL's
 default scalarisation); lbforaging normalises the rewards so that the team return is the loaded
 fraction of the food levels (1 when everything is loaded; with ``-coop`` ids every food needs all
-agents). (3) Global state = the agents' observations concatenated (the spec; lbforaging has no
-``state()``). (4) All actions are available by default, as in EPyMARL (lbforaging turns an invalid
+agents). (3) Global state = the agents' observations concatenated (as in EPyMARL; lbforaging has
+no ``state()``). (4) All actions are available by default, as in EPyMARL (lbforaging turns an invalid
 action into "none"); ``action_masks=true`` exposes lbforaging's per-agent valid actions instead.
 (5) Before each reset the agents' positions are cleared: lbforaging's spawn also avoids the cells
 where agents not yet placed stood in the previous episode, which makes a reset depend on that
@@ -35,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.multiagent import MultiAgentOptions
 from envs.multiagent_copies import MARL_EXTRA_HINT, MultiAgentCopies
 
 
@@ -84,12 +87,16 @@ def make_lbf_env(
     num_envs: int = 1,
     device: torch.device | str = "cpu",
     seed: int | None = 0,
-    episode_limit: int | None = None,
-    team_reward: str = "sum",
+    *,
+    options: MultiAgentOptions | None = None,
     action_masks: bool = False,
-    **env_options: Any,
+    **kwargs: Any,
 ) -> MultiAgentCopies:
-    """``lbf:Foraging-...-v3`` -> N copies as a ``MultiAgentVecEnv`` (``env_options``: ``penalty`` ...)."""
+    """``lbf:Foraging-...-v3`` -> N copies as a ``MultiAgentVecEnv``.
+
+    The env-level options (``episode_limit``, ``team_reward`` sum, ``reward``) come as keywords or as
+    ``options``; the other keywords go to ``ForagingEnv`` (``penalty`` ...).
+    """
     import gymnasium
 
     from envs import EnvError
@@ -104,7 +111,18 @@ def make_lbf_env(
         close = difflib.get_close_matches(gym_id, known, n=3, cutoff=0.5)
         hint = f"; closest: {', '.join('lbf:' + c for c in close)}" if close else ""
         raise EnvError(f"unknown lbforaging env {env_id!r}{hint}")
-    limit = int(episode_limit or gymnasium.spec(gym_id).kwargs["max_episode_steps"])
+    registered = int(gymnasium.spec(gym_id).kwargs["max_episode_steps"])
+    opts, env_options = MultiAgentOptions.resolve(
+        options,
+        num_envs=num_envs,
+        device=device,
+        seed=seed,
+        defaults={"episode_limit": registered, "team_reward": "sum"},
+        **kwargs,
+    )
+    if opts.continuous:
+        raise ValueError(f"{env_id}: lbforaging has discrete actions only (actions='discrete')")
+    limit = int(opts.episode_limit)
 
     def make_copy() -> ForagingCopy:
         # Not make(..., max_episode_steps=): gymnasium would take it for its TimeLimit wrapper.
@@ -112,12 +130,4 @@ def make_lbf_env(
         env.unwrapped._max_episode_steps = limit
         return ForagingCopy(env, action_masks=action_masks)
 
-    return MultiAgentCopies(
-        make_copy,
-        num_envs=num_envs,
-        device=device,
-        seed=seed,
-        episode_limit=limit,
-        team_reward=team_reward,
-        name=f"lbf:{gym_id}",
-    )
+    return MultiAgentCopies(make_copy, opts, name=f"lbf:{gym_id}")

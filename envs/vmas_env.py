@@ -4,18 +4,26 @@ VMAS is natively batched torch: one ``vmas.Environment`` holds ``num_envs`` worl
 ``device``, so this adapter only reshapes. Env ids are ``vmas:SCENARIO`` (``vmas:navigation``);
 every other option goes to the scenario (``env.options.n_agents=4``, ``env.options.shared_rew=true``).
 
-Shapes for N envs, n agents, D observation features, A discrete actions:
+Shapes for N envs, n agents, D observation features, A discrete actions (or action components):
 
 * ``obs [N, n, D]`` float32: the agents' observations stacked (every agent must have the same D);
 * ``reward [N]`` float32: the team reward, ``team_reward="mean"`` (default) or ``"sum"`` over the
-  agents' rewards ``[N, n]``;
+  agents' rewards ``[N, n]``; with ``reward="agent"`` those per-agent rewards ``[N, n]`` themselves;
 * ``terminated [N]``: the scenario's ``done()`` (navigation: every agent on its goal);
   ``truncated [N]``: ``max_steps`` reached without termination (kept apart: the learner bootstraps);
 * ``action [N, n]`` int64 in ``[0, A)``: VMAS's flat ``Discrete`` action of each agent
   (navigation: A = 9, the 3 x 3 grid of {-u, 0, +u} per axis, VMAS's flat index; action 0 = no force);
+  with ``actions="continuous"`` VMAS's ``Box`` actions instead, ``[N, n, A]`` float32 in the canonical
+  ``[-1, 1]`` (``A`` = the widest agent's action), clipped and mapped onto each agent's own bounds
+  (``action_low`` / ``action_high`` ``[n, A]``: ``[-u_range, u_range]`` per physical component, ``[0, 1]``
+  per communication component), so +1 is ``u_range`` (navigation: A = 2, u_range = 1);
 * ``info``: ``state [N, n * D]`` (the observations concatenated), ``avail_actions [N, n, A]`` (all
-  True: VMAS has no action masks), ``alive [N, n]`` (all True), ``final_state`` /
-  ``final_avail_actions`` of finished episodes.
+  True: VMAS has no action masks; for continuous actions the components each agent uses),
+  ``alive [N, n]`` (all True), ``final_state`` / ``final_avail_actions`` of finished episodes.
+
+The env-level options (``num_envs``, ``device``, ``seed``, ``max_steps`` = ``episode_limit``,
+``team_reward``, ``reward``, ``actions``) come as keywords or as one
+:class:`envs.multiagent.MultiAgentOptions` (``options=``); every other keyword goes to the scenario.
 
 Defaults match BenchMARL's ``vmas/navigation`` task (3 agents, collisions, per-agent rewards
 ``shared_rew=False``, lidar range 0.35, agent radius 0.1, ``max_steps`` 100).
@@ -39,8 +47,9 @@ Deviations from the reference: (1) BenchMARL's QMIX forms the team reward as the
 (``process_batch``: ``reward.mean(-2)``) and feeds the mixer the stacked observations when the task
 has no global state; both are the defaults here. PyMARL-style learners (the suite's) often sum
 per-agent rewards instead (``team_reward="sum"``); with ``shared_rew=True`` the mean is the shared
-reward itself. (2) Only discrete actions for now (continuous VMAS actions are for ERNIE later).
-(3) VMAS keeps running a terminated world until it is reset; the adapter resets it in the same step.
+reward itself. (2) Continuous actions are canonical ``[-1, 1]`` and rescaled here, where BenchMARL
+hands the policy VMAS's own bounds. (3) VMAS keeps running a terminated world until it is reset; the
+adapter resets it in the same step.
 """
 
 from __future__ import annotations
@@ -54,7 +63,7 @@ import numpy as np
 import torch
 
 from envs.base import BoxSpec, DiscreteSpec, StepOut
-from envs.multiagent import finalize_info
+from envs.multiagent import MultiAgentOptions, canonical_to_bounds, finalize_info
 
 # BenchMARL's vmas/navigation.yaml (benchmarl 1.5): the task of the speed comparison.
 NAVIGATION_DEFAULTS: dict[str, Any] = {
@@ -114,10 +123,12 @@ class VmasRandomState:
 
 
 class VmasEnv:
-    """``num_envs`` copies of a VMAS scenario with discrete actions (a ``MultiAgentVecEnv``).
+    """``num_envs`` copies of a VMAS scenario with discrete or continuous actions (a ``MultiAgentVecEnv``).
 
-    Shapes in the module docstring. ``max_steps`` is the episode limit (VMAS truncates there);
-    ``scenario_options`` go to the scenario, on top of :data:`SCENARIO_DEFAULTS` for that scenario.
+    Shapes in the module docstring. ``max_steps`` (or ``episode_limit``; default 100) is the episode
+    limit (VMAS truncates there), ``team_reward`` defaults to ``"mean"``; the env-level options may
+    also come as ``options`` (:meth:`envs.multiagent.MultiAgentOptions.resolve`). The other keywords
+    go to the scenario, on top of :data:`SCENARIO_DEFAULTS` for that scenario.
     """
 
     def __init__(
@@ -126,51 +137,81 @@ class VmasEnv:
         num_envs: int = 1,
         device: torch.device | str = "cpu",
         seed: int | None = 0,
-        max_steps: int = 100,
-        team_reward: str = "mean",
-        continuous_actions: bool = False,
-        **scenario_options: Any,
+        *,
+        options: MultiAgentOptions | None = None,
+        **kwargs: Any,
     ):
         import vmas
         from vmas.simulator.environment import Environment
 
-        if continuous_actions:
-            raise NotImplementedError("continuous VMAS actions are not supported yet (discrete only)")
-        if team_reward not in ("mean", "sum"):
-            raise ValueError(f"team_reward must be 'mean' or 'sum', got {team_reward!r}")
-        if int(max_steps) <= 0:
-            raise ValueError(f"max_steps must be a positive episode limit, got {max_steps}")
+        opts, scenario_options = MultiAgentOptions.resolve(
+            options,
+            num_envs=num_envs,
+            device=device,
+            seed=seed,
+            defaults={"episode_limit": 100, "team_reward": "mean"},
+            **kwargs,
+        )
         self.scenario = scenario
-        self.num_envs = int(num_envs)
-        self.device = torch.device(device)
-        self.episode_limit = int(max_steps)
-        self.team_reward = team_reward
+        self.multi_agent_options = opts
+        self.num_envs = int(opts.num_envs)
+        self.device = torch.device(opts.device)
+        self.episode_limit = int(opts.episode_limit)
+        self.team_reward = opts.team_reward
+        self.reward_mode = opts.reward
+        self.continuous = opts.continuous
         self.options = {**SCENARIO_DEFAULTS.get(scenario, {}), **scenario_options}
-        self.generator = VmasRandomState(seed)
+        self.generator = VmasRandomState(opts.seed)
         self._shared_random_state = Environment.vmas_random_state  # the list VMAS's local_seed reads
         with self._own_random_state():
             self._env = vmas.make_env(
                 scenario,
                 num_envs=self.num_envs,
                 device=self.device,
-                continuous_actions=False,
+                continuous_actions=self.continuous,
                 max_steps=self.episode_limit,
                 seed=None,  # seeded through self.generator
                 terminated_truncated=True,
                 **self.options,
             )
         spaces = list(self._env.action_space)
-        if any(not hasattr(space, "n") for space in spaces) or len({int(space.n) for space in spaces}) != 1:
-            raise ValueError(f"vmas:{scenario}: every agent needs the same Discrete action space, got {spaces}")
         self.n_agents = int(self._env.n_agents)
-        self.n_actions = int(spaces[0].n)
+        self.agent_names = tuple(agent.name for agent in self._env.agents)
+        if self.continuous:
+            self._box_actions(spaces)
+        else:
+            if any(not hasattr(space, "n") for space in spaces) or len({int(space.n) for space in spaces}) != 1:
+                raise ValueError(f"vmas:{scenario}: every agent needs the same Discrete action space, got {spaces}")
+            self.n_actions = int(spaces[0].n)
         obs = self._stack(self._read_obs())
         self.obs_dim = int(obs.shape[-1])
+        self.obs_dims = (self.obs_dim,) * self.n_agents  # VMAS agents here share one observation length
         self.obs_spec = BoxSpec((self.n_agents, self.obs_dim), low=-float("inf"), high=float("inf"))
         self.state_spec = BoxSpec((self.n_agents * self.obs_dim,), low=-float("inf"), high=float("inf"))
-        self.action_spec = DiscreteSpec(self.n_actions, (self.n_agents,))
         self._obs = obs
-        self._avail = torch.ones(self.num_envs, self.n_agents, self.n_actions, dtype=torch.bool, device=self.device)
+        if self.continuous:
+            self.action_spec: BoxSpec | DiscreteSpec = BoxSpec((self.n_agents, self.n_actions), low=-1.0, high=1.0)
+            self._avail = self._used.expand(self.num_envs, -1, -1).clone()
+        else:
+            self.action_spec = DiscreteSpec(self.n_actions, (self.n_agents,))
+            self._avail = torch.ones(
+                self.num_envs, self.n_agents, self.n_actions, dtype=torch.bool, device=self.device
+            )
+
+    def _box_actions(self, spaces: list[Any]) -> None:
+        """Bounds ``action_low`` / ``action_high`` ``[n, A]`` and used components ``[n, A]`` of Box actions."""
+        if any(not hasattr(space, "low") or len(space.shape) != 1 for space in spaces):
+            raise ValueError(f"vmas:{self.scenario}: continuous actions need a 1-d Box per agent, got {spaces}")
+        self.action_dims = tuple(int(space.shape[0]) for space in spaces)
+        self.n_actions = max(self.action_dims)
+        low = torch.zeros(self.n_agents, self.n_actions)
+        high = torch.zeros(self.n_agents, self.n_actions)
+        used = torch.zeros(self.n_agents, self.n_actions, dtype=torch.bool)
+        for row, (space, width) in enumerate(zip(spaces, self.action_dims)):  # padded components stay 0
+            low[row, :width], high[row, :width] = torch.as_tensor(space.low), torch.as_tensor(space.high)
+            used[row, :width] = True
+        self.action_low, self.action_high = low.to(self.device), high.to(self.device)
+        self._used = used.to(self.device)
 
     # ------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -218,13 +259,21 @@ class VmasEnv:
         }
 
     def step(self, action: torch.Tensor) -> StepOut:
-        """Apply joint actions ``[N, agents]`` (int64); reset finished rows in the same step."""
-        per_agent = list(action.to(self.device, torch.long).unsqueeze(-1).unbind(1))  # agents x [N, 1]
+        """Apply joint actions ``[N, agents]`` int64 (or ``[N, agents, A]`` float in ``[-1, 1]``); reset
+        finished rows in the same step."""
+        if self.continuous:  # canonical -> VMAS units; each agent gets its own components, agents x [N, A_i]
+            box = canonical_to_bounds(action.to(self.device, torch.float32), self.action_low, self.action_high)
+            per_agent = [box[:, row, :width] for row, width in enumerate(self.action_dims)]
+        else:
+            per_agent = list(action.to(self.device, torch.long).unsqueeze(-1).unbind(1))  # agents x [N, 1]
         with self._own_random_state():
             obs, rewards, terminated, truncated, _ = self._env.step(per_agent)
             final_obs = self._stack(obs)
             agent_rewards = torch.stack(rewards, 1).to(torch.float32)  # [N, agents]
-            reward = agent_rewards.mean(1) if self.team_reward == "mean" else agent_rewards.sum(1)
+            if self.reward_mode == "agent":
+                reward = agent_rewards
+            else:
+                reward = agent_rewards.mean(1) if self.team_reward == "mean" else agent_rewards.sum(1)
             terminated = terminated.to(torch.bool)
             truncated = truncated.to(torch.bool) & ~terminated
             done = terminated | truncated
@@ -245,9 +294,16 @@ class VmasEnv:
 
 
 def make_vmas_env(
-    env_id: str, num_envs: int = 1, device: torch.device | str = "cpu", seed: int | None = 0, **options: Any
+    env_id: str,
+    num_envs: int = 1,
+    device: torch.device | str = "cpu",
+    seed: int | None = 0,
+    *,
+    options: MultiAgentOptions | None = None,
+    **kwargs: Any,
 ) -> VmasEnv:
-    """``vmas:SCENARIO`` -> :class:`VmasEnv` (``options``: ``max_steps``, ``team_reward``, scenario kwargs)."""
+    """``vmas:SCENARIO`` -> :class:`VmasEnv` (keywords: ``max_steps``, ``team_reward``, ``reward``,
+    ``actions`` or one ``options`` object, and scenario kwargs)."""
     if not env_id.startswith("vmas:") or not env_id[len("vmas:") :]:
         raise ValueError(f"a VMAS env id is 'vmas:SCENARIO' (e.g. vmas:navigation), got {env_id!r}")
-    return VmasEnv(env_id[len("vmas:") :], num_envs=num_envs, device=device, seed=seed, **options)
+    return VmasEnv(env_id[len("vmas:") :], num_envs=num_envs, device=device, seed=seed, options=options, **kwargs)
