@@ -6,6 +6,7 @@
   python evaluate.py RUN_DIR --video                  # also write RUN_DIR/eval/episode.mp4
   python evaluate.py RUN_DIR --obs-noise 0 0.05 0.1 --action-noise 0 0.1 0.3
   python evaluate.py RUN_DIR --mass 0.5 1 1.5 --friction 0.5 1 1.5     # MuJoCo envs: heatmap PNG
+  python evaluate.py RUN_DIR --adversary --random-force   # MuJoCo: a fresh worst-case force adversary
 
 Observation noise is Gaussian with the given std in observation units; action noise is Gaussian in
 the canonical [-1, 1] action scale. Mass and friction scale every body's mass and every geom's
@@ -24,7 +25,7 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    from agents.core.conditions import CONDITIONS
+    from agents.core.conditions import conditions
 
     parser = argparse.ArgumentParser(
         prog="evaluate.py",
@@ -39,7 +40,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes (default: 12345)")
     parser.add_argument("--envs", type=int, default=10, help="environments stepped together (default: 10)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    for condition in CONDITIONS:
+    for condition in conditions():
         condition.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.episodes < 1:
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_headless_gl()  # before mujoco is imported: headless rendering for --video
 
     from agents.core.checkpoint import CheckpointError
-    from agents.core.conditions import CONDITIONS, Context
+    from agents.core.conditions import Context, conditions
     from agents.core.config import ConfigError
     from agents.core.run import load_run
     from envs import EnvError
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             out_dir=out_dir,
             multi_agent=hasattr(run.agent, "n_agents"),
         )
-        conditions = [c for kind in CONDITIONS for c in kind.from_args(args)]
-        for condition in conditions:  # every check before the first episode
+        chosen = [c for kind in conditions() for c in kind.from_args(args)]
+        for condition in chosen:  # every check before the first episode
             condition.check(context)
         out_dir.mkdir(exist_ok=True)
         config = run.config
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({policy}): return {nominal['mean_reward']:.1f} +- {nominal['std_reward']:.1f} "
             f"(min {nominal['min_reward']:.1f}, max {nominal['max_reward']:.1f})"
         )
-        for condition in conditions:
+        for condition in chosen:
             report[condition.key] = condition.run(context)
     except (ConfigError, CheckpointError, EnvError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -31,6 +31,9 @@ ALGORITHMS: dict[str, str] = {
     "ddn": "agents.marl",
     "dmix": "agents.marl",
     "roe": "agents.marl",
+    "qarl": "agents.qarl",
+    "rarl": "agents.qarl",
+    "sac-adv0": "agents.qarl",
 }
 
 

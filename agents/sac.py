@@ -61,7 +61,10 @@ class SACConfig(AgentConfig):
     policy_delay: int = doc("actor and temperature step every k critic steps", 1, ge=1)
     target_every: int = doc("Polyak target step every k critic steps", 1, ge=1)
     actor_update_after_steps: int = doc(
-        "no actor / temperature step before this env step (critic steps start with the loop's updates)", 0, ge=0
+        "no actor / temperature step before this step (the loop's clock: env steps; in QARL's phases the "
+        "learner's own transitions)",
+        0,
+        ge=0,
     )
     fused_adam: bool = doc("use the fused Adam kernel (same math, fewer kernel launches)", True)
     compile: bool = doc("torch.compile the critic and actor objectives (slow start, faster steps)", False)

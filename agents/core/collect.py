@@ -79,11 +79,13 @@ class Collector:
     """Steps ``env`` with ``agent`` (or uniformly random actions during warm-up).
 
     ``step`` returns transition rows ``{obs, action, reward, next_obs, terminated}``, each ``[N, ...]``,
-    where ``next_obs`` is the true final observation for envs whose episode just ended.
+    where ``next_obs`` is the true final observation for envs whose episode just ended, plus the
+    ``info_fields`` of the step's info (per-sample tensors ``[N]``, e.g. ``temperature``).
     """
 
-    def __init__(self, env: VecEnv, agent: Any, seed: int = 0):
+    def __init__(self, env: VecEnv, agent: Any, seed: int = 0, info_fields: tuple[str, ...] = ()):
         self.env = env
+        self.info_fields = info_fields  # per-sample tensors of the step's info to add to the rows
         self.agent = agent
         self.device = env.device
         self.stats = EpisodeStats(env.num_envs, env.device)
@@ -96,6 +98,17 @@ class Collector:
     def reset(self) -> None:
         self.obs = self.env.reset(seed=self.seed)
         self.state = self.agent.initial_state(self.env.num_envs)
+
+    def restart(self) -> None:
+        """Start new episodes in every env now (unseeded: the envs' generators continue), abandoning the
+        running ones: their partial returns are dropped from the episode statistics."""
+        if self.obs is None:
+            self.reset()
+            return
+        self.obs = self.env.reset(seed=None)
+        self.state = self.agent.initial_state(self.env.num_envs)
+        self.stats.running_return.zero_()
+        self.stats.running_length.zero_()
 
     def step(self, step: int, *, random: bool = False) -> dict[str, torch.Tensor]:
         if self.obs is None:
@@ -112,7 +125,10 @@ class Collector:
             "reward": out.reward,
             "next_obs": out.final_obs,
             "terminated": out.terminated,
+            "truncated": out.truncated,  # not stored by a TransitionBuffer (not in its spec); loops read it
         }
+        for name in self.info_fields:  # e.g. the episode's temperature: one more replay field, not a subclass
+            rows[name] = out.info[name]
         self.obs = out.obs
         return rows
 

@@ -211,5 +211,22 @@ class Video:
         return {"path": str(video["path"]), "frames": video["frames"], "return": video["return"]}
 
 
-# Every condition evaluate.py knows, in the order they run and appear in the report.
-CONDITIONS: list[type] = [NoiseSweep, MassFriction, Video]
+# Every condition evaluate.py knows, in the order they run and appear in the report: "module:class"
+# (families contribute theirs here; imported when evaluate.py starts).
+CONDITIONS: list[str] = [
+    "agents.core.conditions:NoiseSweep",
+    "agents.core.conditions:MassFriction",
+    "agents.qarl:AdversaryConditions",
+    "agents.core.conditions:Video",
+]
+
+
+def conditions() -> list[type]:
+    """The condition classes of :data:`CONDITIONS`."""
+    import importlib
+
+    out = []
+    for target in CONDITIONS:
+        module, name = target.split(":")
+        out.append(getattr(importlib.import_module(module), name))
+    return out

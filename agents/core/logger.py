@@ -89,6 +89,10 @@ class Logger:
             self.bar.refresh()
         return values
 
+    def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
+        """A TensorBoard histogram (e.g. the temperatures drawn for a phase); not in metrics.jsonl."""
+        self.writer.add_histogram(tag, values.detach().float().cpu(), step)
+
     def message(self, text: str) -> None:
         """A line for the user that does not break the progress bar."""
         if self.bar is not None:

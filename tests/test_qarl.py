@@ -1,0 +1,200 @@
+"""QARL / RARL / SAC-vs-zero-force: the per-sample temperature, the two-player loop, resume, bad input.
+
+The teacher's closed forms and path are in test_qarl_teacher.py, the force wrapper in
+test_adversarial_env.py; here the pieces meet in the suite's loop on a tiny InvertedPendulum run.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents import get_preset
+from agents.core.checkpoint import Checkpointer, load_checkpoint
+from agents.core.config import apply_overrides
+from agents.core.run import read_config, train
+from agents.sac import SAC, SACConfig
+from envs.base import BoxSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+OBS, ACT = BoxSpec((4,)), BoxSpec((2,))
+# A few hundred steps: both phases, teacher updates every 4 pairs, updates from 60 transitions.
+TINY = [
+    "agent.protagonist.hidden=[16,16]",
+    "agent.adversary.hidden=[16,16]",
+    "agent.protagonist.actor_update_after_steps=80",
+    "agent.adversary.actor_update_after_steps=80",
+    "agent.teacher.min_pairs=4",
+    "agent.teacher.threshold=0.5",
+    "train.phase_min_steps=100",
+    "train.phase_episodes=2",
+    "train.update_after_transitions=60",
+    "train.batch_size=32",
+    "train.eval_every=0",
+    "train.eval_episodes=1",
+    "train.log_every=50",
+    "train.checkpoint_every=150",
+    "train.progress=false",
+]
+
+
+def batch(n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs": torch.randn(n, 4, generator=g),
+        "action": torch.rand(n, 2, generator=g) * 2 - 1,
+        "reward": torch.randn(n, generator=g),
+        "next_obs": torch.randn(n, 4, generator=g),
+        "terminated": torch.tensor([False, True, False, False, True])[:n],
+        "temperature": torch.tensor([0.5, 0.01, 0.2, 0.0, 1.5])[:n],
+    }
+
+
+def make(temperature, initial=0.1):
+    torch.manual_seed(0)
+    return SAC(OBS, ACT, SACConfig(hidden=(8, 8), temperature=temperature, initial_temperature=initial))
+
+
+def test_adversary_critic_target_uses_each_samples_temperature():
+    agent, data = make("per-sample"), batch()
+    torch.manual_seed(1)
+    target = agent.critic_target_value(data)
+    torch.manual_seed(1)  # the same next-action draw, computed by hand
+    next_action, next_log_prob = agent.actor(data["next_obs"])
+    next_q = agent.critic_target(data["next_obs"], next_action).min(0).values
+    soft = next_q - data["temperature"] * next_log_prob
+    expected = data["reward"] + 0.99 * (~data["terminated"]).float() * soft
+    assert torch.allclose(target, expected)
+    torch.manual_seed(1)
+    scalar = make("fixed", initial=float(data["temperature"].mean())).critic_target_value(data)
+    assert not torch.allclose(target, scalar)  # a batch mean would be a different target
+
+
+def test_per_sample_with_a_constant_alpha_is_fixed_temperature_sac_bit_for_bit():
+    fixed, per_sample = make("fixed", 0.3), make("per-sample", 0.3)
+    for step in range(4):
+        # the same float alpha in both modes: fixed mode stores log(alpha), so use its exp(log(0.3))
+        data = {**batch(seed=step), "temperature": fixed.temperature.expand(5).clone()}
+        torch.manual_seed(step)
+        a = fixed.update(data, step=step)
+        torch.manual_seed(step)
+        b = per_sample.update(data, step=step)
+        assert torch.equal(a["loss/critic"], b["loss/critic"]) and torch.equal(a["loss/actor"], b["loss/actor"])
+    for key, value in fixed.actor.state_dict().items():
+        assert torch.equal(value, per_sample.actor.state_dict()[key])
+    assert "loss/temperature" not in a  # neither mode learns alpha
+
+
+def test_actor_waits_for_its_threshold():
+    agent = make("learned")
+    agent.config = SACConfig(hidden=(8, 8), actor_update_after_steps=10)
+    assert "loss/actor" not in agent.update(batch(), step=9)
+    assert "loss/actor" in agent.update(batch(), step=10)
+
+
+def run(preset, tmp_path, name, *extra):
+    config = apply_overrides(get_preset(preset), [*TINY, *extra])
+    return train(config, tmp_path / name)
+
+
+@pytest.fixture(scope="module")
+def qarl_run(tmp_path_factory):
+    return run("qarl/inverted-pendulum", tmp_path_factory.mktemp("qarl"), "run", "train.total_steps=450")
+
+
+def test_qarl_run_logs_both_players_and_the_teacher(qarl_run):
+    rows = [json.loads(line) for line in (qarl_run / "metrics.jsonl").read_text().splitlines()]
+    keys = set().union(*rows)
+    assert {"loss/critic", "adversary/loss/critic", "teacher/mean_alpha", "rollout/discounted_return"} <= keys
+    updates = [r for r in rows if r.get("teacher/updated") == 1.0]
+    assert updates, "the teacher never ran an update"
+    for r in updates:  # the trace moves only when the mean discounted return is above the floor
+        moved = r["teacher/accepted"] == 1.0
+        assert not moved or r["teacher/performance"] >= r["teacher/floor"]
+    state = load_checkpoint(Checkpointer(qarl_run).latest())
+    assert {"agent", "adversary", "buffer", "adversary_buffer", "teacher", "collector"} <= set(state)
+    assert "temperature" in state["adversary_buffer"]["storage"]
+
+
+def test_teacher_does_not_move_below_the_floor(tmp_path):
+    out = run("qarl/inverted-pendulum", tmp_path, "high", "train.total_steps=300", "agent.teacher.threshold=1e6")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    updates = [r for r in rows if r.get("teacher/updated") == 1.0]
+    assert updates and all(r["teacher/accepted"] == 0.0 and r["teacher/shape"] == 50.0 for r in updates)
+
+
+def test_two_player_resume_equals_a_straight_run(tmp_path):
+    straight = run("qarl/inverted-pendulum", tmp_path, "straight", "train.total_steps=450")
+    split = run("qarl/inverted-pendulum", tmp_path, "split", "train.total_steps=300")
+    resumed = apply_overrides(read_config(split), ["train.total_steps=450"])
+    train(resumed, split, resume=True)
+    a, b = load_checkpoint(Checkpointer(straight).latest()), load_checkpoint(Checkpointer(split).latest())
+    for player in ("agent", "adversary"):
+        for net in ("actor", "critic"):
+            for key, value in a[player][net].items():
+                assert torch.equal(value, b[player][net][key]), f"{player}.{net}.{key}"
+    assert a["teacher"]["shape"] == b["teacher"]["shape"]
+    assert torch.equal(a["adversary_buffer"]["storage"]["temperature"], b["adversary_buffer"]["storage"]["temperature"])
+
+
+@pytest.mark.parametrize("preset", ["rarl/inverted-pendulum", "sac-adv0/inverted-pendulum"])
+def test_baselines_are_presets_of_the_same_loop(tmp_path, preset):
+    out = run(preset, tmp_path, "run", "train.total_steps=300")
+    state = load_checkpoint(Checkpointer(out).latest())
+    assert "teacher" not in state and "temperature" not in state["adversary_buffer"]["storage"]
+    adversary_rows = state["adversary_buffer"]["size"]
+    assert (adversary_rows > 0) == preset.startswith("rarl")  # SAC: protagonist phases only
+
+
+def test_evaluate_fresh_and_random_adversary(qarl_run, capsys):
+    import evaluate
+
+    code = evaluate.main([str(qarl_run), "--episodes", "2", "--adversary", "--adversary-steps", "40", "--random-force"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(sorted((qarl_run / "eval").glob("eval_*.json"))[-1].read_text())
+    assert report["adversary"]["fresh"]["episodes"] == 2 and report["adversary"]["fresh"]["steps"] == 40
+    assert report["adversary"]["random_force"]["force_limit"] is None or report["adversary"]["random_force"]
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train.py", "qarl/hopper", 'agent.force_bodies=["nose"]'], "No body named 'nose'"),
+        (["train.py", "qarl/hopper", "agent.force_limit=0"], "agent.force_limit=0.0 is out of range"),
+        (["train.py", "qarl/hopper", "agent.teacher.max_kl=-1"], "agent.teacher.max_kl=-1.0 is out of range"),
+        (["train.py", "qarl/hopper", "agent.adversary.temperature=learned"], "must be 'per-sample'"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, args, fragment):
+    proc = cli(*args, "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+    assert not (tmp_path / "run").exists()  # nothing left behind
+
+
+def test_adversary_on_a_run_without_mujoco_is_one_line(tmp_path):
+    out = train(
+        apply_overrides(
+            get_preset("sac"),
+            [
+                "agent.hidden=[8]",
+                "total_steps=120",
+                "warmup_steps=60",
+                "eval_every=0",
+                "eval_episodes=1",
+                "progress=false",
+            ],
+        ),
+        tmp_path / "p",
+    )
+    proc = cli("evaluate.py", str(out), "--adversary", "--adversary-steps", "10")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--adversary on Pendulum-v1" in proc.stderr
