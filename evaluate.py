@@ -7,6 +7,7 @@
   python evaluate.py RUN_DIR --obs-noise 0 0.05 0.1 --action-noise 0 0.1 0.3
   python evaluate.py RUN_DIR --mass 0.5 1 1.5 --friction 0.5 1 1.5     # MuJoCo envs: heatmap PNG
   python evaluate.py RUN_DIR --adversary --random-force   # MuJoCo: a fresh worst-case force adversary
+  python evaluate.py --compare SWEEP_DIR [LABEL=DIR ...] --out DIR   # many runs: IQM, 95% intervals, PNGs
 
 Observation noise is Gaussian with the given std in observation units; action noise is Gaussian in
 the canonical [-1, 1] action scale. Mass and friction scale every body's mass and every geom's
@@ -51,7 +52,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--compare":  # aggregate many runs / sweeps (IQM, intervals, profiles, curves)
+        from agents.core.aggregate import main as aggregate_main
+
+        return aggregate_main(argv[1:])
+    args = parse_args(argv)
 
     from envs.video import configure_headless_gl
 

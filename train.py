@@ -7,6 +7,15 @@
   python train.py --list                       # every preset
   python train.py sac/hopper --show            # every key of a preset, its value and meaning
   python train.py --resume runs/sac_Pendulum-v1_seed0_20261123-101500 [total_steps=40000]
+  python train.py --config sweeps/x/best_config.json [overrides]    # a config written by --search
+
+Many runs from one command (local processes, or Ray Tune with --ray / --ray-address ADDR):
+
+  python train.py sac --seeds 0-4 total_steps=20000 --sweep-dir sweeps/pendulum   # rerun to resume
+  python train.py sac --seeds 0-2 --grid agent.actor_lr=1e-4,3e-4 --sweep-dir sweeps/lr
+  python train.py dqn/cartpole --search --space 'agent.lr=loguniform(1e-5,1e-3)' \
+      --space 'train.batch_size=choice(64,128)' --samples 8 --sweep-dir sweeps/search
+  python evaluate.py --compare sweeps/pendulum ...   # IQM, intervals, profiles, curves
 
 Overrides are key=value: a section-qualified key (train.batch_size, agent.gamma, env.num_envs) or a
 bare key where it is unique (total_steps, seed). A run directory holds config.json, TensorBoard
@@ -23,6 +32,9 @@ from pathlib import Path
 DEFAULT_PRESET = "sac"
 
 
+SWEEP_FLAGS = ("--seeds", "--grid", "--sweep-dir", "--ray", "--ray-address", "--search", "--space", "--space-file")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="train.py",
@@ -37,6 +49,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--show", action="store_true", help="print the resolved config with each key's meaning and exit"
     )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint")
+    parser.add_argument("--config", metavar="JSON", help="start from a config file (e.g. a search's best_config.json)")
+    parser.add_argument(
+        "--seeds",
+        metavar="RANGE",
+        help="run a sweep: one trial per seed (0-4 or 0,2,5); with --grid, --ray, --search and their options "
+        "(python -m agents.core.sweep --help lists them all)",
+    )
     parser.add_argument(
         "--run-dir", metavar="DIR", help="where to write the run (default: runs/<algo>_<env>_seed<k>_<time>)"
     )
@@ -57,14 +76,19 @@ def _remove_unstarted(run_dir: Path | None, created: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg.split("=", 1)[0] in SWEEP_FLAGS for arg in argv):  # many runs: the sweep runner
+        from agents.core.sweep import main as sweep_main
+
+        return sweep_main(argv)
+    args = parse_args(argv)
     run_dir, created = None, False
 
     from agents import all_presets, get_preset
     from agents.core.agent import NonFiniteLossError
     from agents.core.checkpoint import CheckpointError
     from agents.core.config import ConfigError, apply_overrides, describe
-    from agents.core.run import default_run_dir, read_config, train
+    from agents.core.run import default_run_dir, read_config, read_config_file, train
     from envs import EnvError
 
     try:
@@ -73,12 +97,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<32} {cfg.algo:<6} {cfg.env.id:<26} {cfg.train.total_steps:>10,} steps")
             return 0
         if args.resume:
-            if args.preset is not None:
+            if args.preset is not None or args.config:
                 raise ConfigError("--resume takes its config from RUN_DIR/config.json; give overrides only, no preset")
             run_dir = Path(args.resume)
             config = apply_overrides(read_config(run_dir), args.overrides)
         else:
-            config = apply_overrides(get_preset(args.preset or DEFAULT_PRESET), args.overrides)
+            base = read_config_file(Path(args.config)) if args.config else get_preset(args.preset or DEFAULT_PRESET)
+            config = apply_overrides(base, args.overrides)
             run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
         if args.show:
             print(f"preset {args.preset or DEFAULT_PRESET} (algo {config.algo})")

@@ -120,3 +120,19 @@ def test_options_may_sit_between_overrides(tmp_path):
     args = parse_args(["sac", "--run-dir", str(tmp_path), "train.total_steps=10", "seed=3"])
     assert args.preset == "sac" and args.overrides == ["train.total_steps=10", "seed=3"]
     assert args.run_dir == tmp_path or str(args.run_dir) == str(tmp_path)
+
+
+def test_config_file_from_a_search_is_accepted(tmp_path):
+    """train.py --config takes a preset-shaped JSON (what a search's best_config.json holds)."""
+    import json
+
+    from agents import get_preset
+    from agents.core.config import apply_overrides, to_dict
+
+    path = tmp_path / "best_config.json"
+    path.write_text(json.dumps(to_dict(apply_overrides(get_preset("dqn/cartpole"), ["agent.lr=0.00042"]))))
+    proc = run("train.py", "--config", str(path), "train.seed=3", "--show")
+    assert proc.returncode == 0, proc.stderr
+    assert "0.00042" in proc.stdout and "train.seed" in proc.stdout
+    path.write_text("{}")
+    assert_clean_error(run("train.py", "--config", str(path)), "not a regula config")

@@ -72,6 +72,23 @@ def read_config(run_dir: Path) -> RunConfig:
         raise ConfigError(f"{path}: unreadable run config ({type(e).__name__}: {e})") from None
 
 
+def read_config_file(path: Path) -> RunConfig:
+    """A RunConfig from a JSON file: ``to_dict`` of a config (a search's best_config.json) or a
+    run's config.json; ConfigError naming the file on any problem."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = json.loads(path.read_text())
+        data = data.get("config", data)
+        missing = [k for k in ("algo", "env", "train", "agent") if k not in data]
+        if missing:
+            raise KeyError(f"missing {', '.join(missing)}")
+        return from_dict(RunConfig, data)
+    except (json.JSONDecodeError, KeyError, TypeError, ImportError, AttributeError, ValueError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"{path}: not a regula config ({reason})") from None
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
