@@ -47,7 +47,7 @@ from agents.core.collect import Collector
 from agents.core.config import AgentConfig, ConfigError, EnvConfig, RunConfig, doc
 from agents.core.logger import MetricAccumulator
 from agents.core.loops import Cadence, OffPolicyConfig, Session, UpdateCredit, report, restore_session, train_learner
-from agents.core.run import make_evaluator, prepare_run_dir, seed_everything, transition_fields
+from agents.core.run import make_evaluator, make_run_env, prepare_run_dir, seed_everything, transition_fields
 from agents.qarl_teacher import GammaTeacher, TeacherConfig
 from agents.sac import SAC, SACConfig
 from envs.base import BoxSpec
@@ -254,7 +254,6 @@ def run(config: RunConfig, run_dir: Path, *, resume: bool = False, logger_factor
     """Train (or resume) a QARL / RARL / SAC-vs-zero-force run in ``run_dir``."""
     from agents.core.checkpoint import CheckpointError
     from agents.core.logger import Logger
-    from envs import make_vec_env
 
     cfg, agent = config.train, config.agent
     device = torch.device(cfg.device)
@@ -262,15 +261,7 @@ def run(config: RunConfig, run_dir: Path, *, resume: bool = False, logger_factor
     protagonist_dim, adversary_dim = force_dims(config, wrapper)  # a bad body or force limit fails here
     checkpointer, checkpoint = prepare_run_dir(config, run_dir, resume=resume, device=device)
     seed_everything(cfg.seed)
-    env = make_vec_env(
-        config.env.id,
-        config.env.num_envs,
-        device=device,
-        seed=cfg.seed,
-        vectorization=config.env.vectorization,
-        options=config.env.options,
-        wrappers=[wrapper, *config.env.wrappers],
-    )
+    env = make_run_env(config, device, wrappers=(wrapper,))
     protagonist, adversary = build_players(config, env.obs_spec, protagonist_dim, adversary_dim, device)
     fields = transition_fields(env.obs_spec, BoxSpec((protagonist_dim,)))
     adversary_fields = transition_fields(env.obs_spec, BoxSpec((adversary_dim,)))

@@ -49,14 +49,32 @@ def test_run_shorter_than_warmup_trains_and_resume_keeps_its_warmup(tmp_path, ti
 
 
 def test_resume_inside_the_random_warmup_replays_the_same_random_actions(tmp_path, tiny_sac_overrides):
-    """The split falls inside the warm-up: the collector's generator must come back with the checkpoint."""
-    overrides = [*tiny_sac_overrides, "train.total_steps=400", "train.warmup_steps=300"]
-    straight = apply_overrides(get_preset("sac"), overrides)
-    train(straight, tmp_path / "straight")
-    train(apply_overrides(straight, ["train.total_steps=200"]), tmp_path / "split")
-    resumed = apply_overrides(read_config(tmp_path / "split"), ["train.total_steps=400"])
-    train(resumed, tmp_path / "split", resume=True)
-    a, b = final_state(tmp_path / "straight"), final_state(tmp_path / "split")
+    """A run killed after its step-200 checkpoint, inside a 300-step warm-up, resumes with the same random
+    actions: the collector's generator must come back with the checkpoint."""
+    from agents.core.logger import Logger
+
+    config = apply_overrides(
+        get_preset("sac"), [*tiny_sac_overrides, "train.total_steps=400", "train.warmup_steps=300"]
+    )
+    train(config, tmp_path / "straight")
+
+    class Killed(Exception):
+        pass
+
+    class DiesAt300(Logger):
+        def log(self, step, metrics):
+            if step >= 300:
+                raise Killed  # before the step-300 checkpoint is written: the newest is step 200
+            return super().log(step, metrics)
+
+    run_dir = tmp_path / "killed"
+    try:
+        train(config, run_dir, logger_factory=lambda: DiesAt300(run_dir, 400, progress=False))
+    except Killed:
+        pass
+    assert load_checkpoint(Checkpointer(run_dir).latest())["step"] == 200
+    train(config, run_dir, resume=True)
+    a, b = final_state(tmp_path / "straight"), final_state(run_dir)
     assert torch.equal(a["buffer"]["storage"]["action"], b["buffer"]["storage"]["action"])
     for key, value in a["agent"]["actor"].items():
         assert torch.equal(value, b["agent"]["actor"][key])

@@ -174,6 +174,20 @@ def train(config: RunConfig, run_dir: Path, *, resume: bool = False, logger_fact
     return train_off_policy(config, Path(run_dir), module, resume=resume, logger_factory=logger_factory)
 
 
+def make_run_env(config: RunConfig, device, wrappers: tuple = ()) -> Any:
+    """The run's training env (``env.num_envs`` copies seeded with ``train.seed``), with ``wrappers``
+    applied before the config's own (a family's training-only wrappers, e.g. QARL's adversary force)."""
+    return make_vec_env(
+        config.env.id,
+        config.env.num_envs,
+        device=device,
+        seed=config.train.seed,
+        vectorization=config.env.vectorization,
+        options=config.env.options,
+        wrappers=[*wrappers, *config.env.wrappers],
+    )
+
+
 def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: bool, logger_factory=None) -> Path:
     from agents.core.logger import Logger
 
@@ -181,15 +195,7 @@ def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: b
     device = torch.device(cfg.device)
     checkpointer, checkpoint = prepare_run_dir(config, run_dir, resume=resume, device=device)
     seed_everything(cfg.seed)
-    env = make_vec_env(
-        config.env.id,
-        config.env.num_envs,
-        device=device,
-        seed=cfg.seed,
-        vectorization=config.env.vectorization,
-        options=config.env.options,
-        wrappers=config.env.wrappers,
-    )
+    env = make_run_env(config, device)
     agent = module.build(config, env.obs_spec, env.action_spec, device)
     buffer = TransitionBuffer(
         transition_fields(env.obs_spec, env.action_spec),
