@@ -103,7 +103,7 @@ def test_every_number_has_a_range_and_every_choice_its_choices():
 
     for name, preset in all_presets().items():
         rules, fields = field_rules(preset), flat_fields(preset)
-        for key, (value, _, typ) in fields.items():
+        for key, (_, _, typ) in fields.items():
             rule = rules[key]
             bounded = any(rule.get(b) is not None for b in ("ge", "gt", "le", "lt"))
             if typ in (int, float) or "int" in str(typ) or "float" in str(typ):
