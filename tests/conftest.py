@@ -12,6 +12,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download a model or a dataset
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 torch.set_num_threads(1)
 
