@@ -3,7 +3,7 @@ and on the other preset tasks (``--task``: level-based foraging, MPE simple_spre
 
 Trains the ``dmix/predator-prey`` and ``roe/predator-prey`` presets (4 agents, 4 stags, 7 x 7, limit
 50, punishment -2, DFAC hyperparameters) for each seed and records the greedy evaluation curve
-(mean team return over ``eval_episodes`` test episodes every ``eval_interval`` env steps) to JSON,
+(mean team return over ``eval_episodes`` test episodes every ``eval_every`` env steps) to JSON,
 rewritten after every evaluation so a killed run keeps its curve.
 
 The runs in docs/benchmarks.md (two processes share the seeds; --summarize tabulates both):

@@ -462,12 +462,37 @@ def aggregate(
     normalized metrics, probability of improvement between every pair of methods, the ranges used and
     notes about left-out runs. Raises ValueError when no run has a score.
     """
+    runs = load_runs(paths)
+    where = ", ".join(map(str, paths))
+    return aggregate_runs(runs, out_dir, score=score, ranges=ranges, reps=reps, seed=seed, plots=plots, where=where)
+
+
+def curve_record(method: str, task: str, seed: int, curve: Sequence[Sequence[float]], source: str = "") -> RunRecord:
+    """A run known only by its evaluation curve ``[(step, mean return), ...]`` (e.g. a results JSON of
+    an earlier benchmark), as :func:`aggregate_runs` reads it; the final score is the last point."""
+    points = np.asarray(curve, dtype=np.float64).reshape(-1, 2)
+    final = float(points[-1, 1]) if len(points) else math.nan
+    where = Path(source or f"{method}/{task}/seed{seed}")
+    return RunRecord(where, method, task, seed, points[:, 0], points[:, 1], final)
+
+
+def aggregate_runs(
+    runs: Sequence[RunRecord],
+    out_dir: str | Path,
+    *,
+    score: str = "final",
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    reps: int = 2000,
+    seed: int = 0,
+    plots: bool = True,
+    where: str = "the given runs",
+) -> dict[str, Any]:
+    """:func:`aggregate` on runs already read (run directories, sweeps, or :func:`curve_record`s)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(paths)
     matrices, tasks, notes = score_matrices(runs, score)
     if not matrices:
-        raise ValueError(f"no run with a {score} score under {', '.join(map(str, paths))}")
+        raise ValueError(f"no run with a {score} score under {where}")
     used = task_ranges(matrices, tasks, ranges)
     normalized = {m: normalize(x, tasks, used) for m, x in matrices.items()}
     estimates = interval_estimates(normalized, reps, seed)
