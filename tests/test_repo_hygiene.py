@@ -18,9 +18,22 @@ OUTSIDE_DOC = re.compile(r"shared/(?:specs|ARCHITECTURE)")
 
 
 def repo_files():
-    files = [ROOT / "README.md", ROOT / "train.py", ROOT / "evaluate.py", ROOT / "pyproject.toml"]
-    for folder in SCANNED:
-        files += [p for p in (ROOT / folder).rglob("*") if p.suffix in SUFFIXES and ".venv" not in p.parts]
+    """The repository's files (tracked, or untracked and not ignored: run outputs are not the repo's)."""
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True
+    )
+    if listed.returncode == 0:
+        candidates = [ROOT / line for line in listed.stdout.splitlines()]
+    else:  # not a git checkout: every file below the scanned folders
+        candidates = [p for folder in SCANNED for p in (ROOT / folder).rglob("*")]
+    top = {"README.md", "train.py", "evaluate.py", "pyproject.toml"}
+    files = [
+        p
+        for p in candidates
+        if p.suffix in SUFFIXES and (p.relative_to(ROOT).parts[0] in SCANNED or str(p.relative_to(ROOT)) in top)
+    ]
     return [p for p in files if p.is_file() and p.name != Path(__file__).name]
 
 
@@ -41,6 +54,6 @@ def test_the_patterns_catch_what_they_should():
 
 
 def test_each_family_has_its_algorithm_note():
-    for note in ("sac", "dqn", "erc", "cooperative_marl"):
+    for note in ("sac", "dqn", "erc", "cooperative_marl", "qarl"):
         text = (ROOT / "docs" / "algorithms" / f"{note}.md").read_text()
         assert "arXiv" in text or "doi" in text.lower(), note
