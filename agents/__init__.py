@@ -34,6 +34,8 @@ ALGORITHMS: dict[str, str] = {
     "qarl": "agents.qarl",
     "rarl": "agents.qarl",
     "sac-adv0": "agents.qarl",
+    "maddpg": "agents.maddpg",
+    "ernie": "agents.maddpg",
 }
 
 

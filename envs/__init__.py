@@ -77,6 +77,8 @@ WRAPPERS: dict[str, tuple[str, str]] = {
     "observation_noise": ("gym", "envs.perturb:ObservationNoise"),
     "action_noise": ("gym", "envs.perturb:ActionNoise"),
     "model_scaling": ("gym", "envs.perturb:ModelScaling"),
+    "observation_noise_torch": ("vec", "envs.perturb_torch:ObservationNoiseVec"),
+    "agent_mass": ("vec", "envs.perturb_torch:AgentMass"),
 }
 
 Wrapper = Callable[[Any], Any] | dict[str, Any]

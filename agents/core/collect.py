@@ -26,13 +26,25 @@ class EpisodeStats:
         self.recent_return = torch.zeros(window + 1, device=device)
         self.recent_length = torch.zeros(window + 1, dtype=torch.int64, device=device)
         self.finished = torch.zeros((), dtype=torch.int64, device=device)  # episodes ever finished
+        # Per-agent returns [N, agents] / [window + 1, agents], only once an env gives per-agent rewards.
+        self.running_agent_return: torch.Tensor | None = None
+        self.recent_agent_return: torch.Tensor | None = None
 
     def record(self, reward: torch.Tensor, done: torch.Tensor, any_done: bool | None = None) -> None:
         """Add ``reward [N]`` to the running sums; move envs with ``done [N]`` into the ring.
 
+        Per-agent rewards ``[N, agents]`` count as their team total (the sum over agents) in the episode
+        return; each agent's own return is kept too (ring ``recent_agent_return [window + 1, agents]``,
+        allocated at the first such reward) and reported as ``rollout/ep_rew_mean_agent{k}``.
         ``any_done`` is an optional host-side hint (False: no episode ended this step), which host
         envs know for free; it skips the scatter without a device sync.
         """
+        if reward.dim() > 1:  # [N, agents]: team total for the return, each agent's own in its ring
+            if self.running_agent_return is None:
+                self.running_agent_return = torch.zeros_like(reward)
+                self.recent_agent_return = reward.new_zeros(self.window + 1, reward.shape[1])
+            self.running_agent_return += reward
+            reward = reward.sum(-1)
         self.running_return += reward
         self.running_length += 1
         if any_done is False:
@@ -41,6 +53,9 @@ class EpisodeStats:
         slot = torch.where(done, (self.finished + order) % self.window, self.window)
         self.recent_return.index_copy_(0, slot, self.running_return)
         self.recent_length.index_copy_(0, slot, self.running_length)
+        if self.running_agent_return is not None:
+            self.recent_agent_return.index_copy_(0, slot, self.running_agent_return)
+            self.running_agent_return *= (~done).unsqueeze(-1)
         self.finished += done.sum()
         keep = ~done
         self.running_return *= keep
@@ -51,21 +66,46 @@ class EpisodeStats:
         count = self.finished.clamp(max=self.window)
         valid = torch.arange(self.window, device=count.device) < count
         denom = count.to(torch.float32)
-        return {
+        out = {
             "rollout/ep_rew_mean": (self.recent_return[: self.window] * valid).sum() / denom,
             "rollout/ep_len_mean": (self.recent_length[: self.window] * valid).sum().to(torch.float32) / denom,
             "rollout/episodes": self.finished.clone(),
         }
+        if self.recent_agent_return is not None:
+            per_agent = (self.recent_agent_return[: self.window] * valid.unsqueeze(-1)).sum(0) / denom  # [agents]
+            out.update({f"rollout/ep_rew_mean_agent{k}": value for k, value in enumerate(per_agent)})
+        return out
+
+    AGENT_KEYS = ("running_agent_return", "recent_agent_return")  # present once per-agent rewards were seen
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            k: getattr(self, k).clone()
-            for k in ("running_return", "running_length", "recent_return", "recent_length", "finished")
-        }
+        keys = ("running_return", "running_length", "recent_return", "recent_length", "finished")
+        state = {k: getattr(self, k).clone() for k in keys}
+        if self.running_agent_return is not None:
+            state.update({k: getattr(self, k).clone() for k in self.AGENT_KEYS})
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
-            getattr(self, key).copy_(value)
+            if key in self.AGENT_KEYS and getattr(self, key) is None:
+                setattr(self, key, value.clone().to(self.running_return.device))
+            else:
+                getattr(self, key).copy_(value)
+
+
+def multi_agent_box(obs_spec: Any, action_spec: Any) -> bool:
+    """True for a multi-agent env with continuous actions: obs ``[agents, D]`` and Box actions ``[agents, A]``.
+
+    Its transitions store a reward per agent, ``[agents]``: the env's own ``[N, agents]`` rewards, or a team
+    reward ``[N]`` copied to every agent by :class:`Collector`.
+    """
+    return (
+        isinstance(action_spec, BoxSpec)
+        and isinstance(obs_spec, BoxSpec)
+        and len(action_spec.shape) == 2
+        and len(obs_spec.shape) == 2
+        and action_spec.shape[0] == obs_spec.shape[0]
+    )
 
 
 def random_actions(spec: BoxSpec | DiscreteSpec, num_envs: int, generator: torch.Generator, device) -> torch.Tensor:
@@ -94,6 +134,8 @@ class Collector:
         self.seed = seed
         self.obs: torch.Tensor | None = None
         self.state: Any = None
+        # Multi-agent continuous envs store a reward per agent (see agents.core.run.transition_fields).
+        self._per_agent_rows = multi_agent_box(env.obs_spec, env.action_spec)
 
     def reset(self) -> None:
         self.obs = self.env.reset(seed=self.seed)
@@ -119,10 +161,13 @@ class Collector:
             action, self.state = self.agent.act(self.obs, self.state, step=step, explore=True)
         out = self.env.step(action)
         self.stats.record(out.reward, out.terminated | out.truncated, out.info.get("episode_ended"))
+        reward = out.reward
+        if reward.dim() == 1 and self._per_agent_rows:  # a team reward [N], given to every agent: [N, agents]
+            reward = reward.unsqueeze(-1).expand(-1, self.env.action_spec.shape[0])
         rows = {
             "obs": self.obs,
             "action": action,
-            "reward": out.reward,
+            "reward": reward,
             "next_obs": out.final_obs,
             "terminated": out.terminated,
             "truncated": out.truncated,  # not stored by a TransitionBuffer (not in its spec); loops read it

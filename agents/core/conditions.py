@@ -97,19 +97,28 @@ class NoiseSweep:
 
     def check(self, context: Context) -> None:
         from agents.core.config import ConfigError
+        from agents.core.marl_robustness import continuous_multi_agent
 
-        _refuse_multi_agent(context, self.key.replace("_", " "))
+        # Multi-agent runs with continuous actions take observation noise through the torch-level wrapper.
+        if not (self.key == "observation_noise" and continuous_multi_agent(context)):
+            _refuse_multi_agent(context, self.key.replace("_", " "))
         if any(sigma < 0 for sigma in self.sigmas):
             raise ConfigError(f"--{self.key.split('_')[0].replace('observation', 'obs')}-noise: stds must be >= 0")
 
     def run(self, context: Context) -> list[dict]:
+        # A multi-agent env is a torch VecEnv, not a gymnasium env: noise per agent from envs.perturb_torch.
+        name = "observation_noise_torch" if context.multi_agent else self.wrapper
         results = []
         for sigma in self.sigmas:
-            wrapper = {"name": self.wrapper, "sigma": sigma, "seed": context.seed}
+            wrapper = {"name": name, "sigma": sigma, "seed": context.seed}
             results.append({"sigma": sigma, **context.score([wrapper])})
         title = self.key.replace("_", " ")
         print()
         print(table(f"{title}:", ["sigma", "mean", "std", "min"], [[r["sigma"], *cells(r)] for r in results]))
+        if context.multi_agent:
+            from agents.core.marl_robustness import sweep_png
+
+            sweep_png(context, self.key, "observation noise sigma", [(r["sigma"], r) for r in results])
         return results
 
 
@@ -218,6 +227,10 @@ CONDITIONS: list[str] = [
     "agents.core.conditions:MassFriction",
     "agents.qarl:AdversaryConditions",
     "agents.core.conditions:Video",
+    "agents.core.marl_robustness:ObservationAttack",
+    "agents.core.marl_robustness:AgentMassSweep",
+    "agents.core.marl_robustness:MaliciousAgents",
+    "agents.core.marl_robustness:LipschitzMeter",
 ]
 
 

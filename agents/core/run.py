@@ -96,16 +96,26 @@ def seed_everything(seed: int) -> None:
 
 
 def transition_fields(obs_spec, action_spec) -> dict:
-    """Replay field spec for single-agent transitions."""
+    """Replay field spec for one transition per env step.
+
+    Single-agent: obs ``obs_spec.shape``, action ``action_spec.shape``, reward ``()``. Multi-agent with
+    continuous actions (obs ``[agents, D]``, Box actions ``[agents, A]``, see
+    :func:`agents.core.collect.multi_agent_box`): the same obs and action fields and a reward per agent,
+    ``[agents]``; the collector stores an env's per-agent rewards (``reward='agent'``) as they are and copies
+    a team reward to every agent, so the field's shape follows from the specs alone.
+    """
+    from agents.core.collect import multi_agent_box
+
     if isinstance(action_spec, DiscreteSpec):
         action_field = (action_spec.shape, torch.int64)
     else:
         action_field = (action_spec.shape, torch.float32)
     obs_field = (obs_spec.shape, torch.float32) if isinstance(obs_spec, BoxSpec) else ((), torch.int64)
+    reward_shape = (action_spec.shape[0],) if multi_agent_box(obs_spec, action_spec) else ()
     return {
         "obs": obs_field,
         "action": action_field,
-        "reward": ((), torch.float32),
+        "reward": (reward_shape, torch.float32),
         "next_obs": obs_field,
         "terminated": ((), torch.bool),
     }
