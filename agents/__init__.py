@@ -36,6 +36,8 @@ ALGORITHMS: dict[str, str] = {
     "sac-adv0": "agents.qarl",
     "maddpg": "agents.maddpg",
     "ernie": "agents.maddpg",
+    "pin": "agents.prompt",
+    "rlprompt": "agents.prompt",
 }
 
 

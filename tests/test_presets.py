@@ -53,7 +53,9 @@ def one_episodic_update(config) -> dict:
     )
     env, _ = module.make_envs(config, "cpu")
     agent = module.build(config)
-    collector = EpisodeCollector(env, agent, seed=0)
+    # a family with its own episode fields (LM prompts) provides them; the default is the multi-agent layout
+    layout = module.episode_layout(env) if hasattr(module, "episode_layout") else {}
+    collector = EpisodeCollector(env, agent, seed=0, **layout)
     episodes, _ = collector.collect(step=0)
     buffer = EpisodeBuffer(collector.fields, 4, env.episode_limit + 1, seed=0)
     buffer.extend({name: value[:4] for name, value in episodes.items()})

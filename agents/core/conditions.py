@@ -226,6 +226,7 @@ CONDITIONS: list[str] = [
     "agents.core.conditions:NoiseSweep",
     "agents.core.conditions:MassFriction",
     "agents.qarl:AdversaryConditions",
+    "agents.prompt.agent:PromptReport",
     "agents.core.conditions:Video",
     "agents.core.marl_robustness:ObservationAttack",
     "agents.core.marl_robustness:AgentMassSweep",

@@ -93,6 +93,10 @@ class Logger:
         """A TensorBoard histogram (e.g. the temperatures drawn for a phase); not in metrics.jsonl."""
         self.writer.add_histogram(tag, values.detach().float().cpu(), step)
 
+    def text(self, tag: str, text: str, step: int) -> None:
+        """A TensorBoard text entry (e.g. the best prompt so far); not in metrics.jsonl."""
+        self.writer.add_text(tag, text, step)
+
     def message(self, text: str) -> None:
         """A line for the user that does not break the progress bar."""
         if self.bar is not None:
