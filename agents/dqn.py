@@ -8,6 +8,14 @@ For a batch (s, a, r, s', d) with Q ``[B, A]`` from the online MLP and Qbar from
          = mean_b Huber_1(Q(s_b, a_b) - y_b)     (loss="huber": Mnih et al.'s clipped error)
     Qbar <- (1 - polyak) Qbar + polyak Q   every ``target_every`` updates (polyak 1: a hard copy)
 
+With prioritized replay (``train.prioritized``; Schaul et al., ICLR 2016, arXiv:1511.05952) the batch
+carries importance weights w ``[B]`` and each row's loss is scaled by its weight,
+
+    L_Q  = mean_b w_b (Q(s_b, a_b) - y_b)^2       (or w_b Huber_1(...)),
+
+and the update also returns ``td_error [B]`` = Q(s_b, a_b) - y_b (detached) for the new priorities.
+Without weights the loss is the unweighted one above, computed exactly as before.
+
 Acting is epsilon-greedy with epsilon = Linear(epsilon_start, epsilon_end, epsilon_anneal_steps)(step), a
 pure function of the global env step (nothing to checkpoint). Variants override one named method,
 :meth:`DQN.critic_loss` (ERC-DQN adds its regularizer there, see agents/erc.py).
@@ -31,7 +39,7 @@ from torch.nn import functional as F
 
 from agents.core.config import AgentConfig, EnvConfig, RunConfig, doc
 from agents.core.evaluation import q_estimation_bias
-from agents.core.loops import OffPolicyConfig
+from agents.core.loops import TD_ERROR, OffPolicyConfig
 from agents.core.losses import hard_update, polyak_update, td_target
 from agents.core.nets import ACTIVATIONS, mlp
 from agents.core.schedules import Linear
@@ -99,15 +107,27 @@ class DQN:
         return td_target(batch["reward"], batch["terminated"], next_value, self.config.gamma)
 
     def critic_loss(self, q: torch.Tensor, target: torch.Tensor, batch: dict[str, torch.Tensor]):
-        """L_Q = mean_b (Q - y)^2 (or Huber) for q ``[B]`` (at the taken actions) and target ``[B]``.
+        """L_Q = mean_b (Q - y)^2 (or Huber) for q ``[B]`` (at the taken actions) and target ``[B]``;
+        with prioritized replay L_Q = mean_b w_b (Q - y)^2 for ``batch["weights"] [B]``.
 
-        Returns ``(loss, metrics)``. Variants (ERC-DQN) override this to add terms.
+        Returns ``(loss, metrics)``; a prioritized batch's metrics add ``td_error [B]`` = Q - y
+        (detached), the rows' new priorities. Variants (ERC-DQN) override this to add terms.
         """
+        weights = batch.get("weights")
+        if weights is None:  # uniform replay: the original reductions, bit for bit
+            if self.config.loss == "huber":
+                loss = F.smooth_l1_loss(q, target)
+            else:
+                loss = (q - target).pow(2).mean()
+            return loss, {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean()}
+        td_error = q - target  # [B]
         if self.config.loss == "huber":
-            loss = F.smooth_l1_loss(q, target)
+            per_sample = F.smooth_l1_loss(q, target, reduction="none")
         else:
-            loss = (q - target).pow(2).mean()
-        return loss, {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean()}
+            per_sample = td_error.pow(2)
+        loss = (weights * per_sample).mean()
+        metrics = {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean(), TD_ERROR: td_error.detach()}
+        return loss, metrics
 
     def update(self, batch: dict[str, torch.Tensor], *, step: int) -> dict[str, torch.Tensor]:
         if step < self.config.update_after_steps:  # the reference's replay warm-up (see module docstring)

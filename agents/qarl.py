@@ -68,6 +68,10 @@ class PhaseLoopConfig(OffPolicyConfig):
         "a learner's first gradient step once its own buffer holds more than this many transitions", 3_000, ge=0
     )
 
+    def check(self) -> None:
+        if self.prioritized is not None:  # refused, not silently ignored: the phase buffers sample uniformly
+            raise ConfigError("train.prioritized is not supported by the two-player phase loop; leave it null")
+
 
 @dataclass(frozen=True)
 class QARLConfig(AgentConfig):

@@ -16,7 +16,14 @@ and temperature step every k critic steps, ``target_every`` the Polyak step (TD3
 
 Variants override one named method: :meth:`SAC.critic_loss` (ERC adds its regularizer there).
 
-Deviations from the reference: none in the update. Hyperparameters follow the paper's Table 1 and
+With prioritized replay (``train.prioritized``; Schaul et al., ICLR 2016, arXiv:1511.05952) the batch
+carries importance weights w ``[B]``; the critic loss becomes
+L_Q = 1/2 sum_k mean_b w_b (Q_k(s_b, a_b) - y_b)^2 and the update returns each row's TD error
+``td_error [B]`` = mean_k |Q_k(s_b, a_b) - y_b| (detached) as its new priority.
+
+Deviations from the reference: none in the update. (Prioritized replay, not in the paper, weights
+only the critic loss: the actor and temperature losses are not TD losses and stay unweighted; a
+row's priority uses the mean of its K critics' absolute TD errors.) Hyperparameters follow the paper's Table 1 and
 stable-baselines3's defaults (they agree: lr 3e-4, batch 256, gamma 0.99, polyak 0.005, 256x256,
 target entropy -|A|); the Pendulum preset takes rl-zoo3's learning rate 1e-3.
 """
@@ -30,7 +37,7 @@ from typing import Any
 import torch
 
 from agents.core.config import AgentConfig, EnvConfig, RunConfig, check_finite, doc
-from agents.core.loops import OffPolicyConfig
+from agents.core.loops import TD_ERROR, OffPolicyConfig
 from agents.core.losses import polyak_update, td_target
 from agents.core.nets import ACTIVATIONS, QEnsemble, SquashedGaussianActor
 from envs.base import BoxSpec
@@ -144,13 +151,21 @@ class SAC:
         return td_target(batch["reward"], batch["terminated"], soft_value, self.config.gamma)
 
     def critic_loss(self, q: torch.Tensor, target: torch.Tensor, batch: dict[str, torch.Tensor]):
-        """L_Q = 1/2 sum_k mean_b (Q_k - y)^2 for q ``[K, B]`` and target ``[B]``.
+        """L_Q = 1/2 sum_k mean_b (Q_k - y)^2 for q ``[K, B]`` and target ``[B]``; with prioritized
+        replay L_Q = 1/2 sum_k mean_b w_b (Q_k - y)^2 for ``batch["weights"] [B]``.
 
-        Returns ``(loss, metrics)``. Variants (ERC) override this to add terms.
+        Returns ``(loss, metrics)``; a prioritized batch's metrics add ``td_error [B]`` =
+        mean_k |Q_k - y| (detached), the rows' new priorities. Variants (ERC) override this to add terms.
         """
         td_error = q - target  # [K, B]
-        loss = 0.5 * td_error.pow(2).mean(1).sum()
-        return loss, {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean()}
+        weights = batch.get("weights")
+        if weights is None:  # uniform replay: the original reduction, bit for bit
+            loss = 0.5 * td_error.pow(2).mean(1).sum()
+            return loss, {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean()}
+        loss = 0.5 * (weights * td_error.pow(2)).mean(1).sum()
+        metrics = {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean()}
+        metrics[TD_ERROR] = td_error.detach().abs().mean(0)  # [B]
+        return loss, metrics
 
     def critic_objective(self, batch: dict[str, torch.Tensor]):
         """Target, critic forward and :meth:`critic_loss`: ``(loss, metrics)`` (compiled as one graph)."""

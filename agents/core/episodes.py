@@ -10,7 +10,9 @@ below.
 same field spec (``{name: (shape, dtype)}`` for one *time step*), storage ``[capacity, T+1, *shape]``
 preallocated on the device, ``extend`` writing E episodes in one indexed copy per field, and
 uniform sampling with ``torch.randint`` from the buffer's own generator. A ``filled [capacity, T+1]``
-bool field marks the real transitions of each padded episode.
+bool field marks the real transitions of each padded episode. With ``train.prioritized`` the buffer
+samples whole episodes in proportion to their priorities (PyMARL2's episode-level prioritized replay;
+the learner returns one TD error per episode, see :mod:`agents.marl.learner`).
 
 ``EpisodeCollector`` runs N multi-agent envs (:mod:`envs.multiagent`) for exactly ``episode_limit``
 steps from a reset, recording one episode per env (PyMARL's parallel runner layout) and carrying
@@ -43,8 +45,8 @@ from typing import Any
 
 import torch
 
-from agents.core.buffers import FieldSpec, TransitionBuffer
-from agents.core.loops import EpisodicConfig, Every
+from agents.core.buffers import FieldSpec, Sampler, TransitionBuffer
+from agents.core.loops import EpisodicConfig, Every, beta_horizon, prioritized_sampler, update_priorities
 
 
 def episode_fields(n_agents: int, obs_dim: int, state_dim: int, n_actions: int) -> FieldSpec:
@@ -66,7 +68,8 @@ class EpisodeBuffer(TransitionBuffer):
     Each field of the one-step spec is stored as ``[capacity, max_len, *shape]`` (``max_len`` is
     ``episode_limit + 1``: the extra row holds the final observation). ``extend`` takes
     ``[E, max_len, *shape]`` tensors and ``sample`` returns ``[batch, max_len, *shape]``; insertion,
-    sampling and resume are the TransitionBuffer's own.
+    sampling and resume are the TransitionBuffer's own. A ``sampler`` (prioritized replay) ranks
+    whole episodes: one priority per episode row, batches with ``index [B]`` and ``weights [B]``.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class EpisodeBuffer(TransitionBuffer):
         max_len: int,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        sampler: Sampler | None = None,
     ):
         if max_len <= 0:
             raise ValueError(f"max_len must be positive, got {max_len}")
@@ -83,7 +87,7 @@ class EpisodeBuffer(TransitionBuffer):
             raise ValueError("an episode buffer needs a 'filled' field (the real-step mask)")
         self.max_len = int(max_len)
         episode_spec = {name: ((self.max_len, *shape), dtype) for name, (shape, dtype) in fields.items()}
-        super().__init__(episode_spec, capacity, device=device, seed=seed)
+        super().__init__(episode_spec, capacity, device=device, seed=seed, sampler=sampler)
 
 
 def keep_rows(active: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
@@ -232,8 +236,20 @@ def train_episodic(
     collector = EpisodeCollector(env, agent, seed=config.seed, **layout)
     eval_env = eval_env if eval_env is not None else env
     eval_collector = EpisodeCollector(eval_env, agent, seed=config.seed + 10_000, **layout)
+    prioritized = getattr(config, "prioritized", None)
+    horizon = None  # prioritized replay: the beta ramp's length, chosen once per run and checkpointed
+    if prioritized is not None:
+        saved = (resume or {}).get("loop", {}).get("beta_steps")
+        horizon = beta_horizon(prioritized, config.total_steps, saved)
     if buffer is None:
-        buffer = EpisodeBuffer(collector.fields, config.buffer_episodes, env.episode_limit + 1, env.device, config.seed)
+        sampler = None
+        if prioritized is not None:
+            sampler = prioritized_sampler(prioritized, config.buffer_episodes, env.device, horizon)
+        buffer = EpisodeBuffer(
+            collector.fields, config.buffer_episodes, env.episode_limit + 1, env.device, config.seed, sampler=sampler
+        )
+    elif prioritized is not None and buffer.sampler is None:
+        buffer.use_sampler(prioritized_sampler(prioritized, buffer.capacity, buffer.device, horizon))
     t_env, episodes, updates = 0, 0, 0
     if resume is not None:
         agent.load_state_dict(resume["agent"])
@@ -249,7 +265,12 @@ def train_episodic(
             "buffer": buffer.state_dict(),
             "collector": collector.state_dict(),
             "eval_collector": eval_collector.state_dict(),
-            "loop": {"steps": t_env, "episodes": episodes, "updates": updates},
+            "loop": {
+                "steps": t_env,
+                "episodes": episodes,
+                "updates": updates,
+                **({"beta_steps": horizon} if horizon is not None else {}),
+            },
         }
 
     log_cadence, eval_cadence = Every(config.log_every, t_env), Every(config.eval_every, t_env)
@@ -263,7 +284,9 @@ def train_episodic(
         metrics: dict[str, torch.Tensor] = {}
         if len(buffer) >= max(config.update_after_episodes, 1):
             for _ in range(config.updates_per_collect):
-                metrics = agent.update(buffer.sample(config.batch_episodes), step=t_env)
+                replay = buffer.sample(config.batch_episodes, step=t_env)
+                metrics = agent.update(replay, step=t_env)
+                update_priorities(agent, buffer, replay, metrics)  # prioritized: the episodes' new priorities
                 updates += 1
         at_end = t_env >= config.total_steps
         if log_cadence.due(t_env) or at_end:

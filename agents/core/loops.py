@@ -15,6 +15,18 @@ The parts every loop shares:
 
 :func:`off_policy` is the one-learner loop composed from them; a family with a new data flow (QARL's
 alternating phases) writes a short loop from the same parts.
+
+Prioritized replay (Schaul, Quan, Antonoglou, Silver, "Prioritized Experience Replay", ICLR 2016,
+arXiv:1511.05952) is a loop setting, ``train.prioritized`` (None: uniform replay, exactly as without
+it). With it the run's buffer samples through a :class:`agents.core.prioritized.PrioritizedSampler`,
+each batch carries ``index [B]`` and importance ``weights [B]``, the agent weights its TD loss by them
+and returns each row's TD error as the non-scalar metric ``td_error [B]`` (:data:`TD_ERROR`), which
+:func:`train_learner` takes out of the metrics and hands back to the buffer as the rows' new priorities.
+
+Deviations from the reference (prioritized replay): ``train.prioritized=true`` on the command line
+anneals beta over the whole run (``beta_steps=0``: the run's ``total_steps`` at its start, kept on
+resume), as the paper does; a :class:`~agents.core.prioritized.PrioritizedConfig` built in Python keeps
+its own ``beta_steps``.
 """
 
 from __future__ import annotations
@@ -29,6 +41,53 @@ import torch
 from agents.core.agent import NonFiniteLossError
 from agents.core.config import LoopConfig, doc
 from agents.core.logger import MetricAccumulator
+from agents.core.prioritized import PrioritizedConfig, PrioritizedSampler
+from agents.core.schedules import Linear
+
+# The metric key under which an agent returns each sampled row's TD error ``[B]`` when its batch was
+# drawn by a prioritized sampler (the batch holds ``weights``). It is not a scalar: train_learner and
+# train_episodic pop it before the metrics reach the logger and turn it into new priorities.
+TD_ERROR = "td_error"
+
+PRIORITIZED_DOC = (
+    "prioritized replay (Schaul et al. 2016): null = uniform; true or a JSON object of "
+    "alpha / beta_start / beta_end / beta_steps / eps (beta_steps 0: anneal over the whole run), "
+    "then train.prioritized.alpha=... sets one entry"
+)
+
+
+def as_prioritized(value: Any) -> PrioritizedConfig | None:
+    """The ``prioritized`` loop setting as a config: None / False -> None (uniform), True -> the
+    defaults with beta annealed over the whole run, a dict (JSON from the command line) -> those
+    entries over the same defaults, a :class:`PrioritizedConfig` as it is."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return PrioritizedConfig(beta_steps=0)
+    if isinstance(value, dict):
+        return PrioritizedConfig(**{"beta_steps": 0, **value})
+    if isinstance(value, PrioritizedConfig):
+        return value
+    raise ValueError(f"prioritized must be null, true, a JSON object or a PrioritizedConfig, got {value!r}")
+
+
+def beta_horizon(prioritized: PrioritizedConfig, total_steps: int, saved: int | None = None) -> int:
+    """Env steps of the beta ramp: ``beta_steps``, or (``beta_steps <= 0``) the run's ``total_steps``.
+
+    ``saved`` is the horizon a resumed run chose at its start: it is kept, so a resume with a larger
+    ``total_steps`` continues the same schedule rather than stretching it (as the warm-up is kept).
+    """
+    if saved is not None:
+        return int(saved)
+    return int(prioritized.beta_steps) if prioritized.beta_steps > 0 else max(int(total_steps), 1)
+
+
+def prioritized_sampler(
+    prioritized: PrioritizedConfig, capacity: int, device: torch.device | str, horizon: int
+) -> PrioritizedSampler:
+    """The proportional sampler of a ``capacity``-row buffer, beta = Linear(beta_start, beta_end, horizon)."""
+    beta = Linear(prioritized.beta_start, prioritized.beta_end, horizon)
+    return PrioritizedSampler(capacity, device, alpha=prioritized.alpha, beta=beta, eps=prioritized.eps)
 
 
 @dataclass(frozen=True)
@@ -43,6 +102,11 @@ class OffPolicyConfig(LoopConfig):
     buffer_size: int = doc("replay capacity in transitions", 1_000_000, ge=1)
     batch_size: int = doc("transitions per gradient update", 256, ge=1)
     updates_per_step: float = doc("gradient updates per env transition (update-to-data ratio)", 1.0, gt=0)
+    prioritized: PrioritizedConfig | None = doc(PRIORITIZED_DOC, None)
+
+    def __post_init__(self):
+        # the command line gives true or a JSON object; keep a config object either way
+        object.__setattr__(self, "prioritized", as_prioritized(self.prioritized))
 
 
 @dataclass(frozen=True)
@@ -58,6 +122,13 @@ class EpisodicConfig(LoopConfig):
         "episodes in the buffer before the first update (PyMARL: the batch size)", 32, ge=0
     )
     updates_per_collect: int = doc("gradient updates per collection of num_envs episodes", 1, ge=0)
+    prioritized: PrioritizedConfig | None = doc(
+        PRIORITIZED_DOC + "; whole episodes are prioritized (PyMARL2's episode-level replay)", None
+    )
+
+    def __post_init__(self):
+        object.__setattr__(self, "prioritized", as_prioritized(self.prioritized))
+
     RENAMED = {
         **LoopConfig.RENAMED,
         "buffer_size": "buffer_episodes",
@@ -114,12 +185,37 @@ class UpdateCredit:
         return count
 
 
+def update_priorities(agent: Any, buffer: Any, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> None:
+    """After one update on ``batch``: pop the agent's per-row ``td_error [B]`` from its metrics ``out``
+    and, when the batch came from a prioritized sampler (it holds ``index``), make them the rows' new
+    priorities. Nothing happens for a uniform batch. An agent that took a prioritized batch, updated
+    (non-empty metrics) and returned no TD error would silently leave the priorities stale: refused.
+    """
+    td_error = out.pop(TD_ERROR, None)
+    if "index" not in batch:
+        return
+    if td_error is None:
+        if out:  # an empty dict is a skipped update (DQN before update_after_steps)
+            raise RuntimeError(
+                f"{type(agent).__name__} returned no '{TD_ERROR}' for a prioritized batch: "
+                "it does not support prioritized replay (train it with uniform replay)"
+            )
+        return
+    buffer.update_priorities(batch["index"], td_error)
+
+
 def train_learner(
     agent: Any, buffer: Any, updates: int, batch_size: int, step: int, metrics: MetricAccumulator, prefix: str = ""
 ) -> None:
-    """``updates`` gradient updates of ``agent`` on batches of ``buffer``; metrics under ``prefix``."""
+    """``updates`` gradient updates of ``agent`` on batches of ``buffer``; metrics under ``prefix``.
+
+    ``step`` (the env step) also feeds a prioritized sampler's beta schedule; after each update the
+    sampled rows get their new priorities (:func:`update_priorities`), before the next draw.
+    """
     for _ in range(updates):
-        out = agent.update(buffer.sample(batch_size), step=step)
+        batch = buffer.sample(batch_size, step=step)
+        out = agent.update(batch, step=step)
+        update_priorities(agent, buffer, batch, out)
         metrics.add({prefix + k: v for k, v in out.items()} if prefix else out)
 
 
@@ -232,8 +328,15 @@ def off_policy(session: Session) -> None:
     collector, buffer, agent = session.collector, session.buffer, session.agent
     num_envs = session.env.num_envs
     metrics = MetricAccumulator()
-    credit = UpdateCredit(cfg.updates_per_step, (session.extra_state or {}).get("update_credit", 0.0))
+    extra = session.extra_state or {}
+    credit = UpdateCredit(cfg.updates_per_step, extra.get("update_credit", 0.0))
     warmup_steps = resolve_warmup(session, cfg.warmup_steps)
+    loop_state = {"warmup_steps": warmup_steps}
+    if cfg.prioritized is not None and getattr(buffer, "sampler", None) is not None:
+        # the beta ramp's length is chosen once per run and checkpointed (see beta_horizon)
+        horizon = beta_horizon(cfg.prioritized, cfg.total_steps, extra.get("beta_steps"))
+        buffer.sampler.beta = Linear(cfg.prioritized.beta_start, cfg.prioritized.beta_end, horizon)
+        loop_state["beta_steps"] = horizon
     cadence = Cadence.of(cfg, session.step)
     while session.step < cfg.total_steps:
         warm = session.step < warmup_steps
@@ -245,5 +348,5 @@ def off_policy(session: Session) -> None:
             session,
             cadence,
             lambda: {**metrics.means(), **collector.stats.summary()},
-            lambda: {"update_credit": credit.credit, "warmup_steps": warmup_steps},
+            lambda: {"update_credit": credit.credit, **loop_state},
         )

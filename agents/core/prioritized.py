@@ -309,11 +309,15 @@ class PrioritizedSampler:
 class PrioritizedConfig:
     """Proportional prioritized replay settings (Schaul et al. 2016, Atari values as defaults)."""
 
-    alpha: float = doc("priority exponent: p = (|TD error| + eps)^alpha; 0 samples uniformly", 0.6)
-    beta_start: float = doc("importance-weight exponent at the start of the beta ramp", 0.4)
-    beta_end: float = doc("importance-weight exponent at the end of the ramp (1: full correction)", 1.0)
-    beta_steps: int = doc("env steps over which beta rises linearly (the paper: the whole run)", 1_000_000)
-    eps: float = doc("added to |TD error| so no row's priority is zero", 1e-6)
+    alpha: float = doc("priority exponent: p = (|TD error| + eps)^alpha; 0 samples uniformly", 0.6, ge=0)
+    beta_start: float = doc("importance-weight exponent at the start of the beta ramp", 0.4, ge=0, le=1)
+    beta_end: float = doc("importance-weight exponent at the end of the ramp (1: full correction)", 1.0, ge=0, le=1)
+    beta_steps: int = doc(
+        "env steps over which beta rises linearly (the paper: the whole run; train.prioritized=true sets it so)",
+        1_000_000,
+        ge=0,
+    )
+    eps: float = doc("added to |TD error| so no row's priority is zero", 1e-6, gt=0)
 
     def build(self, capacity: int, device: torch.device | str = "cpu") -> PrioritizedSampler:
         """The sampler for a buffer of ``capacity`` rows on ``device``."""

@@ -200,6 +200,7 @@ def make_run_env(config: RunConfig, device, wrappers: tuple = ()) -> Any:
 
 def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: bool, logger_factory=None) -> Path:
     from agents.core.logger import Logger
+    from agents.core.loops import beta_horizon, prioritized_sampler
 
     cfg = config.train
     device = torch.device(cfg.device)
@@ -207,11 +208,16 @@ def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: b
     seed_everything(cfg.seed)
     env = make_run_env(config, device)
     agent = module.build(config, env.obs_spec, env.action_spec, device)
+    capacity = min(cfg.buffer_size, max(cfg.total_steps, 1))
+    sampler = None  # uniform replay
+    if getattr(cfg, "prioritized", None) is not None:  # the loop sets the resumed run's own beta ramp
+        sampler = prioritized_sampler(cfg.prioritized, capacity, device, beta_horizon(cfg.prioritized, cfg.total_steps))
     buffer = TransitionBuffer(
         transition_fields(env.obs_spec, env.action_spec),
-        min(cfg.buffer_size, max(cfg.total_steps, 1)),
+        capacity,
         device=device,
         seed=cfg.seed,
+        sampler=sampler,
     )
     collector = Collector(env, agent, seed=cfg.seed)
     start_step = int(checkpoint["step"]) if checkpoint else 0

@@ -11,6 +11,10 @@ suite's run directory, logger and checkpoints). ``ALGORITHMS`` lists the names i
 :func:`register` adds them to a registry dict. :func:`train_config` trains in memory (benchmarks,
 tests) and returns the summary.
 
+``train.prioritized`` (a :class:`agents.core.prioritized.PrioritizedConfig`, or ``true`` on the command line)
+replays whole episodes in proportion to their TD errors, PyMARL2's episode-level prioritized replay: the
+episodic loop builds the sampler, the learner weights each episode's loss and returns its priority error.
+
 Modules: ``nets`` (GRU or MLP agent + IQN head), ``mixers`` (sum / QMIX / DMIX), ``risk`` (fraction
 samplers, risk schedule), ``learner``, ``loop``, ``presets``.
 """

@@ -32,6 +32,15 @@ Learning on a batch of padded episodes ``[B, T+1, ...]``:
     L     = sum_{b,t} m_bt sum_k mean_j rho_{tau_k}(y_j - Z_jt(s_t, u_t; tau_k)) / sum m_bt
     (scalar heads: L = sum m (y - Q_jt)^2 / sum m, PyMARL's QMIX loss)
 
+Episode-level prioritized replay (``train.prioritized``; Schaul et al., ICLR 2016, arXiv:1511.05952, on
+whole episodes as PyMARL2 does: Hu et al., "Rethinking the Implementation Tricks and Monotonicity
+Constraint in Cooperative Multi-Agent Reinforcement Learning", arXiv:2102.03479): each sampled episode
+b carries an importance weight w_b ``[B]`` that scales all its steps,
+
+    L     = sum_{b,t} w_b m_bt l_bt / sum_{b,t} m_bt          (l_bt: the per-step loss above)
+    delta_bt = mean_j y_j - mean_k Z_jt(s_t, u_t; tau_k)              (the expected TD error, [B, T])
+    priority error of episode b = sum_t m_bt |delta_bt| / sqrt(sum_t m_bt)     (returned as td_error [B])
+
 Adam (lr 5e-4, eps 1e-5), global-norm clip 10, hard target copy every ``target_every``
 updates. Evaluation (``explore=False``) is greedy at ``U[0, 1]`` whatever the schedule.
 
@@ -40,7 +49,9 @@ to PyMARL's count with one env and one update per episode, its setting); (2) the
 the full padded length instead of trimming to the longest filled episode (trimming needs a host
 sync; padded steps are masked); (3) the acting clock is the env step at the start of each
 collection, as in PyMARL where ``t_env`` advances per episode; (4) evaluation draws from its own
-generator so that testing never shifts the training random stream.
+generator so that testing never shifts the training random stream; (5) PyMARL2's episode priority is
+defined for scalar heads; for quantile heads delta uses the means over the fractions (the expected TD
+error), which is the scalar one when N = N' = 1, and its sampler keeps the priorities on the device.
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ import torch
 from torch import nn
 
 from agents.core.config import AgentConfig, doc
+from agents.core.loops import TD_ERROR
 from agents.core.losses import hard_update, quantile_huber_loss, td_target
 from agents.core.schedules import Linear
 from agents.marl.mixers import make_mixer
@@ -73,6 +85,18 @@ def greedy_actions(z: torch.Tensor, avail_actions: torch.Tensor) -> torch.Tensor
     The one masked argmax of acting and of the target action.
     """
     return z.masked_fill(~avail_actions.unsqueeze(-1), UNAVAILABLE).mean(-1).argmax(-1)
+
+
+def episode_td_error(joint: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """An episode's priority error (PyMARL2): ``sum_t m_t |delta_t| / sqrt(sum_t m_t)`` -> ``[B]``.
+
+    ``joint [B, T, N]`` and ``target [B, T, N']`` are quantiles (N = N' = 1 for scalar heads),
+    ``mask [B, T]``; delta_t = mean(target) - mean(joint), the TD error of the expected values. The
+    square root sits between a sum (long episodes dominate) and a mean (one bad step is diluted).
+    An empty episode (no filled step) gets 0; the sampler's eps keeps it drawable.
+    """
+    delta = target.mean(-1) - joint.mean(-1)  # [B, T]
+    return (delta.abs() * mask).sum(1) / mask.sum(1).clamp(min=1.0).sqrt()
 
 
 @dataclass(frozen=True)
@@ -281,11 +305,17 @@ class FactorizedQLearner:
         else:
             per_step = (joint[..., 0] - target[..., 0]).pow(2)
         denominator = mask.sum().clamp(min=1.0)
-        loss = (per_step * mask).sum() / denominator
+        weights = batch.get("weights")
+        if weights is None:  # uniform replay: the original reduction, bit for bit
+            loss = (per_step * mask).sum() / denominator
+        else:  # prioritized episodes: each episode's steps scaled by its importance weight [B]
+            loss = (per_step * mask * weights[:, None]).sum() / denominator
         stats = {
             "train/q_joint": (joint.detach().mean(-1) * mask).sum() / denominator,
             "train/target": (target.mean(-1) * mask).sum() / denominator,
         }
+        if weights is not None:
+            stats[TD_ERROR] = episode_td_error(joint.detach(), target, mask)
         return loss, stats
 
     def update(self, batch: dict[str, torch.Tensor], *, step: int) -> dict[str, torch.Tensor]:

@@ -76,6 +76,7 @@ class PromptConfig(AgentConfig):
     policy_lm: str = doc(
         "policy backbone: a shipped name (regula-tiny-gpt2), a save_pretrained directory or a hub id (distilgpt2)",
         "regula-tiny-gpt2",
+        check=lambda name: None if name.strip() else "a model name or a directory",
     )
     regularizer: str = doc(
         "entropy regularizer: softmax (RLPrompt, V = logsumexp Q) or sparsemax (PIN, V = spmax Q)",
@@ -120,6 +121,10 @@ class PromptLoopConfig(EpisodicConfig):
         "uniform",
         choices=("latest", "uniform"),
     )
+
+    def check(self) -> None:
+        if self.prioritized is not None:  # the prompt agent reports no per-sample TD error to prioritize by
+            raise ConfigError("train.prioritized is not supported by the prompt family; leave it null")
 
 
 # ----------------------------------------------------------------------------------------------- env
