@@ -46,8 +46,8 @@ from agents.core.buffers import TransitionBuffer
 from agents.core.collect import Collector
 from agents.core.config import AgentConfig, ConfigError, EnvConfig, RunConfig, doc
 from agents.core.logger import MetricAccumulator
-from agents.core.loops import Cadence, OffPolicyConfig, Session, UpdateCredit, report, restore_session, train_learner
-from agents.core.run import make_evaluator, make_run_env, prepare_run_dir, seed_everything, transition_fields
+from agents.core.loops import Cadence, OffPolicyConfig, Session, UpdateCredit, report, train_learner
+from agents.core.run import drive, make_evaluator, make_run_env, prepare_run_dir, seed_everything, transition_fields
 from agents.qarl_teacher import GammaTeacher, TeacherConfig
 from agents.sac import SAC, SACConfig
 from envs.base import BoxSpec
@@ -256,7 +256,6 @@ def build(config: RunConfig, obs_spec, action_spec, device) -> SAC:
 
 def run(config: RunConfig, run_dir: Path, *, resume: bool = False, logger_factory=None) -> Path:
     """Train (or resume) a QARL / RARL / SAC-vs-zero-force run in ``run_dir``."""
-    from agents.core.checkpoint import CheckpointError
     from agents.core.logger import Logger
 
     cfg, agent = config.train, config.agent
@@ -288,16 +287,7 @@ def run(config: RunConfig, run_dir: Path, *, resume: bool = False, logger_factor
     make_logger = logger_factory or (lambda: Logger(run_dir, cfg.total_steps, start, progress=cfg.progress))
     session = Session(config, env, make_logger(), checkpointer, make_evaluator(config, device), components)
     phases = ("protagonist",) if agent.method == "sac" else PLAYERS
-    try:
-        if checkpoint is not None:
-            try:
-                restore_session(session, checkpoint)
-            except (KeyError, RuntimeError, ValueError) as e:
-                raise CheckpointError(f"{checkpointer.latest()}: does not match this run's config ({e})") from None
-        phase_loop(session, phases, protagonist_dim, agent.protagonist.gamma)
-    finally:
-        session.logger.close()
-        env.close()
+    drive(session, checkpoint, lambda s: phase_loop(s, phases, protagonist_dim, agent.protagonist.gamma))
     return Path(run_dir)
 
 

@@ -230,17 +230,24 @@ def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: b
         evaluate=make_evaluator(config, device, getattr(module, "evaluation_metrics", None)),
         components={"agent": agent, "buffer": buffer, "collector": collector},
     )
+    drive(session, checkpoint, off_policy)
+    return run_dir
+
+
+def drive(session: Session, checkpoint: dict | None, loop) -> None:
+    """Restore ``session`` from ``checkpoint`` (if any), run ``loop(session)``; the logger and env are
+    closed whatever happens. A checkpoint that does not fit the session is a CheckpointError naming it."""
     try:
         if checkpoint is not None:
             try:
                 restore_session(session, checkpoint)
             except (KeyError, RuntimeError, ValueError) as e:
-                raise CheckpointError(f"{checkpointer.latest()}: does not match this run's config ({e})") from None
-        off_policy(session)
+                latest = session.checkpointer.latest()
+                raise CheckpointError(f"{latest}: does not match this run's config ({e})") from None
+        loop(session)
     finally:
         session.logger.close()
-        env.close()
-    return run_dir
+        session.env.close()
 
 
 @dataclass
