@@ -1,0 +1,674 @@
+#!/usr/bin/env python
+"""QARL tier 1: SAC vs RARL vs QARL on InvertedPendulum-v5, under a fresh worst-case adversary and model changes.
+
+Paper: Reddi, Tölle, Peters, Chalvatzaki, D'Eramo, "Robust Adversarial Reinforcement Learning via
+Bounded Rationality Curricula", ICLR 2024 (arXiv:2311.01642); RARL: Pinto et al., ICML 2017
+(arXiv:1703.02702). The methods are the suite's presets ``qarl/inverted-pendulum``,
+``rarl/inverted-pendulum`` and ``sac-adv0/inverted-pendulum`` (agents/qarl.py).
+
+The plan, as one resumable job graph run by at most ``--workers`` processes:
+
+1. Force limit. Train SAC (seed 0), then, against that frozen protagonist, train a fresh SAC adversary
+   for ``--calibration-steps`` env steps at each F in ``--forces`` (newtons per force component on the
+   pole) and score it on 10 deterministic episodes. Going up from the smallest F, the first whose
+   adversary cuts the nominal return by at least 30 % is chosen (the plan asks for a cut of 30-60 %;
+   the JSON records whether it overshot), else the largest F tried; larger forces are not calibrated.
+2. Training. The three presets for every seed, QARL and RARL with ``agent.force_limit=F``; the SAC
+   baseline trains against zero force, so its runs do not depend on F (the calibration protagonist
+   is its seed-0 run).
+3. Evaluation of each run's final protagonist (alpha = 0 for QARL): nominal return (10 episodes,
+   deterministic and stochastic); a fresh SAC adversary trained against the frozen deterministic
+   protagonist at F (seed 1000 + run seed) and scored against both protagonists; uniform random
+   forces at F; and a pole-mass x cart-mass grid, 1 deterministic episode per cell, a fresh env per cell.
+4. ``summarize``: per-method means with 95 % t-intervals over seeds, paired differences, figures in
+   docs/figures/qarl_*.png, and a Markdown table on stdout.
+
+Every training run is an ordinary run directory under ``<root>/<tag>/``; a killed run resumes from its
+newest checkpoint. Each finished job is added to the results JSON (``benchmarks/results/qarl_<tag>.json``
+by default) at once, so rerunning the same command skips finished work; a job still running when its
+scheduler died is waited for, and its output collected, by the next scheduler. ``summarize`` writes
+``<results>_summary.json`` next to it.
+
+  python benchmarks/qarl_robustness.py run --tag tier1 --seeds 0 1 2 3 4
+  python benchmarks/qarl_robustness.py summarize --tag tier1
+
+Deviations from the reference: gymnasium's InvertedPendulum-v5 (not the authors' DMC cartpole); 2 x 128
+networks (the presets'); the fresh adversary gets ``--adversary-steps`` (10k by default) rather than
+the plan's 20k, to fit the wall-clock budget of a shared 2-core machine; the mass grid
+scales mass *and* rotational inertia of the pole (the same shape made of a denser material) and the
+cart's mass, each by ``default x logspace(0.25, 4, n)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from anywhere without installing
+
+ENV_ID = "InvertedPendulum-v5"
+PRESETS = {"qarl": "qarl/inverted-pendulum", "rarl": "rarl/inverted-pendulum", "sac": "sac-adv0/inverted-pendulum"}
+METHODS = ("sac", "rarl", "qarl")
+CUT_BAND = (0.30, 0.60)  # the fraction of nominal return the calibrating adversary should remove
+EVAL_SEED = 12_345  # episode seeds of every evaluation (evaluate.py's default)
+CALIBRATION_SEED = 2_026  # the calibrating adversaries' seed
+
+
+# ---- statistics ---------------------------------------------------------------------------------
+
+
+def t_interval(values, confidence: float = 0.95) -> dict:
+    """Mean and Student-t interval of ``values [n]``: mean +- t_{n-1, (1+c)/2} * s / sqrt(n).
+
+    ``s`` is the sample standard deviation (ddof 1). With one value the half-width is nan.
+    """
+    from scipy import stats
+
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "half": math.nan, "n": 0}
+    mean = float(x.mean())
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return {"mean": mean, "low": mean - half, "high": mean + half, "half": half, "n": n}
+
+
+def choose_force(calibration: dict[float, float | None], band: tuple[float, float] = CUT_BAND):
+    """The force limit from ``{F: fraction of nominal return removed, None while unmeasured}``.
+
+    Returns ``(F, rule)``, or ``(None, "")`` while undecided. Going up from the smallest F, the first
+    whose cut reaches the band's low end is chosen (noted when it overshoots the band); a larger F is
+    never needed once a smaller one qualifies, so the calibration can stop there. With no F cutting
+    enough, the largest F tried.
+    """
+    for force in sorted(calibration):
+        cut = calibration[force]
+        if cut is None:
+            return None, ""
+        if band[0] <= cut <= band[1]:
+            return force, f"smallest F with a cut in [{band[0]:.0%}, {band[1]:.0%}]"
+        if cut > band[1]:
+            return force, f"smallest F with a cut >= {band[0]:.0%} (above the band; no smaller F reached it)"
+    return max(calibration), f"no F cut >= {band[0]:.0%}; the largest F tried"
+
+
+# ---- the model perturbation of the grid ------------------------------------------------------------
+
+
+def body_scaling(scales: dict[str, float], inertia: bool = True):
+    """A gym-level wrapper factory: body ``name``'s mass (and rotational inertia) times ``scales[name]``.
+
+    ``envs.perturb.ModelScaling`` scales a set of bodies by one factor and rewrites every mass from its
+    own nominal copy on reset, so two of them stacked do not compose (the inner one's write wins);
+    this wrapper sets each body's factor in one write, from the nominal values at wrap time.
+    """
+    import gymnasium as gym
+    import mujoco
+
+    from envs.perturb import mujoco_model
+
+    class BodyScaling(gym.Wrapper):
+        def __init__(self, env):
+            super().__init__(env)
+            self.model = mujoco_model(env)
+            self.nominal = (self.model.body_mass.copy(), self.model.body_inertia.copy())
+            ids = {name: mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, name) for name in scales}
+            missing = [name for name, i in ids.items() if i < 0]
+            if missing:
+                raise ValueError(f"no bodies {missing} in {env.unwrapped}")
+            self.ids = ids
+            self._write()
+
+        def _write(self):
+            mass, inertia_values = self.nominal[0].copy(), self.nominal[1].copy()
+            for name, i in self.ids.items():
+                mass[i] *= scales[name]
+                if inertia:
+                    inertia_values[i] *= scales[name]
+            self.model.body_mass[:] = mass
+            self.model.body_inertia[:] = inertia_values
+            mujoco.mj_setConst(self.model, mujoco.MjData(self.model))  # derived constants, on scratch data
+
+        def reset(self, **kwargs):
+            self._write()
+            return super().reset(**kwargs)
+
+        def close(self):
+            self.model.body_mass[:], self.model.body_inertia[:] = self.nominal
+            super().close()
+
+    return BodyScaling
+
+
+def grid_scales(n: int) -> list[float]:
+    """``logspace(log10 0.25, log10 4, n)``: factors on the default mass, symmetric in log around 1."""
+    return [float(s) for s in np.logspace(math.log10(0.25), math.log10(4.0), n)]
+
+
+# ---- jobs (each runs in its own process) -----------------------------------------------------------
+
+
+def _threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def job_train(spec: dict) -> dict:
+    """Train (or resume, or find finished) one run directory; returns its path and final step."""
+    import agents
+    from agents.core.checkpoint import Checkpointer
+
+    _threads()
+    run_dir = Path(spec["run_dir"])
+    start = time.time()
+    if Checkpointer(run_dir).latest() is not None:
+        agents.train(run_dir=run_dir, overrides=["train.progress=false"], resume=True)
+    else:
+        if run_dir.exists():  # started but killed before its first checkpoint: nothing to keep
+            shutil.rmtree(run_dir)
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        agents.train(spec["preset"], spec["overrides"], run_dir=run_dir)
+    latest = Checkpointer(run_dir).latest()
+    return {"run_dir": str(run_dir), "checkpoint": str(latest), "seconds": time.time() - start}
+
+
+def _nominal(run, episodes: int, explore: bool, wrappers=()) -> dict:
+    from agents.core.evaluation import episode_returns, summarize
+
+    result = episode_returns(
+        run.config,
+        run.agent,
+        episodes,
+        seed=EVAL_SEED,
+        explore=explore,
+        step=run.step,
+        num_envs=min(10, episodes),
+        wrappers=wrappers,
+    )
+    return summarize(result["returns"], result["lengths"])
+
+
+def job_calibrate(spec: dict) -> dict:
+    """A fresh adversary at force ``F`` against the frozen calibration protagonist; the return it removes."""
+    from agents.core.run import load_run
+    from agents.qarl import score_against, train_fresh_adversary
+
+    _threads()
+    run = load_run(Path(spec["run_dir"]))
+    start = time.time()
+    force = float(spec["force"])
+    episodes = spec["episodes"]
+    nominal = _nominal(run, episodes, explore=False)
+    adversary = train_fresh_adversary(
+        run, steps=spec["adversary_steps"], seed=CALIBRATION_SEED, force_limit=force, progress=False
+    )
+    attacked = score_against(run, adversary, episodes=episodes, seed=EVAL_SEED, explore=False, force_limit=force)
+    cut = 1.0 - attacked["mean_reward"] / nominal["mean_reward"]
+    return {"force": force, "nominal": nominal, "attacked": attacked, "cut": cut, "seconds": time.time() - start}
+
+
+def job_evaluate(spec: dict) -> dict:
+    """Nominal, fresh-adversary, random-force and mass-grid scores of one run's final protagonist."""
+    from agents.core.run import load_run
+    from agents.qarl import score_against, train_fresh_adversary
+
+    _threads()
+    run = load_run(Path(spec["run_dir"]))
+    start = time.time()
+    force, episodes = float(spec["force"]), spec["episodes"]
+    out: dict = {"checkpoint_step": run.step, "force": force}
+    out["nominal"] = {"deterministic": _nominal(run, episodes, False), "stochastic": _nominal(run, episodes, True)}
+    common = dict(episodes=episodes, seed=EVAL_SEED, force_limit=force)
+    out["random_force"] = {
+        "deterministic": score_against(run, "random", explore=False, **common),
+        "stochastic": score_against(run, "random", explore=True, **common),
+    }
+    adversary = train_fresh_adversary(
+        run, steps=spec["adversary_steps"], seed=spec["adversary_seed"], force_limit=force, progress=False
+    )
+    out["fresh_adversary"] = {
+        "steps": spec["adversary_steps"],
+        "seed": spec["adversary_seed"],
+        "deterministic": score_against(run, adversary, explore=False, **common),
+        "stochastic": score_against(run, adversary, explore=True, **common),
+    }
+    scales = grid_scales(spec["grid"])
+    grid = [
+        [_nominal(run, 1, False, [body_scaling({"pole": pole, "cart": cart})])["mean_reward"] for cart in scales]
+        for pole in scales
+    ]
+    out["grid"] = {"pole_scales": scales, "cart_scales": scales, "returns": grid, "mean": float(np.mean(grid))}
+    out["seconds"] = time.time() - start
+    return out
+
+
+JOBS = {"train": job_train, "calibrate": job_calibrate, "evaluate": job_evaluate}
+
+
+# ---- the scheduler ---------------------------------------------------------------------------------
+
+
+class Results:
+    """``benchmarks/results/qarl_<tag>.json``: finished jobs by key, rewritten atomically after each one."""
+
+    def __init__(self, path: Path, meta: dict):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {"meta": dict(meta), "jobs": {}}
+        # the newest plan's settings; the first start time stays
+        self.data["meta"].update({k: v for k, v in meta.items() if k != "started" or k not in self.data["meta"]})
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data["jobs"]
+
+    def __getitem__(self, key: str) -> dict:
+        return self.data["jobs"][key]
+
+    def add(self, key: str, value: dict) -> None:
+        self.data["jobs"][key] = value
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
+        os.replace(tmp, self.path)
+
+
+def plan(args, results: Results) -> list[dict]:
+    """Every job in priority order, with ``key``, ``kind``, ``needs`` (keys) and a ``spec`` maker."""
+    root = Path(args.root) / args.tag
+    force = results.data["meta"].get("force_limit")
+    base = ["train.threads=1", "train.progress=false"] + list(args.override)
+
+    def train(method: str, seed: int) -> dict:
+        name = f"{method}_s{seed}" if method == "sac" else f"{method}_F{force:g}_s{seed}"
+        overrides = [*base, f"seed={seed}"]
+        if args.steps:
+            overrides.append(f"train.total_steps={args.steps // 2 if method == 'sac' else args.steps}")
+        if method != "sac":
+            overrides.append(f"agent.force_limit={force}")
+        spec = {"preset": PRESETS[method], "overrides": overrides, "run_dir": str(root / name)}
+        return {"key": f"train/{method}/s{seed}", "kind": "train", "needs": [], "spec": spec}
+
+    def evaluate(method: str, seed: int) -> dict:
+        spec = {
+            "run_dir": results[f"train/{method}/s{seed}"]["run_dir"] if f"train/{method}/s{seed}" in results else None,
+            "force": force,
+            "episodes": args.episodes,
+            "adversary_steps": args.adversary_steps,
+            "adversary_seed": 1_000 + seed,
+            "grid": args.grid,
+        }
+        return {"key": f"eval/{method}/s{seed}", "kind": "evaluate", "needs": [f"train/{method}/s{seed}"], "spec": spec}
+
+    jobs = [train("sac", args.seeds[0])]
+    calibration_run = str(root / f"sac_s{args.seeds[0]}")
+    for f in args.forces:
+        if force is not None and f > force:  # a smaller force already qualified
+            continue
+        spec = {"run_dir": calibration_run, "force": f, "adversary_steps": args.calibration_steps, "episodes": 10}
+        jobs.append({"key": f"calibrate/F{f:g}", "kind": "calibrate", "needs": [f"train/sac/s{args.seeds[0]}"],
+                     "spec": spec})  # fmt: skip
+    if force is None:  # the rest waits for the force limit
+        return jobs + [train("sac", s) for s in args.seeds[1:]]
+    for seed in args.seeds:
+        jobs += [train("qarl", seed), train("rarl", seed), train("sac", seed)]
+        jobs += [evaluate(m, seed) for m in METHODS]
+    seen, unique = set(), []
+    for job in jobs:
+        if job["key"] not in seen:
+            seen.add(job["key"])
+            unique.append(job)
+    return unique
+
+
+def maybe_choose_force(args, results: Results) -> None:
+    """Fix the force limit once the calibration decides it (or take ``--force`` as given)."""
+    meta = results.data["meta"]
+    if meta.get("force_limit") is not None:
+        return
+    if args.force is not None:
+        meta.update(force_limit=args.force, force_rule="given on the command line")
+        results.save()
+        return
+    keys = {f: f"calibrate/F{f:g}" for f in args.forces}
+    cuts = {f: results[k]["cut"] if k in results else None for f, k in keys.items()}
+    force, rule = choose_force(cuts)
+    if force is not None:
+        meta.update(force_limit=force, force_rule=rule)
+        results.save()
+        print(f"[{time.strftime('%H:%M:%S')}] force limit {force:g} N ({rule}); cuts {cuts}", flush=True)
+
+
+def _alive(pid_file: Path) -> bool:
+    """Whether the job process named in ``pid_file`` still runs (started by a scheduler that has died)."""
+    try:
+        pid = int(pid_file.read_text())
+        return "qarl_robustness.py" in Path(f"/proc/{pid}/cmdline").read_text()
+    except (OSError, ValueError):
+        return False
+
+
+def run_all(args) -> None:
+    meta = {
+        "env": ENV_ID,
+        "seeds": args.seeds,
+        "forces": args.forces,
+        "adversary_steps": args.adversary_steps,
+        "calibration_steps": args.calibration_steps,
+        "grid": args.grid,
+        "episodes": args.episodes,
+        "steps": args.steps,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    results = Results(Path(args.results), meta)
+    results.data["meta"].setdefault("restarts", []).append({**meta, "argv": sys.argv[1:]})  # each start's plan
+    results.save()
+    stem = Path(args.results).stem  # each results file has its own job folder: outputs are collected from it
+    logs = Path(args.root) / args.tag / ("jobs" if stem == f"qarl_{args.tag}" else f"jobs_{stem}")
+    logs.mkdir(parents=True, exist_ok=True)
+    running: dict[str, tuple[subprocess.Popen, Path]] = {}
+    failures: dict[str, int] = {}
+    while True:
+        maybe_choose_force(args, results)
+        jobs = plan(args, results)
+        collected = False
+        for job in jobs:  # a job that finished after an earlier scheduler died left its output behind
+            out = logs / f"{job['key'].replace('/', '_')}.json"
+            if job["key"] not in results and job["key"] not in running and out.exists():
+                results.add(job["key"], json.loads(out.read_text()))
+                print(f"[{time.strftime('%H:%M:%S')}] collected {job['key']}", flush=True)
+                collected = True
+        if collected:  # the plan may have changed (a force limit, evaluations now ready)
+            continue
+        pending = [j for j in jobs if j["key"] not in results and j["key"] not in running]
+        elsewhere = [j["key"] for j in pending if _alive(logs / f"{j['key'].replace('/', '_')}.pid")]
+        pending = [j for j in pending if j["key"] not in elsewhere]  # still run by an earlier scheduler
+        ready = [j for j in pending if all(n in results for n in j["needs"]) and failures.get(j["key"], 0) < 2]
+        while ready and len(running) + len(elsewhere) < args.workers:
+            job = ready.pop(0)
+            if job["kind"] == "evaluate":
+                job["spec"]["run_dir"] = results[job["needs"][0]]["run_dir"]
+            name = job["key"].replace("/", "_")
+            out = logs / f"{name}.json"
+            out.unlink(missing_ok=True)
+            script = str(Path(__file__).resolve())
+            command = [sys.executable, script, "job", job["kind"], json.dumps(job["spec"]), str(out)]
+            with open(logs / f"{name}.log", "a") as log:  # the child keeps its own copy of the handle
+                running[job["key"]] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), out)
+            (logs / f"{name}.pid").write_text(f"{running[job['key']][0].pid}\n")
+            print(f"[{time.strftime('%H:%M:%S')}] start {job['key']}", flush=True)
+        if not running and not elsewhere:
+            left = [j["key"] for j in pending]
+            print(f"[{time.strftime('%H:%M:%S')}] done; not finished: {left or 'nothing'}", flush=True)
+            return
+        time.sleep(5)
+        for key, (process, out) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[key]
+            if process.returncode == 0 and out.exists():
+                results.add(key, json.loads(out.read_text()))
+                print(f"[{time.strftime('%H:%M:%S')}] finished {key}", flush=True)
+            else:
+                failures[key] = failures.get(key, 0) + 1
+                print(f"[{time.strftime('%H:%M:%S')}] FAILED {key} (rc {process.returncode}), see its log", flush=True)
+
+
+def run_job(kind: str, spec_json: str, out: str) -> None:
+    result = JOBS[kind](json.loads(spec_json))
+    Path(out).write_text(json.dumps(result) + "\n")
+
+
+# ---- summary ---------------------------------------------------------------------------------------
+
+
+def metrics_rows(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def per_seed(results: Results, method: str, seeds: list[int], value) -> dict[int, float]:
+    """``{seed: value(eval result)}`` for the seeds whose evaluation has finished."""
+    out = {}
+    for seed in seeds:
+        key = f"eval/{method}/s{seed}"
+        if key in results:
+            out[seed] = float(value(results[key]))
+    return out
+
+
+QUANTITIES = {
+    "nominal (det.)": lambda r: r["nominal"]["deterministic"]["mean_reward"],
+    "nominal (stoch.)": lambda r: r["nominal"]["stochastic"]["mean_reward"],
+    "fresh adversary (det.)": lambda r: r["fresh_adversary"]["deterministic"]["mean_reward"],
+    "fresh adversary (stoch.)": lambda r: r["fresh_adversary"]["stochastic"]["mean_reward"],
+    "retained (det.)": lambda r: (
+        r["fresh_adversary"]["deterministic"]["mean_reward"] / r["nominal"]["deterministic"]["mean_reward"]
+    ),
+    "random force (det.)": lambda r: r["random_force"]["deterministic"]["mean_reward"],
+    "random force (stoch.)": lambda r: r["random_force"]["stochastic"]["mean_reward"],
+    "grid mean (det.)": lambda r: r["grid"]["mean"],
+}
+
+
+def _fmt(ci: dict, digits: int) -> str:
+    if ci["n"] == 0:
+        return "-"
+    if not math.isfinite(ci["half"]):
+        return f"{ci['mean']:.{digits}f} (n=1)"
+    return f"{ci['mean']:.{digits}f} [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
+
+
+def summarize(args) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from agents.core.plots import heatmap
+
+    results = Results(Path(args.results), {})
+    meta = results.data["meta"]
+    seeds = meta["seeds"]
+    figures = Path(args.figures)
+    figures.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"force_limit": meta.get("force_limit"), "force_rule": meta.get("force_rule")}
+    calibration = {
+        k: {"nominal": v["nominal"]["mean_reward"], "attacked": v["attacked"]["mean_reward"], "cut": v["cut"]}
+        for k, v in results.data["jobs"].items()
+        if k.startswith("calibrate/")
+    }
+    summary["calibration"] = calibration
+    lines = ["| method | seeds | " + " | ".join(QUANTITIES) + " |", "|---" * (len(QUANTITIES) + 2) + "|"]
+    table: dict = {}
+    for method in METHODS:
+        row = {}
+        for name, value in QUANTITIES.items():
+            values = per_seed(results, method, seeds, value)
+            row[name] = {**t_interval(list(values.values())), "per_seed": values}
+        table[method] = row
+        n = max(r["n"] for r in row.values())
+        digits = {name: 2 if name.startswith("retained") else 0 for name in QUANTITIES}
+        lines.append(f"| {method} | {n} | " + " | ".join(_fmt(row[q], digits[q]) for q in QUANTITIES) + " |")
+    summary["methods"] = table
+    pairs: dict = {}
+    pair_lines = ["| difference (paired by seed) | seeds | mean [95 % t-interval] | per seed |", "|---|---|---|---|"]
+    for a, b in (("qarl", "sac"), ("qarl", "rarl"), ("rarl", "sac")):
+        for name in ("nominal (det.)", "fresh adversary (det.)", "retained (det.)", "random force (det.)",
+                     "grid mean (det.)"):  # fmt: skip
+            x, y = table[a][name]["per_seed"], table[b][name]["per_seed"]
+            common = sorted(set(x) & set(y))
+            diffs = {s: x[s] - y[s] for s in common}
+            ci = t_interval(list(diffs.values()))
+            pairs[f"{a}-{b}: {name}"] = {**ci, "per_seed": diffs}
+            digits = 2 if name.startswith("retained") else 0
+            per = ", ".join(f"{diffs[s]:.{digits}f}" for s in common)
+            pair_lines.append(f"| {a.upper()} - {b.upper()}: {name} | {len(common)} | {_fmt(ci, digits)} | {per} |")
+    summary["paired"] = pairs
+
+    # The plan's directional pass criteria, checked on the numbers above.
+    def seeds_of(method: str, name: str) -> dict[int, float]:
+        return table[method][name]["per_seed"]
+
+    criteria = {}
+    sac_kept = seeds_of("sac", "retained (det.)")
+    for method in ("rarl", "qarl"):
+        kept = seeds_of(method, "retained (det.)")
+        common = sorted(set(kept) & set(sac_kept))
+        wins = [s for s in common if kept[s] >= 1.2 * sac_kept[s]]
+        criteria[f"{method} retains >= 1.2x SAC's fraction"] = f"{len(wins)} of {len(common)} seeds {wins}"
+    mean = {m: {q: table[m][q]["mean"] for q in QUANTITIES} for m in METHODS}
+    criteria["QARL nominal >= 0.9 x SAC (seed means)"] = (
+        f"{mean['qarl']['nominal (det.)']:.1f} vs 0.9 x {mean['sac']['nominal (det.)']:.1f}: "
+        f"{mean['qarl']['nominal (det.)'] >= 0.9 * mean['sac']['nominal (det.)']}"
+    )
+    criteria["QARL grid mean >= 1.1 x SAC and >= RARL (seed means)"] = (
+        f"{mean['qarl']['grid mean (det.)']:.1f} vs SAC {mean['sac']['grid mean (det.)']:.1f}, "
+        f"RARL {mean['rarl']['grid mean (det.)']:.1f}"
+    )
+    summary["criteria"] = criteria
+
+    # Learning curves: eval/mean_reward of every training run, mean +- std over seeds.
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for method, color in zip(METHODS, ("tab:gray", "tab:blue", "tab:red")):
+        curves = []
+        for seed in seeds:
+            key = f"train/{method}/s{seed}"
+            if key not in results:
+                continue
+            rows = metrics_rows(results[key]["run_dir"])
+            # protagonist samples on the x-axis: QARL / RARL spend half their env steps on the adversary
+            curve = {r["step"] / (1 if method == "sac" else 2): r["eval/mean_reward"] for r in rows
+                     if "eval/mean_reward" in r}  # fmt: skip
+            if curve:
+                curves.append(curve)
+        if not curves:
+            continue
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        values = np.array([[c[s] for s in steps] for c in curves])
+        mean = values.mean(0)
+        ax.plot(steps, mean, color=color, label=f"{method.upper()} ({len(curves)} seeds)")
+        if len(curves) > 1:
+            ax.fill_between(steps, mean - values.std(0), mean + values.std(0), color=color, alpha=0.2)
+    ax.set_xlabel("protagonist env steps (QARL / RARL: all env steps / 2)")
+    ax.set_ylabel("eval return (10 episodes, deterministic)")
+    ax.set_title(f"{ENV_ID}: learning curves (mean +- std over seeds)")
+    ax.legend()
+    fig.savefig(figures / "qarl_tier1_learning.png", dpi=120)
+    plt.close(fig)
+
+    # Grid heatmaps: the seed-mean return per (pole, cart) cell, one figure per method.
+    for method in METHODS:
+        grids = [results[f"eval/{method}/s{s}"]["grid"] for s in seeds if f"eval/{method}/s{s}" in results]
+        if grids:
+            mean = np.mean([g["returns"] for g in grids], axis=0)
+            heatmap(
+                mean,
+                [round(x, 2) for x in grids[0]["pole_scales"]],  # readable tick labels
+                [round(x, 2) for x in grids[0]["cart_scales"]],
+                figures / f"qarl_tier1_grid_{method}.png",
+                title=f"{method.upper()} on {ENV_ID} ({len(grids)} seeds)",
+                xlabel="cart mass scale",
+                ylabel="pole mass (and inertia) scale",
+            )
+
+    # Curriculum trace: the teacher's mean alpha and the performance it saw against its floor.
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 5.5), sharex=True, constrained_layout=True)
+    trace = {}
+    for seed in seeds:
+        key = f"train/qarl/s{seed}"
+        if key not in results:
+            continue
+        rows = metrics_rows(results[key]["run_dir"])
+        alpha = [(r["step"], r["teacher/mean_alpha"]) for r in rows if "teacher/mean_alpha" in r]
+        perf = [(r["step"], r["teacher/performance"], r.get("teacher/floor", math.nan), r.get("teacher/accepted", 0))
+                for r in rows if "teacher/performance" in r]  # fmt: skip
+        trace[seed] = {"mean_alpha": alpha, "performance": perf}
+        if alpha:
+            top.plot(*zip(*alpha), label=f"seed {seed}")
+        if perf:
+            bottom.plot([p[0] for p in perf], [p[1] for p in perf], marker=".", label=f"seed {seed}")
+            floor = perf[0][2]
+    if trace:
+        if any(t["performance"] for t in trace.values()):
+            bottom.axhline(floor, color="k", linestyle="--", label="floor xi")
+        top.set_yscale("log")
+        top.set_ylabel("teacher mean alpha")
+        bottom.set_ylabel("mean discounted return (teacher)")
+        bottom.set_xlabel("env steps (both phases)")
+        top.set_title(f"QARL curriculum on {ENV_ID}")
+        top.legend(fontsize=7)
+        bottom.legend(fontsize=7)
+        fig.savefig(figures / "qarl_tier1_curriculum.png", dpi=120)
+    plt.close(fig)
+    summary["curriculum"] = {
+        seed: {
+            "first_mean_alpha": t["mean_alpha"][0][1] if t["mean_alpha"] else None,
+            "last_mean_alpha": t["mean_alpha"][-1][1] if t["mean_alpha"] else None,
+            "updates": len(t["performance"]),
+            "accepted": int(sum(p[3] for p in t["performance"])),
+            "accepted_below_floor": int(sum(p[3] for p in t["performance"] if p[1] < p[2])),
+        }
+        for seed, t in trace.items()
+    }
+    # its own file: the scheduler may still be adding jobs to the results JSON
+    out = Path(args.results).with_name(Path(args.results).stem + "_summary.json")
+    out.write_text(json.dumps(summary, indent=1, default=float) + "\n")
+    print("\n".join(lines))
+    print()
+    print("\n".join(pair_lines))
+    print()
+    print(json.dumps({"force": summary["force_limit"], "rule": summary["force_rule"], "calibration": calibration,
+                      "curriculum": summary["curriculum"], "criteria": summary["criteria"]}, indent=1))  # fmt: skip
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", "summarize"):
+        p = sub.add_parser(name)
+        p.add_argument("--tag", default="tier1", help="names the run folder and the results JSON")
+        p.add_argument("--root", default=str(REPO / "benchmarks/runs/qarl"))
+        p.add_argument("--results", help="default: benchmarks/results/qarl_<tag>.json")
+        p.add_argument("--figures", default=str(REPO / "docs/figures"))
+        p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+        p.add_argument("--forces", type=float, nargs="+", default=[2, 5, 10, 20, 40])
+        p.add_argument("--force", type=float, help="skip calibration: use this force limit")
+        p.add_argument("--steps", type=int, help="QARL/RARL env steps (SAC gets half); default: the presets'")
+        p.add_argument("--adversary-steps", type=int, default=10_000, help="env steps of each evaluation adversary")
+        p.add_argument("--calibration-steps", type=int, default=10_000, help="env steps of each calibrating adversary")
+        p.add_argument("--episodes", type=int, default=10)
+        p.add_argument("--grid", type=int, default=11, help="cells per axis of the pole x cart mass grid")
+        p.add_argument("--workers", type=int, default=2)
+        p.add_argument("--override", nargs="*", default=[], help="extra key=value overrides of every run")
+    job = sub.add_parser("job")
+    job.add_argument("kind", choices=sorted(JOBS))
+    job.add_argument("spec")
+    job.add_argument("out")
+    args = parser.parse_args(argv)
+    if args.command == "job":
+        run_job(args.kind, args.spec, args.out)
+        return
+    if args.results is None:
+        args.results = str(REPO / f"benchmarks/results/qarl_{args.tag}.json")
+    if args.command == "run":
+        run_all(args)
+    else:
+        summarize(args)
+
+
+if __name__ == "__main__":
+    main()
