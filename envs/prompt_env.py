@@ -704,7 +704,7 @@ def make_prompt_env(
     The paper setting is ``policy_lm="distilgpt2", task_lm="roberta-large"`` with a local copy of an
     RLPrompt dataset (and ``allow_download=True`` or a filled HuggingFace cache).
     """
-    from envs.lm import load_causal_lm, load_masked_lm, load_prompt_dataset
+    from envs.lm import load_causal_lm, load_masked_lm
 
     policy, policy_tok = load_causal_lm(policy_lm, allow_download=allow_download, device=device)
     try:
@@ -714,11 +714,22 @@ def make_prompt_env(
             raise
         task, task_tok = load_masked_lm(task_lm, allow_download=allow_download, device=device)
     scorer = ClassificationScorer(task, task_tok, verbalizers, prompt_tokenizer=policy_tok, template=template)
+    data = (dataset, split_seed, batch_examples, shaping_scale)
+    return _scored_env(policy, policy_tok, scorer, num_envs, device, seed, prompt_length, *data)
+
+
+def _scored_env(
+    policy, policy_tok, scorer, num_envs, device, seed, prompt_length, dataset, split_seed, batch_examples, shaping
+) -> PromptEnv:
+    """The classification prompt env around a built ``scorer`` (task LM or sentence encoder): the gap reward
+    on a sampled batch of training examples, and the dev / test splits kept for evaluation."""
+    from envs.lm import load_prompt_dataset
+
     reward = FewShotClassificationReward(
         scorer,
         load_prompt_dataset(dataset, "train", split_seed),
         batch_examples=batch_examples,
-        shaping=((0.0, 1.0), (0.0, shaping_scale)),
+        shaping=((0.0, 1.0), (0.0, shaping)),
         generator=torch.Generator().manual_seed(seed),
     )
     env = PromptEnv(
@@ -835,23 +846,12 @@ def _embedding_env(
     allow_download: bool = False,
 ) -> Any:
     """:func:`make_prompt_env` with a sentence-encoder zero-shot classifier in place of the task LM."""
-    from envs.lm import load_causal_lm, load_prompt_dataset, load_sentence_encoder
+    from envs.lm import load_causal_lm, load_sentence_encoder
 
     policy, policy_tok = load_causal_lm(policy_lm, allow_download=allow_download, device=device)
     encoder = load_sentence_encoder(encoder_name, allow_download=allow_download, device=device)
     scorer = EmbeddingClassificationScorer(
         encoder, verbalizers, policy_tok, template=template or CAUSAL_TEMPLATE, temperature=temperature
     )
-    reward = FewShotClassificationReward(
-        scorer,
-        load_prompt_dataset(dataset, "train", split_seed),
-        batch_examples=batch_examples,
-        shaping=((0.0, 1.0), (0.0, shaping_scale)),
-        generator=torch.Generator().manual_seed(seed),
-    )
-    env = PromptEnv(
-        policy, reward, bos_id=bos_token_id(policy_tok), num_envs=num_envs, prompt_length=prompt_length, device=device
-    )
-    env.scorer = scorer
-    env.eval_splits = {split: load_prompt_dataset(dataset, split, split_seed) for split in ("dev", "test")}
-    return env
+    data = (dataset, split_seed, batch_examples, shaping_scale)
+    return _scored_env(policy, policy_tok, scorer, num_envs, device, seed, prompt_length, *data)
