@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -26,12 +27,18 @@ class CheckpointError(RuntimeError):
 
 def save_atomic(obj: Any, path: Path) -> None:
     """``torch.save`` to a temp file beside ``path``, fsync, then rename (atomic on POSIX)."""
+    write_atomic(path, lambda handle: torch.save(obj, handle), binary=True)
+
+
+def write_atomic(path: Path, write: Callable[[IO], Any], *, binary: bool) -> None:
+    """Call ``write(handle)`` on a temp file beside ``path``, fsync, then rename it over ``path``: a run
+    killed mid-write leaves the previous file intact (checkpoints, sweep manifests)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

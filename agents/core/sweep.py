@@ -61,12 +61,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agents.core.checkpoint import write_atomic
 from agents.core.config import ConfigError, apply_overrides, flat_fields, to_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -302,17 +302,7 @@ def plan_trials(seeds: Sequence[int], grid: Sequence[dict[str, str]]) -> list[Tr
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temp file beside ``path`` and rename it over ``path`` (a kill never leaves half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda handle: handle.write(json.dumps(data, indent=2) + "\n"), binary=False)
 
 
 @dataclasses.dataclass
