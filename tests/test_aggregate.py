@@ -185,3 +185,61 @@ def test_main_bad_input(tmp_path, capsys):
     assert "no such sweep or run directory" in capsys.readouterr().err
     with pytest.raises(ValueError, match="TASK=LOW,HIGH"):
         agg.parse_range("A=1")
+
+
+def _report(clean, noisy, attacked, jacobian):
+    return {
+        "nominal": {"mean_reward": clean},
+        "observation_noise": [{"sigma": 0.0, "mean_reward": clean}, {"sigma": 0.5, "mean_reward": noisy}],
+        "observation_attack": {
+            "clean": {"mean_reward": clean + 1.0},
+            "steps": 10,
+            "results": [{"eps": 0.2, "mean_reward": attacked, "delta": clean + 1.0 - attacked}],
+        },
+        "agent_mass": [{"scale": 2.0, "mean_reward": clean - 3.0}],
+        "mass_friction": {
+            "mass_scales": [0.5],
+            "friction_scales": [1.0, 2.0],
+            "grid": [[{"mean_reward": 7.0}, {"mean_reward": 8.0}]],
+        },  # fmt: skip
+        "adversary": {"fresh": {"mean_reward": 4.0, "steps": 100}, "random_force": {"mean_reward": 5.0}},
+        "lipschitz": {"radius": 0.05, "jacobian_mean": jacobian, "jacobian_mean_per_agent": [jacobian]},
+        "video": "episode.mp4",
+    }
+
+
+def test_report_measures_flattens_every_condition():
+    m = agg.report_measures(_report(-50.0, -55.0, -60.0, 2.0))
+    assert m == {
+        "nominal": -50.0,
+        "observation_noise 0": -50.0,
+        "observation_noise 0.5": -55.0,
+        "observation_attack clean": -49.0,
+        "observation_attack 0.2": -60.0,
+        "agent_mass 2": -53.0,
+        "mass_friction 0.5x1": 7.0,
+        "mass_friction 0.5x2": 8.0,
+        "adversary fresh": 4.0,
+        "adversary random_force": 5.0,
+        "lipschitz jacobian_mean": 2.0,
+    }
+
+
+def test_condition_table_means_over_seeds(tmp_path):
+    values = {"maddpg": [(-50.0, -56.0, -61.0, 6.0), (-52.0, -58.0, -65.0, 8.0)], "ernie": [(-53.0, -54.0, -54.0, 1.0)]}
+    for method, rows in values.items():
+        for seed, row in enumerate(rows):
+            write_run(tmp_path / f"{method}{seed}", method, "mpe:simple_spread", seed, [(100, row[0])])
+            (tmp_path / f"{method}{seed}" / "eval").mkdir()
+            (tmp_path / f"{method}{seed}" / "eval" / "eval_a.json").write_text(json.dumps(_report(*row)))
+    lines, stats = agg.condition_table(agg.load_runs([tmp_path]))
+    two = stats["maddpg"]["mpe:simple_spread"]
+    assert two["observation_attack 0.2"]["mean"] == -63.0 and two["observation_attack 0.2"]["n"] == 2
+    half = scipy.stats.t.ppf(0.975, 1) * np.std([-61.0, -65.0], ddof=1) / math.sqrt(2)
+    assert math.isclose(two["observation_attack 0.2"]["half"], half)
+    assert stats["ernie"]["mpe:simple_spread"]["lipschitz jacobian_mean"]["mean"] == 1.0
+    text = "\n".join(lines)
+    assert "| observation_attack 0.2 | -54.0 | -63.0 ± 25.4 |" in text and "| lipschitz jacobian_mean |" in text
+    summary = agg.aggregate([tmp_path], tmp_path / "out", reps=50, plots=False)
+    assert summary["conditions"]["ernie"]["mpe:simple_spread"]["observation_noise 0.5"]["mean"] == -54.0
+    assert "## Conditions of evaluate.py" in (tmp_path / "out" / "summary.md").read_text()

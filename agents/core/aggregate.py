@@ -101,18 +101,127 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _latest_eval_json(run_dir: Path) -> float | None:
-    """The mean return of the newest ``evaluate.py`` result (``eval/*.json``) that has one."""
-    files = sorted((run_dir / "eval").glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+def latest_report(run_dir: Path, accept: Callable[[dict], bool] = lambda report: True) -> dict | None:
+    """The newest ``evaluate.py`` report (``RUN_DIR/eval/*.json``) that ``accept`` takes, or None."""
+    files = sorted((Path(run_dir) / "eval").glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     for path in files:
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        for source in (data.get("nominal"), data) if isinstance(data, dict) else ():
-            if isinstance(source, dict) and isinstance(source.get("eval/mean_reward"), (int, float)):
-                return float(source["eval/mean_reward"])
+        if isinstance(data, dict) and accept(data):
+            return data
     return None
+
+
+def _nominal_return(report: dict) -> float | None:
+    for source in (report.get("nominal"), report):
+        if isinstance(source, dict):
+            for key in ("mean_reward", "eval/mean_reward"):
+                if isinstance(source.get(key), (int, float)):
+                    return float(source[key])
+    return None
+
+
+def _latest_eval_json(run_dir: Path) -> float | None:
+    """The mean return of the newest ``evaluate.py`` result (``eval/*.json``) that has one."""
+    report = latest_report(run_dir, lambda r: _nominal_return(r) is not None)
+    return None if report is None else _nominal_return(report)
+
+
+_PARAMETERS = ("sigma", "eps", "scale")  # the swept value of a condition's rows
+
+
+def report_measures(report: Mapping[str, Any]) -> dict[str, float]:
+    """One ``evaluate.py`` report as flat ``{measure: value}``, the same names for every family:
+
+    ``nominal``; ``observation_noise 0.5``, ``action_noise 0.1``, ``agent_mass 2`` (a row per swept value);
+    ``observation_attack clean`` and ``observation_attack 0.2`` (the attack's paired clean episodes and each
+    radius); ``mass_friction 0.5x1.5`` per grid cell; ``malicious_agents``; ``adversary fresh`` and
+    ``adversary random_force``; ``lipschitz jacobian_mean`` and the meter's other scalars. Mean returns
+    everywhere but the Lipschitz entries.
+    """
+    out: dict[str, float] = {}
+    nominal = _nominal_return(dict(report))
+    if nominal is not None:
+        out["nominal"] = nominal
+    for key, value in report.items():
+        if key == "nominal":
+            continue
+        if isinstance(value, list) and value and all(isinstance(r, dict) and "mean_reward" in r for r in value):
+            for row in value:
+                parameter = next((row[p] for p in _PARAMETERS if p in row), None)
+                out[f"{key} {parameter:g}" if parameter is not None else key] = float(row["mean_reward"])
+        elif isinstance(value, dict) and isinstance(value.get("results"), list):  # an attack: clean + radii
+            out[f"{key} clean"] = float(value["clean"]["mean_reward"])
+            out.update(report_measures({key: value["results"]}))
+        elif isinstance(value, dict) and "grid" in value:  # mass x friction
+            for mass, row in zip(value["mass_scales"], value["grid"]):
+                for friction, cell in zip(value["friction_scales"], row):
+                    out[f"{key} {mass:g}x{friction:g}"] = float(cell["mean_reward"])
+        elif isinstance(value, dict) and "mean_reward" in value:
+            out[key] = float(value["mean_reward"])
+        elif isinstance(value, dict) and key == "lipschitz":
+            skip = ("radius", "observations_per_agent")
+            out.update(
+                {f"{key} {k}": float(v) for k, v in value.items() if isinstance(v, (int, float)) and k not in skip}
+            )
+        elif isinstance(value, dict):  # named sub-conditions (the force adversaries)
+            out.update(
+                {
+                    f"{key} {k}": float(v["mean_reward"])
+                    for k, v in value.items()
+                    if isinstance(v, dict) and "mean_reward" in v
+                }
+            )
+    return out
+
+
+def condition_table(runs: Sequence[RunRecord]) -> tuple[list[str], dict[str, dict[str, dict[str, dict]]]]:
+    """Markdown lines and ``{method: {task: {measure: t_interval}}}``: every measure of the runs' newest
+    ``evaluate.py`` reports (:func:`report_measures`), mean and 95 % t-interval over each method's seeds.
+
+    A measure shows up where every run of the method on that task has it (reports with other conditions
+    are not mixed in silently)."""
+    groups: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for run in runs:
+        report = latest_report(run.run_dir)
+        if report is not None:
+            groups.setdefault((run.method, run.task), []).append(report_measures(report))
+    stats: dict[str, dict[str, dict[str, dict]]] = {}
+    lines: list[str] = []
+    for (method, task), rows in groups.items():
+        common = [k for k in rows[0] if all(k in r for r in rows[1:])]
+        stats.setdefault(method, {})[task] = {k: t_interval([r[k] for r in rows]) for k in common}
+    for task in sorted({task for _, task in groups}):
+        methods = [m for m in stats if task in stats[m]]
+        measures = list(dict.fromkeys(k for m in methods for k in stats[m][task]))
+        if measures == ["nominal"]:
+            continue
+        lines += [
+            f"### {task}",
+            "",
+            "| measure | "
+            + " | ".join(
+                f"{m} ({stats[m][task]['nominal']['n'] if 'nominal' in stats[m][task] else '?'})" for m in methods
+            )
+            + " |",
+        ]
+        lines.append("|---" * (len(methods) + 1) + "|")
+        for measure in measures:
+            cells = [_mean_half(stats[m][task].get(measure)) for m in methods]
+            lines.append(f"| {measure} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines, stats
+
+
+def _mean_half(ci: dict | None) -> str:
+    if ci is None:
+        return ""
+    digits = 3 if abs(ci["mean"]) < 10 else 1
+    if ci["n"] > 1 and math.isfinite(ci["half"]):
+        return f"{ci['mean']:.{digits}f} ± {ci['half']:.{digits}f}"
+    return f"{ci['mean']:.{digits}f}"
 
 
 def read_run(run_dir: Path, method: str | None = None) -> RunRecord:
@@ -295,6 +404,22 @@ def bootstrap_interval(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(samples, [alpha, 1.0 - alpha])
     return float(point), float(low), float(high)
+
+
+def t_interval(values, confidence: float = 0.95) -> dict:
+    """Mean and Student-t interval of ``values [n]``: mean +- t_{n-1, (1+c)/2} * s / sqrt(n).
+
+    ``s`` is the sample standard deviation (ddof 1). With one value the half-width is nan.
+    """
+    from scipy import stats
+
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "half": math.nan, "n": 0}
+    mean = float(x.mean())
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return {"mean": mean, "low": mean - half, "high": mean + half, "half": half, "n": n}
 
 
 def interval_estimates(
@@ -530,6 +655,10 @@ def aggregate_runs(
         lines += ["", "## Probability of improvement P(X > Y)", "", "| X > Y | P [95% CI] |", "|---|---|"]
         lines += [f"| {pair} | {_cell(*value)} |" for pair, value in improvement.items()]
     lines += ["", "Normalization ranges: " + ", ".join(f"{t} [{lo:g}, {hi:g}]" for t, (lo, hi) in used.items())]
+    conditions, condition_stats = condition_table(runs)
+    if conditions:
+        lines += ["", "## Conditions of evaluate.py (newest report per run; mean ± 95% t-interval over seeds)", ""]
+        lines += conditions
     if notes:
         lines += ["", "Notes:", *(f"- {note}" for note in notes)]
 
@@ -564,6 +693,7 @@ def aggregate_runs(
         "per_task": per_task,
         "aggregate": estimates,
         "probability_of_improvement": improvement,
+        "conditions": condition_stats,
         "notes": notes,
         "figures": [p.name for p in figures],
     }

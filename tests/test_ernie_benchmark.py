@@ -1,0 +1,80 @@
+"""The ERNIE benchmark's summary: arms from the sweep's grid, losses against the paired clean episodes, and the
+four pass criteria computed by hand on a synthetic sweep (two seeds per arm)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import ernie_robustness as bench  # noqa: E402
+
+# weight -> per seed: (clean, noise 0.5, noise 1, attack clean, attack 0.2, jacobian)
+ARMS = {
+    "0": [(-50.0, -55.0, -60.0, -50.0, -60.0, 6.0), (-52.0, -57.0, -62.0, -52.0, -58.0, 8.0)],
+    "0.2": [(-53.0, -55.0, -58.0, -53.0, -55.0, 2.0), (-53.0, -55.0, -57.0, -53.0, -56.0, 2.0)],
+    "1": [(-61.0, -62.0, -62.0, -61.0, -62.0, 1.0), (-61.0, -62.0, -63.0, -61.0, -61.0, 1.0)],
+}
+
+
+def report(clean, noise_half, noise_one, attack_clean, attacked, jacobian):
+    noise = ((0.0, clean), (0.5, noise_half), (1.0, noise_one))
+    return {
+        "nominal": {"mean_reward": clean},
+        "observation_noise": [{"sigma": s, "mean_reward": r} for s, r in noise],
+        "observation_attack": {"clean": {"mean_reward": attack_clean},
+                               "results": [{"eps": 0.2, "mean_reward": attacked}]},
+        "agent_mass": [{"scale": 2.0, "mean_reward": clean - 1.0}],
+        "lipschitz": {"jacobian_mean": jacobian, "jacobian_p95": jacobian, "pgd_mean": jacobian},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    trials = []
+    for index, (weight, seeds) in enumerate(ARMS.items()):
+        for seed, row in enumerate(seeds):
+            run_dir = f"trials/g{index:02d}_seed{seed}"
+            (tmp_path / "simple-spread" / run_dir / "eval").mkdir(parents=True)
+            config = {"config": {"algo": "ernie", "env": {"id": "mpe:simple_spread"}, "train": {"seed": seed}}}
+            (tmp_path / "simple-spread" / run_dir / "config.json").write_text(json.dumps(config))
+            metrics = [{"step": s, "eval/mean_reward": row[0] - 10.0 / s} for s in (1, 2)]
+            (tmp_path / "simple-spread" / run_dir / "metrics.jsonl").write_text("\n".join(map(json.dumps, metrics)))
+            (tmp_path / "simple-spread" / run_dir / "eval" / "eval_1.json").write_text(json.dumps(report(*row)))
+            trials.append({"run_dir": run_dir, "seed": seed, "status": "done",
+                           "overrides": [f"agent.ernie_weight={weight}"]})  # fmt: skip
+    (tmp_path / "simple-spread" / "manifest.json").write_text(
+        json.dumps({"preset": "ernie/simple-spread", "trials": trials})
+    )
+    return tmp_path
+
+
+def test_summary_criteria_by_hand(sweep, capsys):
+    out = sweep / "summary.json"
+    summary = bench.summarize(
+        bench.parse(["summarize", "--root", str(sweep), "--results", str(out), "--figures", str(sweep)])
+    )
+    assert summary["seeds"] == {"MADDPG": [0, 1], "ERNIE λ=0.2": [0, 1], "ERNIE λ=1": [0, 1]}
+    maddpg = summary["stats"]["MADDPG"]
+    assert maddpg["loss observation_noise 0.5"]["mean"] == 5.0 and maddpg["loss observation_attack 0.2"]["mean"] == 8.0
+    small = summary["criteria"]["ERNIE λ=0.2"]
+    # jacobian 2 / 7; noise 0.5: 2 / 5; noise 1: 4.5 / 10; attack: 2.5 / 8, -55.5 > -59; clean -53 >= -51 - 7.65
+    assert small["jacobian <= 0.5x"]["ratio"] == pytest.approx(2 / 7) and small["jacobian <= 0.5x"]["pass"]
+    assert small["noise 0.5 loss <= 0.8x"]["ratio"] == pytest.approx(0.4)
+    assert small["noise 1 loss <= 0.8x"]["ratio"] == pytest.approx(0.45)
+    assert (
+        small["attack 0.2 loss <= 0.5x"]["ratio"] == pytest.approx(2.5 / 8)
+        and small["attack 0.2 return higher"]["pass"]
+    )
+    assert small["clean >= maddpg - 15%"]["floor"] == pytest.approx(-51.0 - 0.15 * 51.0)
+    assert all(check["pass"] for check in small.values())
+    big = summary["criteria"]["ERNIE λ=1"]
+    assert not big["clean >= maddpg - 15%"]["pass"]  # -61 < -58.65: robustness bought with too much return
+    assert json.loads(out.read_text())["criteria"]["ERNIE λ=1"]["clean >= maddpg - 15%"]["pass"] is False
+    assert (sweep / "ernie_simple-spread_curves.png").stat().st_size > 0
+    assert (sweep / "ernie_simple-spread_robustness.png").stat().st_size > 0
+    text = capsys.readouterr().out
+    assert "FAIL  clean >= maddpg - 15%" in text and "| MADDPG (2) | -51.0 ± " in text
