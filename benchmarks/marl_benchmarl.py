@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Speed: regula's QMIX against BenchMARL's QMIX on VMAS navigation (discrete actions), CPU.
+"""Speed: regula's QMIX and MADDPG against BenchMARL's on VMAS navigation, CPU.
 
-Both sides run the whole off-policy loop, collection and training, for the same number of env
-frames (one frame = one step of one env with all agents acting), with matched environments per
+``--algorithm qmix`` (the default) compares the QMIX loops on discrete actions, ``--algorithm
+maddpg`` the MADDPG loops on continuous actions (its own section below). Both sides run the whole
+off-policy loop, collection and training, for the same number of env frames (one frame = one step
+of one env with all agents acting), with matched environments per
 collection, network widths, batch, optimizer steps per iteration and torch threads. Each side runs
 in a fresh subprocess (BenchMARL in its own venv: it pulls another torch), alternating the order
 over R rounds; the timed region is the training call (``Experiment.run()`` /
@@ -64,6 +66,67 @@ Deviations from the reference (what cannot be matched without rewriting regula's
   regula's timed region (BenchMARL's evaluation is switched off).
 * the two processes run different torch builds (regula: the project's CPU wheel; BenchMARL: the
   torch its install pulls), both on CPU with the same thread count.
+
+MADDPG (``--algorithm maddpg``, results to ``benchmarks/results/marl_benchmarl_maddpg.json``): regula's
+off-policy MADDPG (``agents/maddpg.py``, preset ``maddpg/vmas-navigation``) trained by the suite's own
+off-policy entry point (``agents.core.run.train_off_policy``, the function ``train.py`` reaches for a
+``maddpg`` run) against BenchMARL's ``MaddpgConfig.get_from_yaml()``; the same rounds, medians, ratio
+and split as above. The timed region is the loop itself (``Experiment.run()`` / the ``off_policy`` loop
+that ``train_off_policy`` drives), after envs, networks, replay buffer and evaluator are built::
+
+    nice python benchmarks/marl_benchmarl.py --algorithm maddpg --rounds 3 --threads 2      # 6,000 frames
+    nice python benchmarks/marl_benchmarl.py --algorithm maddpg --rounds 1 --frames 1000 \\
+        --frames-per-batch 1000 --optimizer-steps 100 --out benchmarks/runs/marl_benchmarl_maddpg_quick.json
+
+Matched settings (BenchMARL's ``base_experiment.yaml``, ``maddpg.yaml``, ``layers/mlp.yaml`` and
+``vmas/navigation.yaml`` -> regula):
+
+* task: VMAS navigation, 3 agents, collisions, continuous actions in [-1, 1], per-agent rewards,
+  ``max_steps`` 100 (regula: ``env.options`` ``actions=continuous``, ``reward=agent``).
+* frames: one iteration of ``frames_per_batch`` (6,000) frames from E = 10 envs, then 1,000
+  optimizer steps of 128 sampled frames each. regula's off-policy loop has one update ratio after its
+  warm-up, so it warms up for all but the last collector step of the first batch
+  (``warmup_steps = frames_per_batch - E``, 5,990) and spreads the rest of the updates over the
+  remaining frames (``updates_per_step = total updates / (frames - warmup_steps)``, 1,000 / 10 = 100:
+  all 1,000 updates after the collector step that completes the batch, as BenchMARL). One regula
+  update = one critic step and one actor step (and the Polyak step), as one BenchMARL optimizer step
+  (its DDPG loss has a value and an actor term, each with its own Adam step). ``batch_size`` 128
+  transitions (one transition = one frame, all agents).
+* networks: actor and critic MLPs [256, 256] with Tanh (BenchMARL's ``layers/mlp.yaml`` for both;
+  regula's ``hidden=(256, 256)``, ``activation='tanh'``); parameters shared across agents on both
+  sides (BenchMARL's ``share_policy_params`` and ``share_param_critic`` are both True; regula's
+  ``shared_parameters=True``); actor and critic lr 5e-5, gamma 0.99, target Polyak step 0.005,
+  gradient norm clipped at 5 per network; replay of 1M frames (regula: capped at the frames the run
+  collects, its buffer is preallocated).
+* exploration: additive Gaussian noise of std 0.8 while collecting (BenchMARL anneals sigma from 0.8 to
+  0.01 over a third of the frames, stepped once per iteration, so it stays 0.8 in a one-iteration run;
+  regula's ``exploration_noise`` is a constant 0.8).
+* BenchMARL's evaluation, loggers and checkpoints are off; regula evaluates once at the end (one greedy
+  100-step episode, the minimum its loop does, inside the timed region) and its end-of-run checkpoint is
+  not written (the loop still gathers the state dicts: a copy of the filled replay, about 3 MB at 6,000
+  frames).
+
+Deviations from the reference (MADDPG):
+
+* critic: BenchMARL's shared centralised critic is one MLP over all agents' observations and actions
+  with one output per frame, copied to every agent and regressed on every agent's reward; regula's
+  shared critic appends agent k's one-hot id to the same input and gives each agent its own value, so
+  each critic pass (online, target and the actor loss's) runs n = 3 rows per frame where BenchMARL's
+  runs one. regula's shared actor also sees the agent's one-hot id (+3 inputs); BenchMARL's sees the
+  observation only.
+* losses: BenchMARL's actor loss evaluates the critic at the joint action of the current policy for
+  every agent, regula's critic k sees agent k's action from its actor and the others' from the batch;
+  BenchMARL computes both losses before either optimizer step (its own forward passes for each), regula
+  steps the critic and then computes the actor loss with the updated critic; BenchMARL's TD
+  target takes the next action from the online actor (TorchRL's DDPG loss delays only the value
+  network), regula's from the target actor. regula's Adam eps is torch's default 1e-8 (not a MADDPG
+  setting), BenchMARL's 1e-6.
+* warm-up: regula's 5,990 warm-up frames use uniform random actions (no actor pass while collecting);
+  BenchMARL collects every frame with its noisy policy (``off_policy_init_random_frames`` 0).
+* the split: BenchMARL's training time (callback from "batch collected" to "training done") also holds
+  its replay write and batch sampling; regula's counts the ``update`` calls only, its batch sampling is
+  reported apart (``sample_seconds``) and its replay writes sit in the rest.
+* the weight initialization differs, and the two processes run different torch builds (as for QMIX).
 """
 
 from __future__ import annotations
@@ -79,6 +142,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,8 +168,29 @@ class TrainingTimer(_BenchmarlCallback):
         self.seconds += time.perf_counter() - self.mark
 
 
+def time_calls(owner: Any, name: str) -> list[float]:
+    """Replace the method ``owner.name`` by a wrapper that adds each call's wall time to the returned
+    one-element list (CPU ops are synchronous: wall time is the call's cost)."""
+    total, method = [0.0], getattr(owner, name)
+
+    def timed(*args, **kwargs):
+        begin = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            total[0] += time.perf_counter() - begin
+
+    setattr(owner, name, timed)
+    return total
+
+
 def matched_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The one settings dict both workers read (and the JSON records)."""
+    """The one settings dict both workers read (and the JSON records), for ``args.algorithm``."""
+    return maddpg_settings(args) if args.algorithm == "maddpg" else qmix_settings(args)
+
+
+def qmix_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """QMIX: the matched settings of the module docstring's first part."""
     episode_frames = args.envs * args.max_steps
     if args.frames_per_batch % episode_frames or args.frames % args.frames_per_batch:
         raise SystemExit(
@@ -116,6 +201,7 @@ def matched_settings(args: argparse.Namespace) -> dict[str, Any]:
     batch_episodes = math.ceil(args.train_batch / args.max_steps)
     total_episodes = args.frames // args.max_steps
     return {
+        "algorithm": "qmix",
         "task": "vmas navigation",
         "n_agents": args.agents,
         "max_steps": args.max_steps,
@@ -161,18 +247,100 @@ def matched_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def maddpg_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """MADDPG: the matched settings of the module docstring's MADDPG part.
+
+    regula's schedule: warm-up W = frames_per_batch - E env steps, then ``updates_per_step`` =
+    U / (frames - W) with U = optimizer_steps * frames / frames_per_batch (BenchMARL's total), raised by
+    a relative 1e-9 so that the loop's float credit does not fall one update short (U / 1010 * 1010
+    accumulates to 1999.999...); the update count is replayed here with the loop's own credit and must
+    come out as U.
+    """
+    sys.path.insert(0, str(ROOT))
+    from agents.core.loops import UpdateCredit
+
+    if args.regula_agent != "mlp":
+        raise SystemExit("--regula-agent is a QMIX option (regula's MADDPG networks are MLPs)")
+    if args.frames_per_batch % args.envs or args.frames % args.frames_per_batch or args.frames_per_batch <= args.envs:
+        raise SystemExit(
+            f"frames_per_batch ({args.frames_per_batch}) must be a multiple of envs ({args.envs}) above it, "
+            f"and frames ({args.frames}) a multiple of frames_per_batch"
+        )
+    benchmarl_updates = args.optimizer_steps * (args.frames // args.frames_per_batch)
+    warmup = args.frames_per_batch - args.envs
+    ratio = benchmarl_updates / (args.frames - warmup) * (1 + 1e-9)
+    credit = UpdateCredit(ratio)
+    regula_updates = sum(credit.take(args.envs) for _ in range((args.frames - warmup) // args.envs))
+    if regula_updates != benchmarl_updates:
+        raise SystemExit(f"regula's schedule makes {regula_updates} updates, BenchMARL {benchmarl_updates}")
+    hidden = args.regula_hidden or args.hidden
+    return {
+        "algorithm": "maddpg",
+        "task": "vmas navigation, continuous actions, per-agent rewards",
+        "n_agents": args.agents,
+        "max_steps": args.max_steps,
+        "frames": args.frames,
+        "frames_per_batch": args.frames_per_batch,
+        "envs_per_collection": args.envs,
+        "optimizer_steps_per_iteration": args.optimizer_steps,
+        "train_batch_frames": args.train_batch,
+        "hidden": args.hidden,
+        "regula_hidden": hidden,
+        "activation": "tanh",
+        "share_parameters": True,
+        "lr": 5e-5,
+        "adam_eps": 1e-6,
+        "grad_clip_norm": 5.0,
+        "gamma": 0.99,
+        "polyak_tau": 0.005,
+        "exploration_sigma": [0.8, 0.01, args.frames // 3],
+        "memory_frames": 1_000_000,
+        "threads": args.threads,
+        "seed": args.seed,
+        "regula": {
+            "preset": "maddpg/vmas-navigation",
+            "entry_point": "agents.core.run.train_off_policy (timed: its off_policy loop)",
+            "warmup_steps": warmup,
+            "warmup_actions": "uniform random (no actor pass)",
+            "updates_per_step": ratio,
+            "total_updates": regula_updates,
+            "batch_size": args.train_batch,
+            "buffer_size": min(1_000_000, args.frames),
+            "actor": f"shared MLP [{hidden}, {hidden}] Tanh, input = observation + one-hot agent id, tanh head",
+            "critic": f"shared MLP [{hidden}, {hidden}] Tanh, input = all observations and actions + one-hot "
+            "agent id, one value per agent (n rows per frame)",
+            "exploration_noise": 0.8,
+            "adam_eps": 1e-8,
+            "td_target_action": "target actor",
+            "final_eval_episodes": 1,
+            "checkpoint": "end-of-run state gathered by the loop, not written",
+        },
+        "benchmarl": {
+            "config": "MaddpgConfig.get_from_yaml() (share_param_critic, loss l2, delay_value, tanh mapping)",
+            "actor": f"shared MLP [{args.hidden}, {args.hidden}] Tanh, input = observation",
+            "critic": f"shared centralised MLP [{args.hidden}, {args.hidden}] Tanh over all observations and "
+            "actions, one value per frame copied to every agent",
+            "td_target_action": "online actor (TorchRL DDPGLoss delays only the value network)",
+            "init_random_frames": 0,
+            "evaluation": False,
+            "loggers": [],
+            "checkpoints": False,
+        },
+    }
+
+
 # --------------------------------------------------------------------------------------------------
 # Workers: each runs in its own process and prints one JSON line.
 
 
 def run_benchmarl(s: dict[str, Any]) -> dict[str, Any]:
-    """BenchMARL's QMIX on VMAS navigation (run with the BenchMARL venv's python)."""
+    """BenchMARL's QMIX or MADDPG (``s["algorithm"]``) on VMAS navigation (run with the BenchMARL venv's python)."""
     import torch
 
     torch.set_num_threads(s["threads"])
     import benchmarl
     import torchrl
-    from benchmarl.algorithms import QmixConfig
+    from benchmarl.algorithms import MaddpgConfig, QmixConfig
     from benchmarl.environments import VmasTask
     from benchmarl.experiment import Experiment, ExperimentConfig
     from benchmarl.models.mlp import MlpConfig
@@ -187,14 +355,21 @@ def run_benchmarl(s: dict[str, Any]) -> dict[str, Any]:
     config.off_policy_memory_size = s["memory_frames"]
     config.lr, config.adam_eps, config.gamma = s["lr"], s["adam_eps"], s["gamma"]
     config.clip_grad_norm, config.clip_grad_val = True, s["grad_clip_norm"]
-    config.exploration_eps_init, config.exploration_eps_end, config.exploration_anneal_frames = s["epsilon"]
+    # QMIX: epsilon-greedy; MADDPG: the std of the additive Gaussian noise (the same three config fields)
+    exploration = s["exploration_sigma"] if s["algorithm"] == "maddpg" else s["epsilon"]
+    config.exploration_eps_init, config.exploration_eps_end, config.exploration_anneal_frames = exploration
     config.evaluation, config.render, config.loggers, config.create_json = False, False, [], False
     config.checkpoint_interval, config.checkpoint_at_end = 0, False
     config.save_folder = tempfile.mkdtemp(prefix="benchmarl_")
     task = VmasTask.NAVIGATION.get_from_yaml()
     task.config.update({"max_steps": s["max_steps"], "n_agents": s["n_agents"]})
-    algorithm = QmixConfig.get_from_yaml()
-    algorithm.mixing_embed_dim = s["mixing_embed_dim"]
+    if s["algorithm"] == "maddpg":
+        algorithm = MaddpgConfig.get_from_yaml()
+        algorithm.share_param_critic = config.share_policy_params = s["share_parameters"]
+        config.soft_target_update, config.polyak_tau = True, s["polyak_tau"]
+    else:
+        algorithm = QmixConfig.get_from_yaml()
+        algorithm.mixing_embed_dim = s["mixing_embed_dim"]
     model = MlpConfig.get_from_yaml()
     model.num_cells = [s["hidden"], s["hidden"]]
     timer = TrainingTimer()
@@ -205,7 +380,7 @@ def run_benchmarl(s: dict[str, Any]) -> dict[str, Any]:
     experiment.run()
     seconds = time.perf_counter() - start
     steps = s["optimizer_steps_per_iteration"] * int(experiment.n_iters_performed)
-    return {
+    result = {
         "seconds": seconds,
         "training_seconds": timer.seconds,
         "frames": int(experiment.total_frames),
@@ -213,17 +388,31 @@ def run_benchmarl(s: dict[str, Any]) -> dict[str, Any]:
         "optimizer_steps": steps,
         "versions": {"benchmarl": benchmarl.__version__, "torchrl": torchrl.__version__, "torch": torch.__version__},
     }
+    if s["algorithm"] == "maddpg":  # the networks actually built, to set against regula's (one agent group)
+        (loss,) = experiment.losses.values()
+        result["parameters"] = {
+            name: sum(p.numel() for p in params.values(True, True))
+            for name, params in (("actor", loss.actor_network_params), ("critic", loss.value_network_params))
+        }
+    return result
 
 
 def run_regula(s: dict[str, Any]) -> dict[str, Any]:
-    """regula's QMIX on ``vmas:navigation`` with the matched settings (main environment)."""
-    import dataclasses
-
+    """regula's QMIX or MADDPG (``s["algorithm"]``) with the matched settings (main environment)."""
     import torch
 
     torch.set_num_threads(s["threads"])
     sys.path.insert(0, str(ROOT))
     import vmas
+
+    result = run_regula_maddpg(s) if s["algorithm"] == "maddpg" else run_regula_qmix(s)
+    result["versions"] = {"torch": torch.__version__, "vmas": vmas.__version__}
+    return result
+
+
+def run_regula_qmix(s: dict[str, Any]) -> dict[str, Any]:
+    """regula's QMIX on ``vmas:navigation`` (discrete actions), timed around ``train_episodic``."""
+    import dataclasses
 
     from agents.core.config import EnvConfig, RunConfig
     from agents.marl import ALGORITHM_CONFIGS, EpisodicConfig, build, make_envs, train_episodic
@@ -270,16 +459,7 @@ def run_regula(s: dict[str, Any]) -> dict[str, Any]:
     config = RunConfig("qmix", env, train, agent)
     train_env, eval_env = make_envs(config, "cpu")
     learner = build(config)
-    training = [0.0]
-    update = learner.update
-
-    def timed_update(batch, *, step):  # CPU ops are synchronous: wall time is the update's cost
-        begin = time.perf_counter()
-        metrics = update(batch, step=step)
-        training[0] += time.perf_counter() - begin
-        return metrics
-
-    learner.update = timed_update
+    training = time_calls(learner, "update")
     start = time.perf_counter()
     out = train_episodic(train_env, learner, train, eval_env=eval_env)
     seconds = time.perf_counter() - start
@@ -288,7 +468,90 @@ def run_regula(s: dict[str, Any]) -> dict[str, Any]:
         "training_seconds": training[0],
         "frames": int(out["steps"]),
         "optimizer_steps": int(out["updates"]),
-        "versions": {"torch": torch.__version__, "vmas": vmas.__version__},
+    }
+
+
+def run_regula_maddpg(s: dict[str, Any]) -> dict[str, Any]:
+    """regula's MADDPG on continuous ``vmas:navigation`` through ``agents.core.run.train_off_policy``.
+
+    The entry point builds env, agent, replay buffer, collector and evaluator, then hands the session to
+    its ``off_policy`` loop; the timed region is that loop call (patched in this worker process only with
+    a timing wrapper). The agent's ``update`` and the buffer's ``sample`` are timed per call.
+    """
+    import dataclasses
+    import shutil
+    from unittest import mock
+
+    from agents import maddpg
+    from agents.core import run as core_run
+    from agents.core.config import RunConfig
+    from agents.core.loops import OffPolicyConfig
+
+    r = s["regula"]
+    preset = maddpg.PRESETS[r["preset"]]
+    options = {**preset.env.options, "max_steps": s["max_steps"], "n_agents": s["n_agents"]}
+    env = dataclasses.replace(preset.env, num_envs=s["envs_per_collection"], options=options)
+    train = OffPolicyConfig(
+        total_steps=s["frames"],
+        warmup_steps=r["warmup_steps"],
+        buffer_size=s["memory_frames"],
+        batch_size=r["batch_size"],
+        updates_per_step=r["updates_per_step"],
+        eval_every=0,  # 0: only the loop's evaluation at the end
+        eval_episodes=r["final_eval_episodes"],
+        log_every=10**12,
+        checkpoint_every=0,
+        seed=s["seed"],
+        threads=s["threads"],
+        progress=False,
+    )
+    agent = dataclasses.replace(
+        preset.agent,
+        hidden=(s["regula_hidden"], s["regula_hidden"]),
+        activation=s["activation"],
+        shared_parameters=s["share_parameters"],
+        actor_lr=s["lr"],
+        critic_lr=s["lr"],
+        gamma=s["gamma"],
+        polyak=s["polyak_tau"],
+        max_grad_norm=s["grad_clip_norm"],
+        exploration_noise=r["exploration_noise"],
+    )
+    config = RunConfig("maddpg", env, train, agent)
+    timed: dict[str, Any] = {}
+
+    def build(config, obs_spec, action_spec, device):
+        learner = maddpg.build(config, obs_spec, action_spec, device)
+        timed["update"] = time_calls(learner, "update")
+        return learner
+
+    loop = core_run.off_policy
+
+    def timed_loop(session):
+        session.checkpointer.save = lambda step, payload: None  # checkpoints off: nothing is written
+        timed["sample"] = time_calls(session.buffer, "sample")
+        start = time.perf_counter()
+        loop(session)
+        timed["seconds"] = time.perf_counter() - start
+        timed["frames"], timed["updates"] = session.step, session.agent.updates
+        timed["parameters"] = {
+            name: sum(p.numel() for p in params)
+            for name, params in (("actor", session.agent.actor_params), ("critic", session.agent.critic_params))
+        }
+
+    run_dir = Path(tempfile.mkdtemp(prefix="regula_maddpg_"))
+    try:
+        with mock.patch.object(core_run, "off_policy", timed_loop):
+            core_run.train_off_policy(config, run_dir, SimpleNamespace(build=build), resume=False)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)  # config.json and the TensorBoard events of the timed run
+    return {
+        "seconds": timed["seconds"],
+        "training_seconds": timed["update"][0],
+        "sample_seconds": timed["sample"][0],
+        "frames": int(timed["frames"]),
+        "optimizer_steps": int(timed["updates"]),
+        "parameters": timed["parameters"],
     }
 
 
@@ -316,6 +579,12 @@ def run_worker(side: str, python: str, settings: dict[str, Any]) -> dict[str, An
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--algorithm",
+        choices=["qmix", "maddpg"],
+        default="qmix",
+        help="qmix (discrete actions) or maddpg (continuous actions); see the module docstring for each",
+    )
     parser.add_argument("--frames", type=int, default=6_000, help="env frames per run (both sides)")
     parser.add_argument("--frames-per-batch", type=int, default=6_000, help="BenchMARL frames per iteration")
     parser.add_argument("--envs", type=int, default=10, help="envs per collection (BenchMARL n_envs_per_worker)")
@@ -327,7 +596,7 @@ def main() -> None:
         "--regula-agent",
         choices=["mlp", "gru"],
         default="mlp",
-        help="regula's agent net: mlp (matched to BenchMARL's MLP) or gru (regula's default, unmatched)",
+        help="QMIX only: regula's agent net: mlp (matched to BenchMARL's MLP) or gru (regula's default, unmatched)",
     )
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=100)
@@ -336,7 +605,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (order flips each round)")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="BenchMARL venv")
     parser.add_argument(
-        "--out", type=Path, default=None, help="result JSON (default: results/marl_benchmarl[_gru].json)"
+        "--out",
+        type=Path,
+        default=None,
+        help="result JSON (default: results/marl_benchmarl[_gru].json, results/marl_benchmarl_maddpg.json)",
     )
     parser.add_argument("--note", default="", help="free text stored with the result (e.g. 'machine under load')")
     parser.add_argument("--worker", choices=["benchmarl", "regula"], help=argparse.SUPPRESS)
@@ -351,6 +623,7 @@ def main() -> None:
 
     if args.out is None:
         suffix = "" if args.regula_agent == "mlp" else f"_{args.regula_agent}"
+        suffix = "_maddpg" if args.algorithm == "maddpg" else suffix
         args.out = ROOT / "benchmarks" / "results" / f"marl_benchmarl{suffix}.json"
     settings = matched_settings(args)
     pythons = {"benchmarl": str(args.venv / "bin" / "python"), "regula": sys.executable}
