@@ -84,6 +84,12 @@ class MADDPGConfig(AgentConfig):
     )
     ernie_scale: str = doc("'absolute' perturbation, or 'relative' (delta = u |o|)", "absolute", choices=SCALES)
     ernie_baseline_gaussian: bool = doc("Baseline-Gaussian: the penalty at a random delta of the PGD size", False)
+    ernie_action_scale: float = doc(
+        "half-width h of the env's own action range, in which D is measured: D = h^2 ||mu(o + delta) - mu(o)||^2 "
+        "on the canonical [-1, 1] actions (0.5: MPE's [0, 1] actions, the units of the paper's lambda)",
+        1.0,
+        gt=0,
+    )
     ernie_init_std: float | None = doc("std of the Gaussian start delta^0 (None: uniform in the ball)", 1e-3, ge=0)
     ernie_mean_field: tuple[int, ...] = doc(
         "mean-field form: (start, atoms, width) of the observation slice holding the other agents' states; "
@@ -277,6 +283,10 @@ class MADDPG:
                 baseline_gaussian=cfg.ernie_baseline_gaussian, init_std=cfg.ernie_init_std,
             )  # fmt: skip
         if cfg.ernie_weight > 0:
+            # D in the env's own action units: h^2 times the canonical distance. The ascent that finds delta* is
+            # the same at any h (normalized or sign steps), so scaling the penalty is exact.
+            if cfg.ernie_action_scale != 1.0:
+                penalty = penalty * cfg.ernie_action_scale**2
             # the penalty is a mean over the n * B (agent, sample) rows; sum_k mean_b R_k is n times it
             loss = loss + cfg.ernie_weight * self.n_agents * penalty
             metrics["train/ernie_penalty"] = penalty.detach()
@@ -372,22 +382,30 @@ ARMS = {
     "ernie": ("ernie", MADDPGConfig(ernie_weight=1.0)),
     "ernie-0.2": ("ernie", MADDPGConfig(ernie_weight=0.2)),
 }
+# The paper's lambda weighs D in MPE's own [0, 1] action units; VMAS acts in [-1, 1] already.
+ACTION_SCALE = {"simple-spread": 0.5, "simple-tag": 0.5, "speaker-listener": 0.5, "vmas-navigation": 1.0}
 PRESETS: dict[str, RunConfig] = {
-    f"{arm}/{task}": RunConfig(algo, env, train, agent)
+    f"{arm}/{task}": RunConfig(algo, env, train, dataclasses.replace(agent, ernie_action_scale=ACTION_SCALE[task]))
     for task, (env, train) in TASKS.items()
     for arm, (algo, agent) in ARMS.items()
 }
 # The paper's controls on cooperative navigation: ERNIE without the Stackelberg gradient, and Baseline-Gaussian.
 PRESETS["ernie-wo-st/simple-spread"] = RunConfig(
-    "ernie", SIMPLE_SPREAD, MPE_TRAIN, MADDPGConfig(ernie_weight=1.0, ernie_form="plain")
+    "ernie", SIMPLE_SPREAD, MPE_TRAIN, MADDPGConfig(ernie_weight=1.0, ernie_form="plain", ernie_action_scale=0.5)
 )
 # Mean-field ERNIE: only the other agents' relative positions (features 10..13 of an 18-feature observation at N = 3,
 # two atoms of width 2) move, inside a 1-Wasserstein ball.
 PRESETS["ernie-mf/simple-spread"] = RunConfig(
-    "ernie", SIMPLE_SPREAD, MPE_TRAIN, MADDPGConfig(ernie_weight=1.0, ernie_mean_field=(10, 2, 2))
+    "ernie",
+    SIMPLE_SPREAD,
+    MPE_TRAIN,
+    MADDPGConfig(ernie_weight=1.0, ernie_mean_field=(10, 2, 2), ernie_action_scale=0.5),
 )
 PRESETS["ernie-gaussian/simple-spread"] = RunConfig(
-    "ernie", SIMPLE_SPREAD, MPE_TRAIN, MADDPGConfig(ernie_weight=1.0, ernie_baseline_gaussian=True)
+    "ernie",
+    SIMPLE_SPREAD,
+    MPE_TRAIN,
+    MADDPGConfig(ernie_weight=1.0, ernie_baseline_gaussian=True, ernie_action_scale=0.5),
 )
 
 

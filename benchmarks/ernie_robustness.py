@@ -86,7 +86,7 @@ def evaluate_command(run_dir: Path, task: str, episodes: int) -> list[str]:
 
 
 def run(args) -> None:
-    sweep_dir = args.root / args.task
+    sweep_dir = args.root / (args.name or args.task)
     train = [sys.executable, str(REPO / "train.py"), f"ernie/{args.task}", "--seeds", args.seeds]
     train += ["--grid", "agent.ernie_weight=" + ",".join(ARMS), "--sweep-dir", str(sweep_dir)]
     train += ["--parallel", str(args.parallel), "--threads", "1", "--no-progress", *args.overrides]
@@ -141,7 +141,8 @@ def criteria(mean: dict[str, dict[str, float]], arm: str) -> dict[str, dict]:
 
 
 def summarize(args) -> dict:
-    sweep_dir = args.root / args.task
+    name = args.name or args.task
+    sweep_dir = args.root / name
     per_arm: dict[str, dict[int, dict[str, float]]] = {label: {} for label in ARMS.values()}
     for trial in trials(sweep_dir):
         report = report_of(sweep_dir / trial["run_dir"])
@@ -159,15 +160,16 @@ def summarize(args) -> dict:
     checks = {arm: criteria(mean, arm) for arm in per_arm if arm != "MADDPG"}
     summary = {
         "task": args.task,
+        "sweep": name,
         "seeds": {arm: sorted(seeds) for arm, seeds in per_arm.items()},
         "per_seed": {arm: {str(k): v for k, v in seeds.items()} for arm, seeds in per_arm.items()},
         "stats": stats,
         "criteria": checks,
     }
-    out = args.results or REPO / "benchmarks" / "results" / f"ernie_{args.task}.json"
+    out = args.results or REPO / "benchmarks" / "results" / f"ernie_{name}.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print_tables(stats, checks, per_arm)
-    figures = [plot_curves(sweep_dir, args.task, args.figures), plot_robustness(stats, args.task, args.figures)]
+    figures = [plot_curves(sweep_dir, name, args.figures), plot_robustness(stats, name, args.figures)]
     print(f"\nresults: {out}; figures: {', '.join(map(str, figures))}")
     return summary
 
@@ -267,6 +269,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("command", choices=("run", "summarize"))
     parser.add_argument("--task", default="simple-spread", help="a task of the ernie/<task> presets")
+    parser.add_argument("--name", help="the sweep's directory under --root and the name of its outputs (default: task)")
     parser.add_argument("--seeds", default="0-2", help="seeds, e.g. 0-2 or 0,3 (default 0-2)")
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per condition (default 100)")
     parser.add_argument("--parallel", type=int, default=2, help="processes at once (default 2)")

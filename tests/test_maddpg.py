@@ -282,3 +282,22 @@ def test_mean_field_form_moves_only_the_atoms_inside_the_w1_ball():
     assert metrics["train/ernie_penalty"] > 0
     with pytest.raises(ConfigError, match="ernie_mean_field"):
         make(dataclasses.replace(TINY, ernie_mean_field=(3, 1, 2)))
+
+
+def test_action_scale_measures_the_penalty_in_the_env_units():
+    """D in MPE's [0, 1] units (h = 0.5) is h^2 = 1/4 of the canonical distance: weight 1 at h = 0.5 is weight 0.25
+    at h = 1 (same delta*, same random draws), and the MPE presets use h = 0.5, VMAS h = 1."""
+    data = batch()
+    grads, penalties = {}, {}
+    for name, weight, scale in (("env units", 1.0, 0.5), ("canonical", 0.25, 1.0), ("unscaled", 1.0, 1.0)):
+        agent = make(dataclasses.replace(TINY, ernie_weight=weight, ernie_action_scale=scale))
+        torch.manual_seed(3)
+        loss, metrics = agent.actor_loss(data)
+        grads[name] = torch.autograd.grad(loss, agent.actor_params)
+        penalties[name] = metrics["train/ernie_penalty"]
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(grads["env units"], grads["canonical"]))
+    assert torch.allclose(penalties["env units"], 0.25 * penalties["unscaled"])
+    assert not all(torch.allclose(a, b, atol=1e-7) for a, b in zip(grads["env units"], grads["unscaled"]))
+    assert get_preset("ernie/simple-spread").agent.ernie_action_scale == 0.5
+    assert get_preset("ernie-0.2/simple-tag").agent.ernie_action_scale == 0.5
+    assert get_preset("ernie/vmas-navigation").agent.ernie_action_scale == 1.0
