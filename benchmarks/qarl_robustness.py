@@ -1,42 +1,59 @@
 #!/usr/bin/env python
-"""QARL tier 1: SAC vs RARL vs QARL on InvertedPendulum-v5, under a fresh worst-case adversary and model changes.
+"""QARL tiers 1 and 2: SAC vs RARL vs QARL under a fresh worst-case adversary and model changes.
 
 Paper: Reddi, Tölle, Peters, Chalvatzaki, D'Eramo, "Robust Adversarial Reinforcement Learning via
 Bounded Rationality Curricula", ICLR 2024 (arXiv:2311.01642); RARL: Pinto et al., ICML 2017
-(arXiv:1703.02702). The methods are the suite's presets ``qarl/inverted-pendulum``,
-``rarl/inverted-pendulum`` and ``sac-adv0/inverted-pendulum`` (agents/qarl.py).
+(arXiv:1703.02702). The methods are the suite's presets ``qarl/<task>``, ``rarl/<task>`` and
+``sac-adv0/<task>`` (agents/qarl.py), for ``--task inverted-pendulum`` (tier 1, InvertedPendulum-v5,
+the default) or ``--task hopper`` (tier 2, Hopper-v5).
 
 The plan, as one resumable job graph run by at most ``--workers`` processes:
 
-1. Force limit. Train SAC (seed 0), then, against that frozen protagonist, train a fresh SAC adversary
-   for ``--calibration-steps`` env steps at each F in ``--forces`` (newtons per force component on the
-   pole) and score it on 10 deterministic episodes. Going up from the smallest F, the first whose
-   adversary cuts the nominal return by at least 30 % is chosen (the plan asks for a cut of 30-60 %;
-   the JSON records whether it overshot), else the largest F tried; larger forces are not calibrated.
+1. Force limit. Tier 1 calibrates it (``--calibrate`` asks for the same on Hopper): train SAC (seed 0),
+   then, against that frozen protagonist, train a fresh SAC adversary for ``--calibration-steps`` env
+   steps at each F in ``--forces`` (newtons per force component on the task's bodies) and score it on
+   10 deterministic episodes. Going up from the smallest F, the first whose adversary cuts the nominal
+   return by at least 30 % is chosen (the plan asks for a cut of 30-60 %; the JSON records whether it
+   overshot), else the largest F tried; larger forces are not calibrated. Tier 2 takes the presets'
+   force limit as it stands (``envs.adversarial.FORCE_PLACEMENTS``: 5 N per component on Hopper's foot,
+   RARL's value, not calibrated on Hopper); ``--force`` gives one explicitly.
 2. Training. The three presets for every seed, QARL and RARL with ``agent.force_limit=F``; the SAC
    baseline trains against zero force, so its runs do not depend on F (the calibration protagonist
-   is its seed-0 run).
-3. Evaluation of each run's final protagonist (alpha = 0 for QARL): nominal return (10 episodes,
-   deterministic and stochastic); a fresh SAC adversary trained against the frozen deterministic
-   protagonist at F (seed 1000 + run seed) and scored against both protagonists; uniform random
-   forces at F; and a pole-mass x cart-mass grid, 1 deterministic episode per cell, a fresh env per cell.
-4. ``summarize``: per-method means with 95 % t-intervals over seeds, paired differences, figures in
-   docs/figures/qarl_*.png, and a Markdown table on stdout.
+   is its seed-0 run). The presets' budgets: the same protagonist samples for all three (tier 1 30k,
+   tier 2 150k protagonist env steps; QARL and RARL spend as many again on adversary phases).
+3. Evaluation of each run's final protagonist (alpha = 0 for QARL): nominal return (``--episodes``,
+   deterministic and stochastic); a fresh SAC adversary trained for ``--adversary-steps`` (tier 1 10k,
+   tier 2 50k) against the frozen deterministic protagonist at F (seed 1000 + run seed) and scored
+   against both protagonists; uniform random forces at F; and an n x n model-change grid, 1
+   deterministic episode per cell, a fresh env per cell: pole mass x cart mass (tier 1) or torso mass
+   x friction (tier 2).
+4. ``summarize``: per-method means with 95 % t-intervals over seeds, paired differences, the plan's
+   directional criteria (the fraction of nominal return kept against the fresh adversary, QARL / SAC
+   per seed; grid mean and nominal QARL / SAC; QARL vs RARL), figures in
+   ``docs/figures/qarl_tier1_*.png`` (tier 1) or ``docs/figures/qarl_<task>_*.png``, and Markdown
+   tables on stdout.
 
 Every training run is an ordinary run directory under ``<root>/<tag>/``; a killed run resumes from its
 newest checkpoint. Each finished job is added to the results JSON (``benchmarks/results/qarl_<tag>.json``
-by default) at once, so rerunning the same command skips finished work; a job still running when its
-scheduler died is waited for, and its output collected, by the next scheduler. ``summarize`` writes
-``<results>_summary.json`` next to it.
+by default; the tag defaults to ``tier1`` / ``tier2``) at once, so rerunning the same command skips
+finished work; a job still running when its scheduler died is waited for, and its output collected, by
+the next scheduler. ``summarize`` writes ``<results>_summary.json`` next to it.
 
   python benchmarks/qarl_robustness.py run --tag tier1 --seeds 0 1 2 3 4
   python benchmarks/qarl_robustness.py summarize --tag tier1
+  python benchmarks/qarl_robustness.py run --task hopper --tag tier2 --seeds 0 1 2 3 4 --workers 1
+  python benchmarks/qarl_robustness.py summarize --task hopper --tag tier2
 
-Deviations from the reference: gymnasium's InvertedPendulum-v5 (not the authors' DMC cartpole); 2 x 128
-networks (the presets'); the fresh adversary gets ``--adversary-steps`` (10k by default) rather than
-the plan's 20k, to fit the wall-clock budget of a shared 2-core machine; the mass grid
-scales mass *and* rotational inertia of the pole (the same shape made of a denser material) and the
-cart's mass, each by ``default x logspace(0.25, 4, n)``.
+Deviations from the reference: gymnasium's v5 MuJoCo tasks (not the authors' dm_control ports); 2 x 128
+networks (the presets'). Tier 1: the fresh adversary gets 10k env steps by default rather than the
+plan's 20k, to fit the wall-clock budget of a shared 2-core machine; the mass grid scales mass *and*
+rotational inertia of the pole (the same shape made of a denser material) and the cart's mass, each by
+``default x logspace(0.25, 4, n)``. Tier 2: the force limit is not calibrated unless asked; the grid's
+torso mass is set to ``linspace(1, 9, n)`` kg (inertia unchanged, as the authors' mass setter does) and
+its friction axis ``linspace(0.1, 1.9, n)`` is a factor on every geom's own sliding friction rather
+than one absolute value for all geoms: Hopper's geoms differ (floor 1, foot 2, the rest 0.9) and MuJoCo
+takes the larger of a contact's two, so absolute values would put the nominal foot-floor friction (2)
+outside the grid, while factors keep nominal at the grid's centre (1.0).
 """
 
 from __future__ import annotations
@@ -49,6 +66,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,31 +74,57 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from anywhere without installing
 
-ENV_ID = "InvertedPendulum-v5"
-PRESETS = {"qarl": "qarl/inverted-pendulum", "rarl": "rarl/inverted-pendulum", "sac": "sac-adv0/inverted-pendulum"}
+from agents.core.aggregate import t_interval  # noqa: E402
+
 METHODS = ("sac", "rarl", "qarl")
 CUT_BAND = (0.30, 0.60)  # the fraction of nominal return the calibrating adversary should remove
 EVAL_SEED = 12_345  # episode seeds of every evaluation (evaluate.py's default)
 CALIBRATION_SEED = 2_026  # the calibrating adversaries' seed
 
 
-# ---- statistics ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """One benchmark task: its env, the three presets, and what differs between the tiers."""
+
+    env_id: str
+    presets: dict[str, str]  # method -> preset name
+    tag: str  # default tag: names the run folder and the results JSON
+    figures: str  # figure file prefix: docs/figures/<figures>_*.png
+    calibrate: bool  # calibrate the force limit by default (else the presets' value)
+    adversary_steps: int  # default env steps of each fresh evaluation adversary
+    grid_keys: tuple[str, str]  # result keys of the grid's row and column values
+    grid_labels: tuple[str, str]  # their axis labels (rows, columns)
 
 
-def t_interval(values, confidence: float = 0.95) -> dict:
-    """Mean and Student-t interval of ``values [n]``: mean +- t_{n-1, (1+c)/2} * s / sqrt(n).
+def _presets(task: str) -> dict[str, str]:
+    return {"qarl": f"qarl/{task}", "rarl": f"rarl/{task}", "sac": f"sac-adv0/{task}"}
 
-    ``s`` is the sample standard deviation (ddof 1). With one value the half-width is nan.
-    """
-    from scipy import stats
 
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
-    n = len(x)
-    if n == 0:
-        return {"mean": math.nan, "low": math.nan, "high": math.nan, "half": math.nan, "n": 0}
-    mean = float(x.mean())
-    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return {"mean": mean, "low": mean - half, "high": mean + half, "half": half, "n": n}
+TASKS = {
+    "inverted-pendulum": Task(
+        "InvertedPendulum-v5",
+        _presets("inverted-pendulum"),
+        tag="tier1",
+        figures="qarl_tier1",  # tier 1's figure names, kept as they were
+        calibrate=True,
+        adversary_steps=10_000,
+        grid_keys=("pole_scales", "cart_scales"),
+        grid_labels=("pole mass (and inertia) scale", "cart mass scale"),
+    ),
+    "hopper": Task(
+        "Hopper-v5",
+        _presets("hopper"),
+        tag="tier2",
+        figures="qarl_hopper",
+        calibrate=False,
+        adversary_steps=50_000,  # the plan's budget on Hopper
+        grid_keys=("torso_mass", "friction_scales"),
+        grid_labels=("torso mass (kg)", "friction scale (every geom's sliding friction)"),
+    ),
+}
+
+
+# ---- force limit ---------------------------------------------------------------------------------
 
 
 def choose_force(calibration: dict[float, float | None], band: tuple[float, float] = CUT_BAND):
@@ -155,6 +199,45 @@ def grid_scales(n: int) -> list[float]:
     return [float(s) for s in np.logspace(math.log10(0.25), math.log10(4.0), n)]
 
 
+def body_mass(env_id: str, body: str) -> float:
+    """The default mass (kg) of ``body`` in ``env_id``, read from a freshly built env."""
+    import mujoco
+
+    from envs import make_env
+    from envs.perturb import mujoco_model
+
+    env = make_env(env_id)
+    try:
+        model = mujoco_model(env)
+        return float(model.body_mass[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body)])
+    finally:
+        env.close()
+
+
+def grid(task: str, n: int) -> tuple[list[float], list[float], object]:
+    """``(rows [n], columns [n], wrappers(row, column) -> list of env wrappers)`` of a task's model grid.
+
+    inverted-pendulum: pole x cart mass factors, ``grid_scales(n)`` each (:func:`body_scaling`, inertia
+    scaled too). hopper: torso mass ``linspace(1, 9, n)`` kg (the suite's ``model_scaling`` wrapper on
+    the torso with factor ``kg / default``, inertia unchanged) x ``linspace(0.1, 1.9, n)``, a factor on
+    every geom's sliding friction, both set by one ``model_scaling`` write.
+    """
+    if task == "inverted-pendulum":
+        scales = grid_scales(n)
+        return scales, scales, lambda pole, cart: [body_scaling({"pole": pole, "cart": cart})]
+    if task == "hopper":
+        masses = [round(float(m), 9) for m in np.linspace(1.0, 9.0, n)]  # 1.0, not 0.9999999999999999
+        frictions = [round(float(f), 9) for f in np.linspace(0.1, 1.9, n)]
+        nominal = body_mass(TASKS[task].env_id, "torso")
+
+        def wrappers(mass: float, friction: float) -> list[dict]:
+            scaling = {"mass_scale": mass / nominal, "friction_scale": friction, "bodies": ["torso"]}
+            return [{"name": "model_scaling", **scaling}]
+
+        return masses, frictions, wrappers
+    raise ValueError(f"no model grid for task {task!r}; known: {', '.join(TASKS)}")
+
+
 # ---- jobs (each runs in its own process) -----------------------------------------------------------
 
 
@@ -219,7 +302,11 @@ def job_calibrate(spec: dict) -> dict:
 
 
 def job_evaluate(spec: dict) -> dict:
-    """Nominal, fresh-adversary, random-force and mass-grid scores of one run's final protagonist."""
+    """Nominal, fresh-adversary, random-force and model-grid scores of one run's final protagonist.
+
+    Each finished stage (and grid row) is kept in ``spec["partial"]`` (when given), so a killed
+    evaluation restarts after its last finished stage instead of from the beginning.
+    """
     from agents.core.run import load_run
     from agents.qarl import score_against, train_fresh_adversary
 
@@ -227,28 +314,42 @@ def job_evaluate(spec: dict) -> dict:
     run = load_run(Path(spec["run_dir"]))
     start = time.time()
     force, episodes = float(spec["force"]), spec["episodes"]
-    out: dict = {"checkpoint_step": run.step, "force": force}
-    out["nominal"] = {"deterministic": _nominal(run, episodes, False), "stochastic": _nominal(run, episodes, True)}
+    task = spec.get("task", "inverted-pendulum")  # tier 1's evaluations were planned before tasks existed
+    partial = Path(spec["partial"]) if spec.get("partial") else None
+    # what the kept stages were computed for: another checkpoint or setting keeps nothing
+    made_for = {k: v for k, v in spec.items() if k != "partial"} | {"checkpoint_step": run.step}
+    kept = json.loads(partial.read_text()) if partial is not None and partial.exists() else {}
+    out: dict = kept["out"] if kept.get("made_for") == made_for else {"checkpoint_step": run.step, "force": force}
+
+    def stage(name: str, compute) -> None:
+        if name not in out:
+            out[name] = compute()
+            if partial is not None:
+                partial.write_text(json.dumps({"made_for": made_for, "out": out}) + "\n")
+
     common = dict(episodes=episodes, seed=EVAL_SEED, force_limit=force)
-    out["random_force"] = {
-        "deterministic": score_against(run, "random", explore=False, **common),
-        "stochastic": score_against(run, "random", explore=True, **common),
-    }
-    adversary = train_fresh_adversary(
-        run, steps=spec["adversary_steps"], seed=spec["adversary_seed"], force_limit=force, progress=False
-    )
-    out["fresh_adversary"] = {
-        "steps": spec["adversary_steps"],
-        "seed": spec["adversary_seed"],
-        "deterministic": score_against(run, adversary, explore=False, **common),
-        "stochastic": score_against(run, adversary, explore=True, **common),
-    }
-    scales = grid_scales(spec["grid"])
-    grid = [
-        [_nominal(run, 1, False, [body_scaling({"pole": pole, "cart": cart})])["mean_reward"] for cart in scales]
-        for pole in scales
-    ]
-    out["grid"] = {"pole_scales": scales, "cart_scales": scales, "returns": grid, "mean": float(np.mean(grid))}
+
+    def both(score) -> dict:  # the deterministic and the stochastic protagonist
+        return {"deterministic": score(False), "stochastic": score(True)}
+
+    stage("nominal", lambda: both(lambda explore: _nominal(run, episodes, explore)))
+    stage("random_force", lambda: both(lambda explore: score_against(run, "random", explore=explore, **common)))
+
+    def fresh() -> dict:
+        adversary = train_fresh_adversary(
+            run, steps=spec["adversary_steps"], seed=spec["adversary_seed"], force_limit=force, progress=False
+        )
+        scores = both(lambda explore: score_against(run, adversary, explore=explore, **common))
+        return {"steps": spec["adversary_steps"], "seed": spec["adversary_seed"], **scores}
+
+    stage("fresh_adversary", fresh)
+    rows, columns, wrappers = grid(task, spec["grid"])
+    for i, row in enumerate(rows):  # one deterministic episode per cell, a fresh env per cell
+        cells = [wrappers(row, column) for column in columns]
+        stage(f"grid_row_{i}", lambda cells=cells: [_nominal(run, 1, False, w)["mean_reward"] for w in cells])
+    returns = [out.pop(f"grid_row_{i}") for i in range(len(rows))]
+    row_key, column_key = TASKS[task].grid_keys
+    out["grid"] = {row_key: rows, column_key: columns, "returns": returns, "mean": float(np.mean(returns))}
     out["seconds"] = time.time() - start
     return out
 
@@ -298,7 +399,7 @@ def plan(args, results: Results) -> list[dict]:
             overrides.append(f"train.total_steps={args.steps // 2 if method == 'sac' else args.steps}")
         if method != "sac":
             overrides.append(f"agent.force_limit={force}")
-        spec = {"preset": PRESETS[method], "overrides": overrides, "run_dir": str(root / name)}
+        spec = {"preset": TASKS[args.task].presets[method], "overrides": overrides, "run_dir": str(root / name)}
         return {"key": f"train/{method}/s{seed}", "kind": "train", "needs": [], "spec": spec}
 
     def evaluate(method: str, seed: int) -> dict:
@@ -309,12 +410,13 @@ def plan(args, results: Results) -> list[dict]:
             "adversary_steps": args.adversary_steps,
             "adversary_seed": 1_000 + seed,
             "grid": args.grid,
+            "task": args.task,
         }
         return {"key": f"eval/{method}/s{seed}", "kind": "evaluate", "needs": [f"train/{method}/s{seed}"], "spec": spec}
 
     jobs = [train("sac", args.seeds[0])]
     calibration_run = str(root / f"sac_s{args.seeds[0]}")
-    for f in args.forces:
+    for f in args.forces if calibrating(args) else ():
         if force is not None and f > force:  # a smaller force already qualified
             continue
         spec = {"run_dir": calibration_run, "force": f, "adversary_steps": args.calibration_steps, "episodes": 10}
@@ -333,14 +435,41 @@ def plan(args, results: Results) -> list[dict]:
     return unique
 
 
+def calibrating(args) -> bool:
+    """Whether the force limit comes from a calibration (tier 1, or ``--calibrate``)."""
+    return bool(args.calibrate or TASKS[args.task].calibrate)
+
+
+def preset_force(task: str) -> tuple[float, str]:
+    """The QARL preset's force limit of ``task`` (its own, else its env's placement default) and its source."""
+    from agents.qarl import PRESETS
+    from envs.adversarial import FORCE_PLACEMENTS
+
+    config = PRESETS[TASKS[task].presets["qarl"]]
+    placement = FORCE_PLACEMENTS[config.env.id]
+    if config.agent.force_limit is not None:
+        return float(config.agent.force_limit), f"the preset {TASKS[task].presets['qarl']}'s agent.force_limit"
+    bodies = ", ".join(placement.bodies)
+    return placement.force_limit, (
+        f"the presets' default: envs.adversarial.FORCE_PLACEMENTS[{config.env.id!r}] ({placement.force_limit:g} N "
+        f"per component on {bodies}), not calibrated here"
+    )
+
+
 def maybe_choose_force(args, results: Results) -> None:
-    """Fix the force limit once the calibration decides it (or take ``--force`` as given)."""
+    """Fix the force limit once the calibration decides it (or take ``--force`` or the presets' value)."""
     meta = results.data["meta"]
     if meta.get("force_limit") is not None:
         return
     if args.force is not None:
         meta.update(force_limit=args.force, force_rule="given on the command line")
         results.save()
+        return
+    if not calibrating(args):
+        force, rule = preset_force(args.task)
+        meta.update(force_limit=force, force_rule=rule)
+        results.save()
+        print(f"[{time.strftime('%H:%M:%S')}] force limit {force:g} N ({rule})", flush=True)
         return
     keys = {f: f"calibrate/F{f:g}" for f in args.forces}
     cuts = {f: results[k]["cut"] if k in results else None for f, k in keys.items()}
@@ -351,18 +480,22 @@ def maybe_choose_force(args, results: Results) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] force limit {force:g} N ({rule}); cuts {cuts}", flush=True)
 
 
-def _alive(pid_file: Path) -> bool:
-    """Whether the job process named in ``pid_file`` still runs (started by a scheduler that has died)."""
+def _alive(pid_file: Path, command: str = "job") -> bool:
+    """Whether the process named in ``pid_file`` still runs this script's ``command`` ('job': one started
+    by a scheduler that has died; 'run': another scheduler)."""
     try:
         pid = int(pid_file.read_text())
-        return "qarl_robustness.py" in Path(f"/proc/{pid}/cmdline").read_text()
+        args = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
     except (OSError, ValueError):
         return False
+    script = next((i for i, a in enumerate(args) if a.endswith("qarl_robustness.py")), None)
+    return pid != os.getpid() and script is not None and args[script + 1 : script + 2] == [command]
 
 
 def run_all(args) -> None:
     meta = {
-        "env": ENV_ID,
+        "env": TASKS[args.task].env_id,
+        "task": args.task,
         "seeds": args.seeds,
         "forces": args.forces,
         "adversary_steps": args.adversary_steps,
@@ -372,12 +505,20 @@ def run_all(args) -> None:
         "steps": args.steps,
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
-    results = Results(Path(args.results), meta)
-    results.data["meta"].setdefault("restarts", []).append({**meta, "argv": sys.argv[1:]})  # each start's plan
-    results.save()
+    if Path(args.results).exists():  # resuming: the file must hold this task's jobs
+        held = json.loads(Path(args.results).read_text())["meta"].get("env")
+        if held != meta["env"]:
+            raise SystemExit(f"{args.results} holds {held} results, not {meta['env']}: choose another --tag/--results")
     stem = Path(args.results).stem  # each results file has its own job folder: outputs are collected from it
     logs = Path(args.root) / args.tag / ("jobs" if stem == f"qarl_{args.tag}" else f"jobs_{stem}")
     logs.mkdir(parents=True, exist_ok=True)
+    lock = logs / "scheduler.pid"
+    if _alive(lock, "run"):  # a second scheduler would run jobs twice; checked before the results are touched
+        raise SystemExit(f"a scheduler (pid {lock.read_text().strip()}) already runs this plan; let it finish")
+    lock.write_text(f"{os.getpid()}\n")
+    results = Results(Path(args.results), meta)
+    results.data["meta"].setdefault("restarts", []).append({**meta, "argv": sys.argv[1:]})  # each start's plan
+    results.save()
     running: dict[str, tuple[subprocess.Popen, Path]] = {}
     failures: dict[str, int] = {}
     while True:
@@ -398,9 +539,10 @@ def run_all(args) -> None:
         ready = [j for j in pending if all(n in results for n in j["needs"]) and failures.get(j["key"], 0) < 2]
         while ready and len(running) + len(elsewhere) < args.workers:
             job = ready.pop(0)
+            name = job["key"].replace("/", "_")
             if job["kind"] == "evaluate":
                 job["spec"]["run_dir"] = results[job["needs"][0]]["run_dir"]
-            name = job["key"].replace("/", "_")
+                job["spec"]["partial"] = str(logs / f"{name}.partial.json")  # its finished stages
             out = logs / f"{name}.json"
             out.unlink(missing_ok=True)
             script = str(Path(__file__).resolve())
@@ -463,6 +605,71 @@ QUANTITIES = {
 }
 
 
+def paired(x: dict[int, float], y: dict[int, float], how: str) -> dict:
+    """Seed-paired comparison of ``x`` and ``y`` (``{seed: value}``), over the seeds both have.
+
+    ``how`` 'difference': d_s = x_s - y_s; 'ratio': d_s = x_s / y_s (nan where y_s <= 0, left out of the
+    interval). Returns ``t_interval`` of the d_s plus ``per_seed`` ``{seed: d_s}``.
+    """
+    common = sorted(set(x) & set(y))
+    if how == "difference":
+        values = {s: x[s] - y[s] for s in common}
+    else:
+        values = {s: x[s] / y[s] if y[s] > 0 else math.nan for s in common}
+    return {**t_interval(list(values.values())), "per_seed": values}
+
+
+def done_when(table: dict, margin: float = 1.2) -> tuple[dict, list[str]]:
+    """The issue's pass numbers from ``table[method][quantity]["per_seed"]``, and Markdown lines of them.
+
+    - retained: per seed the fraction r_s = fresh-adversary return / nominal return (deterministic) of
+      QARL and SAC, the paired ratio r_QARL,s / r_SAC,s, and the seeds where it is >= ``margin`` (QARL
+      keeps at least 20 % more of its nominal return than SAC; the plan asks for 4 of 5 seeds);
+    - grid mean and nominal return, QARL / SAC: the ratio of the seed means (the plan's criteria: grid
+      >= 1.1, nominal >= 0.9) and the mean of per-seed ratios with its 95 % t-interval;
+    - QARL vs RARL: paired differences QARL - RARL with 95 % t-intervals (nominal, fresh adversary,
+      retained, grid mean) and the grid-mean ratio of seed means.
+    """
+    kept = {m: table[m]["retained (det.)"]["per_seed"] for m in ("qarl", "sac")}
+    ratio = paired(kept["qarl"], kept["sac"], "ratio")
+    wins = [s for s, r in ratio["per_seed"].items() if r >= margin]
+    out: dict = {
+        "retained": {
+            "qarl": kept["qarl"],
+            "sac": kept["sac"],
+            "qarl/sac": ratio,
+            f"seeds with qarl/sac >= {margin}": wins,
+            "count": f"{len(wins)} of {len(ratio['per_seed'])}",
+        }
+    }
+    lines = [
+        "| done-when quantity | value |",
+        "|---|---|",
+        "| retained against the fresh adversary, QARL / SAC per seed | "
+        + ", ".join(f"s{s} {r:.2f}" for s, r in ratio["per_seed"].items())
+        + f" (>= {margin}: {len(wins)} of {len(ratio['per_seed'])} seeds {wins}) |",
+    ]
+
+    def of_means(a: str, b: str, name: str) -> float:
+        top, bottom = table[a][name]["mean"], table[b][name]["mean"]
+        return top / bottom if bottom > 0 else math.nan
+
+    for key, name in (("grid mean", "grid mean (det.)"), ("nominal", "nominal (det.)")):
+        per = paired(table["qarl"][name]["per_seed"], table["sac"][name]["per_seed"], "ratio")
+        out[f"{key} qarl/sac"] = {"of seed means": of_means("qarl", "sac", name), "per seed": per}
+        lines.append(f"| {key} QARL / SAC | {of_means('qarl', 'sac', name):.3f} of seed means; "
+                     f"per-seed ratios {_fmt(per, 3)} |")  # fmt: skip
+    out["qarl-rarl"] = {}
+    for name in ("nominal (det.)", "fresh adversary (det.)", "retained (det.)", "grid mean (det.)"):
+        ci = paired(table["qarl"][name]["per_seed"], table["rarl"][name]["per_seed"], "difference")
+        out["qarl-rarl"][name] = ci
+        lines.append(f"| QARL - RARL: {name} | {_fmt(ci, 2 if name.startswith('retained') else 1)} |")
+    grid_ratio = of_means("qarl", "rarl", "grid mean (det.)")
+    out["grid mean qarl/rarl (of seed means)"] = grid_ratio
+    lines.append(f"| grid mean QARL / RARL | {grid_ratio:.3f} of seed means |")
+    return out, lines
+
+
 def _fmt(ci: dict, digits: int) -> str:
     if ci["n"] == 0:
         return "-"
@@ -482,6 +689,10 @@ def summarize(args) -> dict:
     results = Results(Path(args.results), {})
     meta = results.data["meta"]
     seeds = meta["seeds"]
+    # the task the results were made for (tier 1's file predates the key; its env names it)
+    name = meta.get("task") or next(k for k, t in TASKS.items() if t.env_id == meta["env"])
+    task = TASKS[name]
+    env_id, prefix = task.env_id, task.figures
     figures = Path(args.figures)
     figures.mkdir(parents=True, exist_ok=True)
     summary: dict = {"force_limit": meta.get("force_limit"), "force_rule": meta.get("force_rule")}
@@ -508,14 +719,12 @@ def summarize(args) -> dict:
     for a, b in (("qarl", "sac"), ("qarl", "rarl"), ("rarl", "sac")):
         for name in ("nominal (det.)", "fresh adversary (det.)", "retained (det.)", "random force (det.)",
                      "grid mean (det.)"):  # fmt: skip
-            x, y = table[a][name]["per_seed"], table[b][name]["per_seed"]
-            common = sorted(set(x) & set(y))
-            diffs = {s: x[s] - y[s] for s in common}
-            ci = t_interval(list(diffs.values()))
-            pairs[f"{a}-{b}: {name}"] = {**ci, "per_seed": diffs}
+            ci = paired(table[a][name]["per_seed"], table[b][name]["per_seed"], "difference")
+            pairs[f"{a}-{b}: {name}"] = ci
+            diffs = ci["per_seed"]
             digits = 2 if name.startswith("retained") else 0
-            per = ", ".join(f"{diffs[s]:.{digits}f}" for s in common)
-            pair_lines.append(f"| {a.upper()} - {b.upper()}: {name} | {len(common)} | {_fmt(ci, digits)} | {per} |")
+            per = ", ".join(f"{diffs[s]:.{digits}f}" for s in diffs)
+            pair_lines.append(f"| {a.upper()} - {b.upper()}: {name} | {len(diffs)} | {_fmt(ci, digits)} | {per} |")
     summary["paired"] = pairs
 
     # The plan's directional pass criteria, checked on the numbers above.
@@ -539,6 +748,7 @@ def summarize(args) -> dict:
         f"RARL {mean['rarl']['grid mean (det.)']:.1f}"
     )
     summary["criteria"] = criteria
+    summary["done_when"], done_lines = done_when(table)
 
     # Learning curves: eval/mean_reward of every training run, mean +- std over seeds.
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
@@ -564,9 +774,10 @@ def summarize(args) -> dict:
             ax.fill_between(steps, mean - values.std(0), mean + values.std(0), color=color, alpha=0.2)
     ax.set_xlabel("protagonist env steps (QARL / RARL: all env steps / 2)")
     ax.set_ylabel("eval return (10 episodes, deterministic)")
-    ax.set_title(f"{ENV_ID}: learning curves (mean +- std over seeds)")
-    ax.legend()
-    fig.savefig(figures / "qarl_tier1_learning.png", dpi=120)
+    ax.set_title(f"{env_id}: learning curves (mean +- std over seeds)")
+    if ax.lines:  # none while no training run has metrics
+        ax.legend()
+    fig.savefig(figures / f"{prefix}_learning.png", dpi=120)
     plt.close(fig)
 
     # Grid heatmaps: the seed-mean return per (pole, cart) cell, one figure per method.
@@ -576,12 +787,12 @@ def summarize(args) -> dict:
             mean = np.mean([g["returns"] for g in grids], axis=0)
             heatmap(
                 mean,
-                [round(x, 2) for x in grids[0]["pole_scales"]],  # readable tick labels
-                [round(x, 2) for x in grids[0]["cart_scales"]],
-                figures / f"qarl_tier1_grid_{method}.png",
-                title=f"{method.upper()} on {ENV_ID} ({len(grids)} seeds)",
-                xlabel="cart mass scale",
-                ylabel="pole mass (and inertia) scale",
+                [round(x, 2) for x in grids[0][task.grid_keys[0]]],  # readable tick labels
+                [round(x, 2) for x in grids[0][task.grid_keys[1]]],
+                figures / f"{prefix}_grid_{method}.png",
+                title=f"{method.upper()} on {env_id} ({len(grids)} seeds)",
+                xlabel=task.grid_labels[1],
+                ylabel=task.grid_labels[0],
             )
 
     # Curriculum trace: the teacher's mean alpha and the performance it saw against its floor.
@@ -608,10 +819,10 @@ def summarize(args) -> dict:
         top.set_ylabel("teacher mean alpha")
         bottom.set_ylabel("mean discounted return (teacher)")
         bottom.set_xlabel("env steps (both phases)")
-        top.set_title(f"QARL curriculum on {ENV_ID}")
+        top.set_title(f"QARL curriculum on {env_id}")
         top.legend(fontsize=7)
         bottom.legend(fontsize=7)
-        fig.savefig(figures / "qarl_tier1_curriculum.png", dpi=120)
+        fig.savefig(figures / f"{prefix}_curriculum.png", dpi=120)
     plt.close(fig)
     summary["curriculum"] = {
         seed: {
@@ -630,28 +841,33 @@ def summarize(args) -> dict:
     print()
     print("\n".join(pair_lines))
     print()
+    print("\n".join(done_lines))
+    print()
     print(json.dumps({"force": summary["force_limit"], "rule": summary["force_rule"], "calibration": calibration,
                       "curriculum": summary["curriculum"], "criteria": summary["criteria"]}, indent=1))  # fmt: skip
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with the task's defaults filled in (tag, fresh-adversary budget, results path)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("run", "summarize"):
         p = sub.add_parser(name)
-        p.add_argument("--tag", default="tier1", help="names the run folder and the results JSON")
+        p.add_argument("--task", choices=sorted(TASKS), default="inverted-pendulum", help="tier 1 or tier 2 (hopper)")
+        p.add_argument("--tag", help="names the run folder and the results JSON (default: tier1 / tier2)")
         p.add_argument("--root", default=str(REPO / "benchmarks/runs/qarl"))
         p.add_argument("--results", help="default: benchmarks/results/qarl_<tag>.json")
         p.add_argument("--figures", default=str(REPO / "docs/figures"))
         p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
         p.add_argument("--forces", type=float, nargs="+", default=[2, 5, 10, 20, 40])
         p.add_argument("--force", type=float, help="skip calibration: use this force limit")
+        p.add_argument("--calibrate", action="store_true", help="calibrate the force limit (tier 1 always does)")
         p.add_argument("--steps", type=int, help="QARL/RARL env steps (SAC gets half); default: the presets'")
-        p.add_argument("--adversary-steps", type=int, default=10_000, help="env steps of each evaluation adversary")
+        p.add_argument("--adversary-steps", type=int, help="env steps of each evaluation adversary (10k / 50k)")
         p.add_argument("--calibration-steps", type=int, default=10_000, help="env steps of each calibrating adversary")
         p.add_argument("--episodes", type=int, default=10)
-        p.add_argument("--grid", type=int, default=11, help="cells per axis of the pole x cart mass grid")
+        p.add_argument("--grid", type=int, default=11, help="cells per axis of the model grid")
         p.add_argument("--workers", type=int, default=2)
         p.add_argument("--override", nargs="*", default=[], help="extra key=value overrides of every run")
     job = sub.add_parser("job")
@@ -660,11 +876,20 @@ def main(argv: list[str] | None = None) -> None:
     job.add_argument("out")
     args = parser.parse_args(argv)
     if args.command == "job":
-        run_job(args.kind, args.spec, args.out)
-        return
+        return args
+    task = TASKS[args.task]
+    args.tag = args.tag or task.tag
+    args.adversary_steps = args.adversary_steps or task.adversary_steps
     if args.results is None:
         args.results = str(REPO / f"benchmarks/results/qarl_{args.tag}.json")
-    if args.command == "run":
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.command == "job":
+        run_job(args.kind, args.spec, args.out)
+    elif args.command == "run":
         run_all(args)
     else:
         summarize(args)
