@@ -180,7 +180,24 @@ def _cell(ci: dict, digits: int = 1) -> str:
     return f"{ci['mean']:.{digits}f}"
 
 
+def compact_table(stats: dict, per_arm: dict) -> list[str]:
+    """The docs' table: clean return, return (and loss) under sigma 0.5 / 1 and eps 0.2, the mass shifts, and the
+    mean Jacobian spectral norm; mean +- 95 % half-width over seeds."""
+    first = next(iter(stats.values()))
+    perturbed = [k for k in ("observation_noise 0.5", "observation_noise 1", "observation_attack 0.2") if k in first]
+    masses = [k for k in first if k.startswith("agent_mass")]
+    head = ["clean", *(f"{k.split()[0].split('_')[1]} {k.split()[1]} (Δ)" for k in perturbed), *masses, "Jacobian"]
+    lines = ["| arm (seeds) | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for arm, s in stats.items():
+        cells = [_cell(s["nominal"])]
+        cells += [f"{_cell(s[k])} ({s['loss ' + k]['mean']:.1f})" for k in perturbed]
+        cells += [_cell(s[k]) for k in masses] + [_cell(s["lipschitz jacobian_mean"], 2)]
+        lines.append(f"| {arm} ({len(per_arm[arm])}) | " + " | ".join(cells) + " |")
+    return lines
+
+
 def print_tables(stats: dict, checks: dict, per_arm: dict) -> None:
+    print("\n".join(compact_table(stats, per_arm)) + "\n")
     first = next(iter(stats.values()))
     returns = ["nominal"] + [k for k in first if k.startswith(PANELS) and "clean" not in k]
     print("| arm (seeds) | " + " | ".join(returns) + " |")
@@ -222,7 +239,7 @@ def plot_curves(sweep_dir: Path, task: str, figures: Path) -> Path:
         ax.fill_between(common, point - half, point + half, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("team return (greedy eval)")
-    ax.set_title(f"{task}: learning curves, mean and 95% interval over seeds")
+    ax.set_title(f"{task}: greedy eval return (mean, 95% CI over seeds)", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
