@@ -3,10 +3,11 @@
 Papers: Deng et al., "RLPrompt", EMNLP 2022 (arXiv 2205.12548); Choi et al., "Hard Prompts Made
 Interpretable: Sparse Entropy Regularization for Prompt Tuning with RL" (PIN), ACL 2024 (arXiv 2407.14733).
 
-For every arm (``--arms``: ``rlprompt``, ``pin``, ``pin-nofilter`` by default, the ablation
-``pin-v2v3`` = PIN with the bootstrapped sparse losses; ``--minilm`` runs them on
-``*/fsc-sentiment-minilm``) x seed, train the preset with ``train.py`` in its own process (nice,
-one thread, at most ``--workers`` at once) and read the run's ``prompt_report.json``: the best dev
+For every arm (``--arms``: ``rlprompt``, ``pin``, ``pin-nofilter`` by default, the ablations
+``pin-v2v3`` = PIN with the bootstrapped sparse losses and ``pin-k45`` = PIN with a filter of 45 tokens
+calibrated on the policy LM instead of 815; ``--minilm`` runs them on
+``*/fsc-sentiment-minilm``) x seed, train the preset with ``train.py`` in its own process (``nice -n
+NICE``, one thread, at most ``--workers`` at once) and read the run's ``prompt_report.json``: the best dev
 prompt and the final greedy prompt, each with dev / test accuracy, support size, perplexity under
 the policy LM and whole-word fraction; plus the throughput: the median of the logger's per-interval
 env steps per second (an env step is one token of one prompt; prompts scored per second = that / 5).
@@ -18,7 +19,10 @@ checkpoint; the summary JSON is rewritten after every run.
     nice -n 10 python benchmarks/prompt_benchmark.py                    # 3 arms x 3 seeds, 100 steps
     nice -n 10 python benchmarks/prompt_benchmark.py --arms pin-v2v3 \\
         --out benchmarks/results/prompt_fsc_sentiment_v2v3.json             # ablation: PIN with loss v2_v3
+    nice -n 15 python benchmarks/prompt_benchmark.py --arms rlprompt pin pin-k45 pin-nofilter \\
+        --seeds 0 1 2 3 4 --workers 1 --nice 0 --random-prompts 0 --out prompt_k45.json  # the filter's k
     python benchmarks/prompt_benchmark.py --minilm --steps 100 --out benchmarks/results/prompt_minilm.json
+    python benchmarks/prompt_benchmark.py --diagnose   # the policy LM's held-out perplexity and its filter
 
 Deviations from the presets (CPU budget on a shared 2-core machine): ``--steps`` training steps (default
 100, i.e. 8,000 env steps; the presets train 1,000, the papers 12,000 / 6,000), every arm evaluated
@@ -48,6 +52,10 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "pin": ("pin", []),
     "pin-nofilter": ("pin-nofilter", []),
     "pin-v2v3": ("pin", ["agent.loss=v2_v3"]),  # PIN with the bootstrapped sparse PCL losses
+    # PIN with a filter calibrated on the policy LM instead of PIN's share of the vocabulary: 45 is the
+    # smallest k whose top-k holds the true next token of 95 % of held-out corpus tokens (see
+    # docs/algorithms/prompt.md, "Why PIN's prompts are not less perplex here")
+    "pin-k45": ("pin", ["agent.filter_top_k=45"]),
 }
 DEFAULT_ARMS = ("rlprompt", "pin", "pin-nofilter")
 STEP = 80  # env steps per training step: 16 prompts x 5 tokens
@@ -78,7 +86,7 @@ def run_one(preset: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
         shutil.rmtree(run_dir)
     wall_file = run_dir / "wall.json"
     previous = json.loads(wall_file.read_text())["seconds"] if wall_file.is_file() else 0.0
-    cmd = ["nice", "-n", "10", sys.executable, str(ROOT / "train.py")]
+    cmd = ["nice", "-n", str(args.nice), sys.executable, str(ROOT / "train.py")]
     if resume:
         cmd += ["--resume", str(run_dir), *overrides(arm, args)]
     else:
@@ -120,6 +128,92 @@ def random_prompts(count: int, seed: int, task: str) -> dict:
     accs = [evaluate_prompt(env.scorer, p, env.eval_splits["test"])["accuracy"] for p in prompts]
     empty = evaluate_prompt(env.scorer, torch.zeros(0, dtype=torch.long), env.eval_splits["test"])["accuracy"]
     return {"test_accuracy": mean_std(accs), "no_prompt_test_accuracy": empty}
+
+
+# contexts at which the filter is inspected: BOS alone and a few prompt prefixes of the benchmark
+FILTER_CONTEXTS = ("", " the", " It was", " My verdict", ":", ": :", " was was")
+
+
+def lm_diagnostics(heldout_lines: int = 2000, heldout_seed: int = 777, ks: tuple[int, ...] = (1, 10, 45, 815)) -> dict:
+    """How good the shipped policy LM is, and what its top-k filter admits (``--diagnose``).
+
+    * Held-out perplexity: fresh corpus lines from the build's own generator (another seed), cut into
+      blocks of 32 tokens (the policy LM's positions), ``exp(mean_i -ln p(x_i | x_<i))``; against an
+      add-one unigram and an interpolated bigram ``0.7 c(a, b) / c(a) + 0.3 p_unigram(b)`` counted on
+      the build's training corpus.
+    * Coverage: the share of held-out tokens whose rank among the LM's next tokens is below k
+      (rank 0 = the LM's top token), and the smallest k reaching 95 % and 99 %.
+    * The filter at a few prompt states (BOS + a prefix): how many tokens have p > 1e-3, ln p at
+      ranks k, how many whole invented product names of the corpus are in the top k, the rank of ":".
+    """
+    import torch
+
+    from envs.lm import load_causal_lm
+    from envs.prompt_assets import ASSETS_DIR
+    from envs.prompt_assets import build as shipped
+
+    torch.set_num_threads(1)
+    lm, tok = load_causal_lm("regula-tiny-gpt2")
+    info = json.loads((ASSETS_DIR / "build_info.json").read_text())
+    vocab, eos = len(tok), tok.convert_tokens_to_ids(shipped.EOS)
+
+    def stream(lines: list[str]) -> list[int]:
+        ids: list[int] = []
+        for enc in tok(lines, add_special_tokens=False)["input_ids"]:
+            ids += [eos, *enc]
+        return ids
+
+    train = stream(shipped.make_corpus(info["corpus_sentences"], info["seed"]))
+    held = stream(shipped.make_corpus(heldout_lines, heldout_seed))
+    counts = torch.bincount(torch.tensor(train), minlength=vocab).double()
+    unigram = ((counts + 1) / (counts.sum() + vocab)).tolist()  # [V]
+    counts = counts.tolist()
+    pairs: dict[tuple[int, int], int] = {}
+    for a, b in zip(train[:-1], train[1:]):
+        pairs[(a, b)] = pairs.get((a, b), 0) + 1
+    nll_uni = [-math.log(unigram[b]) for b in held[1:]]
+    nll_bi = [
+        -math.log(0.7 * pairs.get((a, b), 0) / max(counts[a], 1) + 0.3 * unigram[b])
+        for a, b in zip(held[:-1], held[1:])
+    ]
+    blocks = torch.tensor(held[: len(held) // 32 * 32]).view(-1, 32)  # [n, 32]: the policy LM has 32 positions
+    nll, ranks = [], []
+    with torch.no_grad():
+        for chunk in blocks.split(64):
+            logits = lm(input_ids=chunk, attention_mask=torch.ones_like(chunk)).logits[:, :-1].float()  # [c, 31, V]
+            target = chunk[:, 1:].unsqueeze(-1)
+            nll.append(-logits.log_softmax(-1).gather(-1, target).flatten())
+            ranks.append((logits > logits.gather(-1, target)).sum(-1).flatten())  # rank 0 = the LM's top token
+    nll, ranks = torch.cat(nll), torch.cat(ranks).double()
+    names = set(shipped.pseudo_words(shipped.N_PSEUDO_WORDS, info["seed"] + 1))
+    name_ids = torch.tensor([i for i in range(vocab) if tok.decode([i]).strip() in names])
+    colon = tok.convert_tokens_to_ids(":")
+    states = {}
+    for text in FILTER_CONTEXTS:
+        ids = torch.tensor([[eos, *tok.encode(text, add_special_tokens=False)]])
+        with torch.no_grad():
+            logp = lm(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float().log_softmax(-1)
+        rank = (logp.unsqueeze(0) > logp.unsqueeze(1)).sum(-1)  # [V]: rank of every token
+        ordered = logp.sort(descending=True).values
+        states[text] = {
+            "tokens_with_p_above_1e-3": int((logp > math.log(1e-3)).sum()),
+            "ln_p_at_rank_k": {k: round(float(ordered[k - 1]), 2) for k in ks},
+            "invented_names_in_top_k": {k: int((rank[name_ids] < k).sum()) for k in ks},
+            "rank_of_colon": int(rank[colon]),
+        }
+    return {
+        "heldout_tokens": len(held),
+        "perplexity": {
+            "policy_lm": math.exp(float(nll.mean())),
+            "unigram": math.exp(sum(nll_uni) / len(nll_uni)),
+            "bigram": math.exp(sum(nll_bi) / len(nll_bi)),
+        },
+        "coverage_top_k": {k: float((ranks < k).double().mean()) for k in ks},
+        "smallest_k_for_coverage": {q: int(ranks.quantile(q)) + 1 for q in (0.95, 0.99)},
+        "vocabulary": vocab,
+        "whole_invented_names_in_vocabulary": len(name_ids),
+        "filter_at_states": states,
+    }
 
 
 def summarize(presets: list[tuple[str, str]], args: argparse.Namespace, baseline: dict) -> dict:
@@ -169,7 +263,11 @@ def summarize(presets: list[tuple[str, str]], args: argparse.Namespace, baseline
                 measures[f"{which}/{key}"] = mean_std([r[which][key] for r in runs])
             # perplexities span orders of magnitude: their geometric mean (exp of the mean log) is the summary
             logs = mean_std([math.log(r[which]["perplexity"]) for r in runs])
+            measures[f"{which}/log_perplexity"] = logs
             measures[f"{which}/geometric_mean_perplexity"] = math.exp(logs["mean"]) if runs else math.nan
+            # the largest rank of a prompt token among the policy LM's next tokens (reports that have it)
+            ranks = [max(r[which]["lm_ranks"]) for r in runs if "lm_ranks" in r[which]]
+            measures[f"{which}/max_lm_rank"] = mean_std(ranks)
         measures["prompts_per_second"] = mean_std([r["prompts_per_second"] for r in runs if r["prompts_per_second"]])
         out["arms"][preset] = {
             "complete": len(runs) == len(args.seeds),
@@ -184,8 +282,9 @@ def table(summary: dict) -> str:
     """A markdown table of the summary (mean +- std over seeds)."""
     lines = [
         "| arm | seeds | best-dev prompt: test acc | final prompt: test acc | support size (final policy) | "
-        "perplexity (best, final; geometric mean) | whole words (best, final) | prompts/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "perplexity (best, final; geometric mean) | ln perplexity (best, final) | whole words (best, final) | "
+        "prompts/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, arm in summary["arms"].items():
         m = arm["measures"]
@@ -197,7 +296,8 @@ def table(summary: dict) -> str:
             f"| {name} | {m['best/test_accuracy']['n']} | {cell('best/test_accuracy')} | "
             f"{cell('final/test_accuracy')} | "
             f"{cell('final/support_size', 1)} | {m['best/geometric_mean_perplexity']:.0f}, "
-            f"{m['final/geometric_mean_perplexity']:.0f} | {cell('best/whole_word_fraction', 2)}, "
+            f"{m['final/geometric_mean_perplexity']:.0f} | {cell('best/log_perplexity', 2)}, "
+            f"{cell('final/log_perplexity', 2)} | {cell('best/whole_word_fraction', 2)}, "
             f"{cell('final/whole_word_fraction', 2)} | "
             f"{cell('prompts_per_second', 1)} |"
         )
@@ -220,9 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=list(ARMS))
     parser.add_argument("--minilm", action="store_true", help="the MiniLM zero-shot classifier arms instead")
     parser.add_argument("--random-prompts", type=int, default=20)
+    parser.add_argument("--nice", type=int, default=10, help="niceness added to each training run (nice -n)")
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "runs" / "prompt")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prompt_fsc_sentiment.json")
+    parser.add_argument("--diagnose", action="store_true", help="only print the policy LM's quality and its filter")
     args = parser.parse_args(argv)
+    if args.diagnose:
+        print(json.dumps(lm_diagnostics(), indent=1))
+        return 0
     args.runs.mkdir(parents=True, exist_ok=True)
     task = "fsc-sentiment-minilm" if args.minilm else "fsc-sentiment"
     presets = [(f"{arm}/{task}", arm) for arm in args.arms]

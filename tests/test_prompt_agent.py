@@ -136,6 +136,29 @@ def test_filtered_agent_acts_only_within_the_lm_top_k():
     assert bool((allowed == tokens[:, None]).any(1).all())
 
 
+def test_filter_perplexity_and_lm_ranks_read_the_same_lm_context():
+    """Acting's filter, the reported perplexity and ranks all read the LM at BOS + a_<t, first token included.
+
+    Each prefix is run on its own here (no cache, no attention mask, no teacher forcing): a shifted
+    position, a dropped first token or a filter computed from another context fails.
+    """
+    k = 3
+    agent = make_agent(regularizer="sparsemax", filter_top_k=k)
+    tokens = agent.write_prompts(8, T, explore=True, generator=torch.Generator().manual_seed(0))["tokens"]
+    log_probs, ranks = [], []
+    for t in range(T):
+        prefix = torch.cat([torch.zeros(8, 1, dtype=torch.long), tokens[:, :t]], 1)  # BOS (id 0), a_<t
+        logits = agent.network.lm(input_ids=prefix).logits[:, -1].double()  # [8, V]
+        chosen = logits.gather(-1, tokens[:, t : t + 1])
+        ranks.append((logits > chosen).sum(-1))
+        log_probs.append(logits.log_softmax(-1).gather(-1, tokens[:, t : t + 1]).squeeze(-1))
+    ranks = torch.stack(ranks, 1)  # [8, T]
+    assert int(ranks.max()) < k  # every token is inside the LM's own top k at the context it was chosen in
+    assert torch.equal(agent.lm_ranks(tokens), ranks)
+    expected = torch.exp(-torch.stack(log_probs, 1).mean(1))  # natural log, mean over all T tokens
+    torch.testing.assert_close(agent.perplexity(tokens).double(), expected, rtol=1e-5, atol=0)
+
+
 def test_save_load_act_identical():
     agent = make_agent(regularizer="sparsemax", loss="v2_v3", filter_top_k=10)
     agent.update(tiny_batch(), step=0)

@@ -32,7 +32,8 @@ The family's run (:func:`run`) drives :func:`train_episodic` with the prompt lay
 steps (the best dev prompt so far is kept in the agent's state, shown above the progress bar and
 written to TensorBoard as text) and ends with ``prompt_report.json`` in the run directory: the best
 and the final greedy prompt, their dev and test accuracy, the sparsemax / softmax support size,
-the perplexity of the prompt under the policy LM and its whole-word fraction. ``evaluate.py
+the perplexity of the prompt under the policy LM, the LM rank of each of its tokens (the quantity
+PIN's filter bounds) and its whole-word fraction. ``evaluate.py
 RUN_DIR`` scores the greedy prompt on the test split (:func:`episode_returns`, return = test accuracy
 in percent) and ``--prompt`` prints the report.
 
@@ -277,13 +278,33 @@ class PromptAgent:
         return out.hidden_states[-1].float()
 
     @torch.no_grad()
-    def perplexity(self, tokens: torch.Tensor) -> torch.Tensor:
-        """exp(-1/T sum_t log p_LM(a_t | BOS, a_<t)) of ``tokens [N, T]`` under the frozen policy LM: ``[N]``."""
+    def prompt_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The frozen policy LM's next-token logits at each prompt state: ``tokens [N, T] -> [N, T, V]`` float32.
+
+        Row t reads BOS + a_<t, the context the filter of PIN ranks tokens in when a_t is chosen.
+        """
         bos = torch.full((tokens.shape[0], 1), self.bos_id, dtype=torch.long, device=tokens.device)
-        ids = torch.cat([bos, tokens], 1)
-        logits = self.network.lm(input_ids=ids[:, :-1], attention_mask=torch.ones_like(ids[:, :-1])).logits
-        logp = torch.log_softmax(logits.float(), -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # [N, T]
-        return torch.exp(-logp.mean(1))
+        ids = torch.cat([bos, tokens[:, :-1]], 1)
+        return self.network.lm(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float()
+
+    @torch.no_grad()
+    def perplexity(self, tokens: torch.Tensor) -> torch.Tensor:
+        """exp(-1/T sum_t log p_LM(a_t | BOS, a_<t)) of ``tokens [N, T]`` under the frozen policy LM: ``[N]``.
+
+        Natural log, every token including the first (read after BOS alone), the same for every arm.
+        """
+        logp = torch.log_softmax(self.prompt_logits(tokens), -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return torch.exp(-logp.mean(1))  # logp [N, T]
+
+    @torch.no_grad()
+    def lm_ranks(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Rank of each prompt token among the policy LM's next tokens at its state: ``[N, T]`` long, 0 = top.
+
+        rank_t = #{v : logit_v > logit_{a_t}} at BOS + a_<t; PIN's filter allows exactly rank_t < k
+        (up to ties), so the largest rank shows how much the filter restricted the prompt.
+        """
+        logits = self.prompt_logits(tokens)
+        return (logits > logits.gather(-1, tokens.unsqueeze(-1))).sum(-1)
 
 
 def build(
@@ -398,6 +419,7 @@ def prompt_measures(agent: PromptAgent, env: Any, tokens: torch.Tensor, splits=(
         out[f"{split}_accuracy"], out[f"{split}_reward"] = score["accuracy"], score["raw_reward"]
     out["support_size"] = float(agent.support_size(hidden))
     out["perplexity"] = float(agent.perplexity(tokens)[0])
+    out["lm_ranks"] = agent.lm_ranks(tokens)[0].tolist()
     out["whole_word_fraction"] = whole_word_fraction(pieces, dictionary_words(env_splits(env)))
     return out
 
