@@ -294,7 +294,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, help="summary JSON (default: benchmarks/results/ernie_<task>.json)")
     parser.add_argument("--figures", type=Path, default=REPO / "docs" / "figures", help="where the PNGs go")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every trial (e.g. total_steps=60000)")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
