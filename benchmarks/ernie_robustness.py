@@ -14,7 +14,7 @@ MADDPG bit for bit (tests/test_maddpg.py), so the three arms share every line bu
 checkpoints) and then scores every finished trial that has no report yet with ``evaluate.py``: greedy
 actions on ``--episodes`` fixed-seed episodes per condition, Gaussian observation noise at every sigma,
 the worst-case observation attack (10-step sign PGD in an l-inf ball, on the clean episodes' seeds) at
-every epsilon, every agent's mass scaled (MPE only), and the Lipschitz meter (local Jacobian spectral
+every epsilon, every agent's mass scaled, and the Lipschitz meter (local Jacobian spectral
 norm, PGD and random-direction ratios at r = 0.05 on clean-rollout observations).
 
 ``summarize`` reads the newest report of every trial and writes, per arm, means over seeds with 95 %
@@ -55,7 +55,6 @@ ARMS = {"0": "MADDPG", "0.2": "ERNIE λ=0.2", "1": "ERNIE λ=1"}  # agent.ernie_
 SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
 EPSILONS = (0.05, 0.1, 0.2)
 MASSES = (0.5, 2.0, 3.0)
-MPE_TASKS = ("simple-spread", "simple-tag", "speaker-listener")
 PANELS = ("observation_noise", "observation_attack", "agent_mass")  # report_measures prefixes of the figure
 
 
@@ -70,7 +69,7 @@ def trials(sweep_dir: Path) -> list[dict]:
 
 def complete(report: dict) -> bool:
     """A report holds every condition of this benchmark."""
-    return all(k in report for k in ("lipschitz", "observation_attack", "observation_noise"))
+    return all(k in report for k in ("lipschitz", "observation_attack", "observation_noise", "agent_mass"))
 
 
 def report_of(run_dir: Path) -> dict | None:
@@ -80,9 +79,7 @@ def report_of(run_dir: Path) -> dict | None:
 def evaluate_command(run_dir: Path, task: str, episodes: int) -> list[str]:
     command = [sys.executable, str(REPO / "evaluate.py"), str(run_dir), "--episodes", str(episodes)]
     command += ["--obs-noise", *map(str, SIGMAS), "--attack", *map(str, EPSILONS), "--lipschitz"]
-    if task in MPE_TASKS:
-        command += ["--agent-mass", *map(str, MASSES)]
-    return command
+    return command + ["--agent-mass", *map(str, MASSES)]  # every task of the presets is MPE or VMAS
 
 
 def run(args) -> None:

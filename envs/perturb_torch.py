@@ -96,11 +96,30 @@ def mpe_worlds(env: Any) -> list[Any]:
     return worlds
 
 
+def agent_mass_slots(env: Any) -> list[list[tuple[Any, str]]]:
+    """Where each agent's mass lives, per simulated world: ``[(object, attribute), ...]`` in agent order.
+
+    A VMAS env (one batched world) keeps it in ``agent.mass``; an MPE VecEnv has one world per copy, each
+    agent's in ``initial_mass``. ValueError for any other env.
+    """
+    simulator = getattr(env, "_env", None)  # envs.vmas_env.VmasEnv holds the vmas Environment here
+    agents = getattr(simulator, "agents", None)
+    if agents and all(hasattr(a, "mass") for a in agents):
+        return [[(agent, "mass") for agent in agents]]
+    try:
+        return [[(agent, "initial_mass") for agent in world.agents] for world in mpe_worlds(env)]
+    except ValueError:
+        raise ValueError(
+            f"agent mass needs an MPE (mpe:SCENARIO) or VMAS (vmas:SCENARIO) env; {getattr(env, 'name', env)!r} "
+            "is neither"
+        ) from None
+
+
 class AgentMass(VecEnvWrapper):
     """Every agent's mass times ``scale`` (or only the agents at ``agents``, indices in the env's agent order).
 
-    MPE integrates p_vel += F / m dt, so a heavier agent accelerates less for the same action. The mass is set
-    once on every copy's world and survives resets (MPE's scenarios do not reset masses).
+    MPE and VMAS integrate v += F / m dt, so a heavier agent accelerates less for the same action. The mass is
+    set once (on every copy's world for MPE, on VMAS's batched world) and survives resets (neither resets masses).
     """
 
     def __init__(self, env: Any, scale: float, agents: list[int] | None = None):
@@ -108,7 +127,8 @@ class AgentMass(VecEnvWrapper):
         if not scale > 0:
             raise ValueError(f"mass scale must be > 0, got {scale}")
         self.scale = float(scale)
-        for world in mpe_worlds(env):
-            chosen = range(len(world.agents)) if agents is None else agents
+        for slots in agent_mass_slots(env):
+            chosen = range(len(slots)) if agents is None else agents
             for index in chosen:
-                world.agents[index].initial_mass = world.agents[index].initial_mass * self.scale
+                holder, name = slots[index]
+                setattr(holder, name, getattr(holder, name) * self.scale)

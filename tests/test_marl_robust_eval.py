@@ -76,6 +76,21 @@ def test_agent_mass_scales_every_agent_and_slows_it():
         AgentMass(make_vec_env("matrix:penalty", 1), 2.0)
 
 
+def test_agent_mass_on_vmas_scales_every_agent_and_halves_the_first_velocity():
+    options = {"actions": "continuous", "reward": "agent", "max_steps": 10}
+    nominal = make_vec_env("vmas:navigation", 2, options=options)
+    heavy = AgentMass(make_vec_env("vmas:navigation", 2, options=options), 2.0)
+    assert [agent.mass for agent in heavy._env.agents] == [2.0, 2.0, 2.0]
+    assert torch.equal(nominal.reset(seed=5), heavy.reset(seed=5))
+    action = torch.zeros(2, 3, 2)
+    action[..., 0] = 1.0  # push along +x
+    velocity = nominal.step(action).obs[..., 2:4], heavy.step(action).obs[..., 2:4]  # obs: position, velocity, ...
+    torch.testing.assert_close(velocity[1], velocity[0] / 2)
+    assert velocity[0][..., 0].min() > 0
+    heavy.reset(seed=6)  # resets keep the mass
+    assert [agent.mass for agent in heavy._env.agents] == [2.0, 2.0, 2.0]
+
+
 def tiny_agent(seed=0):
     torch.manual_seed(seed)
     from envs.base import BoxSpec

@@ -10,7 +10,7 @@ learner whose agent exposes the deterministic joint policy ``policy(obs [N, agen
   one in the l-inf ball of radius eps around it, found by 10 sign-PGD steps maximizing ||mu(o + delta) - mu(o)||^2
   from a random start (:func:`agents.core.robust.observation_attack`); the episodes use the clean evaluation's seeds,
   so the loss Delta = R(clean) - R(attacked) is paired.
-* ``--agent-mass SCALE ...`` (:class:`AgentMassSweep`): every agent's mass scaled (MPE), through
+* ``--agent-mass SCALE ...`` (:class:`AgentMassSweep`): every agent's mass scaled (MPE, VMAS), through
   :class:`envs.perturb_torch.AgentMass`.
 * ``--malicious I ... --malicious-mode random|adversarial`` (:class:`MaliciousAgents`): the agents at those indices
   act uniformly at random, or adversarially: 10 sign-gradient steps on their own actions (in the box) that minimize
@@ -216,7 +216,7 @@ class ObservationAttack:
 
 
 class AgentMassSweep:
-    """Every agent's mass scaled (MPE envs), one fresh env per scale; a PNG against the scale."""
+    """Every agent's mass scaled (MPE and VMAS envs), one fresh env per scale; a PNG against the scale."""
 
     key = "agent_mass"
 
@@ -226,7 +226,7 @@ class AgentMassSweep:
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--agent-mass", type=float, nargs="+", metavar="SCALE",
-                            help="scales of every agent's mass (MPE multi-agent continuous runs)")  # fmt: skip
+                            help="scales of every agent's mass (MPE and VMAS continuous runs)")  # fmt: skip
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> list[AgentMassSweep]:
@@ -237,8 +237,8 @@ class AgentMassSweep:
         from envs import EnvError
 
         require_continuous_multi_agent(context, "--agent-mass")
-        if not context.run.config.env.id.startswith("mpe:"):
-            raise EnvError(f"--agent-mass needs an MPE env (mpe:SCENARIO); {context.run.config.env.id} is not one")
+        if not context.run.config.env.id.startswith(("mpe:", "vmas:")):
+            raise EnvError(f"--agent-mass needs an MPE or VMAS env; {context.run.config.env.id} is neither")
         if any(not scale > 0 for scale in self.scales):
             raise ConfigError(f"--agent-mass: scales must be > 0, got {self.scales}")
 
