@@ -189,6 +189,27 @@ def matched_settings(args: argparse.Namespace) -> dict[str, Any]:
     return maddpg_settings(args) if args.algorithm == "maddpg" else qmix_settings(args)
 
 
+def shared_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings both algorithms match the same way: task size, frames, batch, widths, optimizer, threads."""
+    return {
+        "n_agents": args.agents,
+        "max_steps": args.max_steps,
+        "frames": args.frames,
+        "frames_per_batch": args.frames_per_batch,
+        "envs_per_collection": args.envs,
+        "optimizer_steps_per_iteration": args.optimizer_steps,
+        "train_batch_frames": args.train_batch,
+        "hidden": args.hidden,
+        "lr": 5e-5,
+        "adam_eps": 1e-6,
+        "grad_clip_norm": 5.0,
+        "gamma": 0.99,
+        "memory_frames": 1_000_000,
+        "threads": args.threads,
+        "seed": args.seed,
+    }
+
+
 def qmix_settings(args: argparse.Namespace) -> dict[str, Any]:
     """QMIX: the matched settings of the module docstring's first part."""
     episode_frames = args.envs * args.max_steps
@@ -203,25 +224,11 @@ def qmix_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "algorithm": "qmix",
         "task": "vmas navigation",
-        "n_agents": args.agents,
-        "max_steps": args.max_steps,
-        "frames": args.frames,
-        "frames_per_batch": args.frames_per_batch,
-        "envs_per_collection": args.envs,
-        "optimizer_steps_per_iteration": args.optimizer_steps,
-        "train_batch_frames": args.train_batch,
-        "hidden": args.hidden,
+        **shared_settings(args),
         "regula_hidden": args.regula_hidden or args.hidden,
         "regula_agent": args.regula_agent,
         "mixing_embed_dim": 32,
-        "lr": 5e-5,
-        "adam_eps": 1e-6,
-        "grad_clip_norm": 5.0,
-        "gamma": 0.99,
         "epsilon": [0.8, 0.01, args.frames // 3],
-        "memory_frames": 1_000_000,
-        "threads": args.threads,
-        "seed": args.seed,
         "regula": {
             "collections_per_iteration": collections,
             "updates_per_collect": math.ceil(args.optimizer_steps / collections),
@@ -277,26 +284,12 @@ def maddpg_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "algorithm": "maddpg",
         "task": "vmas navigation, continuous actions, per-agent rewards",
-        "n_agents": args.agents,
-        "max_steps": args.max_steps,
-        "frames": args.frames,
-        "frames_per_batch": args.frames_per_batch,
-        "envs_per_collection": args.envs,
-        "optimizer_steps_per_iteration": args.optimizer_steps,
-        "train_batch_frames": args.train_batch,
-        "hidden": args.hidden,
+        **shared_settings(args),
         "regula_hidden": hidden,
         "activation": "tanh",
         "share_parameters": True,
-        "lr": 5e-5,
-        "adam_eps": 1e-6,
-        "grad_clip_norm": 5.0,
-        "gamma": 0.99,
         "polyak_tau": 0.005,
         "exploration_sigma": [0.8, 0.01, args.frames // 3],
-        "memory_frames": 1_000_000,
-        "threads": args.threads,
-        "seed": args.seed,
         "regula": {
             "preset": "maddpg/vmas-navigation",
             "entry_point": "agents.core.run.train_off_policy (timed: its off_policy loop)",
