@@ -403,6 +403,20 @@ def run_regula(s: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def quiet_loop(s: dict[str, Any]) -> dict[str, Any]:
+    """Loop keys of a timed regula run: no logs, checkpoints or progress bar; only the loop's own final evaluation
+    (eval_every 0) of ``final_eval_episodes`` episodes; the matched seed and thread count."""
+    return dict(
+        eval_every=0,
+        eval_episodes=s["regula"]["final_eval_episodes"],
+        log_every=10**12,
+        checkpoint_every=0,
+        seed=s["seed"],
+        threads=s["threads"],
+        progress=False,
+    )
+
+
 def run_regula_qmix(s: dict[str, Any]) -> dict[str, Any]:
     """regula's QMIX on ``vmas:navigation`` (discrete actions), timed around ``train_episodic``."""
     import dataclasses
@@ -422,13 +436,7 @@ def run_regula_qmix(s: dict[str, Any]) -> dict[str, Any]:
         buffer_episodes=r["buffer_episodes"],
         update_after_episodes=r["batch_episodes"],
         updates_per_collect=r["updates_per_collect"],
-        eval_every=0,
-        eval_episodes=r["final_eval_episodes"],
-        log_every=10**12,
-        checkpoint_every=0,
-        seed=s["seed"],
-        threads=s["threads"],
-        progress=False,
+        **quiet_loop(s),
     )
     eps_start, eps_end, eps_frames = s["epsilon"]
     agent = dataclasses.replace(
@@ -490,13 +498,7 @@ def run_regula_maddpg(s: dict[str, Any]) -> dict[str, Any]:
         buffer_size=s["memory_frames"],
         batch_size=r["batch_size"],
         updates_per_step=r["updates_per_step"],
-        eval_every=0,  # 0: only the loop's evaluation at the end
-        eval_episodes=r["final_eval_episodes"],
-        log_every=10**12,
-        checkpoint_every=0,
-        seed=s["seed"],
-        threads=s["threads"],
-        progress=False,
+        **quiet_loop(s),
     )
     agent = dataclasses.replace(
         preset.agent,
