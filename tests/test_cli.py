@@ -21,7 +21,7 @@ TINY = [
 ]
 
 
-def run(*args, timeout=120):
+def run(*args, timeout=600):  # a guard against hangs, generous for a loaded machine
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 

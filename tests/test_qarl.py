@@ -159,8 +159,8 @@ def test_evaluate_fresh_and_random_adversary(qarl_run, capsys):
     assert report["adversary"]["random_force"]["force_limit"] is None or report["adversary"]["random_force"]
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+def cli(*args):  # the timeout guards against hangs; generous, as a loaded machine imports slowly
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize(
