@@ -198,16 +198,9 @@ def condition_table(runs: Sequence[RunRecord]) -> tuple[list[str], dict[str, dic
         measures = list(dict.fromkeys(k for m in methods for k in stats[m][task]))
         if measures == ["nominal"]:
             continue
-        lines += [
-            f"### {task}",
-            "",
-            "| measure | "
-            + " | ".join(
-                f"{m} ({stats[m][task]['nominal']['n'] if 'nominal' in stats[m][task] else '?'})" for m in methods
-            )
-            + " |",
-        ]
-        lines.append("|---" * (len(methods) + 1) + "|")
+        runs_of = {m: len(groups[(m, task)]) for m in methods}
+        header = " | ".join(f"{m} ({runs_of[m]})" for m in methods)
+        lines += [f"### {task}", "", f"| measure | {header} |", "|---" * (len(methods) + 1) + "|"]
         for measure in measures:
             cells = [_mean_half(stats[m][task].get(measure)) for m in methods]
             lines.append(f"| {measure} | " + " | ".join(cells) + " |")
