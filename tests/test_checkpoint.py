@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from agents.core import checkpoint as ckpt
-from agents.core.checkpoint import Checkpointer, CheckpointError, load_checkpoint, save_atomic
+from agents.core.checkpoint import Checkpointer, CheckpointError, load_checkpoint, restore_generator, save_atomic
 
 
 def test_save_load_and_retention(tmp_path):
@@ -62,3 +62,20 @@ def test_foreign_torch_file_is_refused(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_restore_generator_continues_a_stream_and_skips_another_devices_state():
+    saved = torch.Generator().manual_seed(1)
+    torch.rand(3, generator=saved)
+    state = saved.get_state()
+    expected = torch.rand(4, generator=saved)
+
+    same = torch.Generator().manual_seed(99)
+    assert restore_generator(same, state)
+    assert torch.equal(torch.rand(4, generator=same), expected)
+
+    # a CUDA generator's state is 16 bytes (Philox seed and offset): a CPU generator keeps its seeded start
+    cuda_like_state = torch.zeros(16, dtype=torch.uint8)
+    seeded = torch.Generator().manual_seed(7)
+    assert not restore_generator(seeded, cuda_like_state)
+    assert torch.equal(torch.rand(4, generator=seeded), torch.rand(4, generator=torch.Generator().manual_seed(7)))

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import torch
 
+from agents.core.checkpoint import restore_generator
+
 FieldSpec = dict[str, tuple[tuple[int, ...], torch.dtype]]
 
 SAMPLER_KEYS = ("index", "weights")  # batch entries a sampler adds; no field may use these names
@@ -198,7 +200,7 @@ class TransitionBuffer:
             store[:size].copy_(rows[name])
         self.cursor = cursor
         self.size = size
-        self.generator.set_state(state["generator"])
+        restore_generator(self.generator, state["generator"])
         if self.sampler is not None:
             if sampler_state is not None:
                 self.sampler.load_state_dict(sampler_state)

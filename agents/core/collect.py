@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from agents.core.checkpoint import restore_generator
 from envs.base import BoxSpec, DiscreteSpec, VecEnv
 
 
@@ -188,7 +189,7 @@ class Collector:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stats.load_state_dict(state["stats"])
-        self.generator.set_state(state["generator"])
+        restore_generator(self.generator, state["generator"])
         if state.get("env") is not None and hasattr(self.env, "load_state_dict"):
             self.env.load_state_dict(state["env"])
             self.obs = state["obs"].to(self.device)

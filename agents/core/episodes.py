@@ -46,6 +46,7 @@ from typing import Any
 import torch
 
 from agents.core.buffers import FieldSpec, Sampler, TransitionBuffer
+from agents.core.checkpoint import restore_generator
 from agents.core.loops import EpisodicConfig, Every, beta_horizon, prioritized_sampler, update_priorities
 
 
@@ -143,7 +144,7 @@ class EpisodeCollector:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._seed = state["seed"]
         if "env_generator" in state:
-            self.env.generator.set_state(state["env_generator"])
+            restore_generator(self.env.generator, state["env_generator"])
 
     def new_episodes(self) -> dict[str, torch.Tensor]:
         """Zeroed ``[N, T+1, ...]`` tensors for one collection."""

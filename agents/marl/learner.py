@@ -63,6 +63,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from agents.core.checkpoint import restore_generator
 from agents.core.config import AgentConfig, doc
 from agents.core.loops import TD_ERROR
 from agents.core.losses import hard_update, quantile_huber_loss, td_target
@@ -360,7 +361,7 @@ class FactorizedQLearner:
         self.target_net.load_state_dict(state["target_net"])
         self.target_mixer.load_state_dict(state["target_mixer"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.act_generator.set_state(state["act_generator"])
-        self.eval_generator.set_state(state["eval_generator"])
-        self.train_generator.set_state(state["train_generator"])
+        restore_generator(self.act_generator, state["act_generator"])
+        restore_generator(self.eval_generator, state["eval_generator"])
+        restore_generator(self.train_generator, state["train_generator"])
         self.updates = int(state["updates"])

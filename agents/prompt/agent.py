@@ -57,6 +57,7 @@ from typing import Any
 import torch
 
 from agents.core.buffers import TransitionBuffer
+from agents.core.checkpoint import restore_generator
 from agents.core.config import AgentConfig, ConfigError, check_finite, doc
 from agents.core.loops import EpisodicConfig
 from agents.prompt.losses import LOSSES
@@ -238,7 +239,7 @@ class PromptAgent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.network.load_state_dict(state["network"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"].cpu())
+        restore_generator(self.generator, state["generator"])
         self.best = dict(state.get("best", self.best))
 
     # ---- writing and measuring prompts ---------------------------------------------------------
