@@ -22,6 +22,8 @@ checkpoint; the summary JSON is rewritten after every run.
     nice -n 15 python benchmarks/prompt_benchmark.py --arms rlprompt pin pin-k45 pin-nofilter \\
         --seeds 0 1 2 3 4 --workers 1 --nice 0 --random-prompts 0 --out prompt_k45.json  # the filter's k
     python benchmarks/prompt_benchmark.py --minilm --steps 100 --out benchmarks/results/prompt_minilm.json
+    python benchmarks/prompt_benchmark.py --minilm --device cuda --workers 8 --seeds 0 1 2 3 4 \\
+        --override env.options.task_lm=MINILM_DIR --out benchmarks/results/prompt_minilm_gpu.json  # on a GPU
     python benchmarks/prompt_benchmark.py --diagnose   # the policy LM's held-out perplexity and its filter
 
 Deviations from the presets (CPU budget on a shared 2-core machine): ``--steps`` training steps (default
@@ -70,10 +72,11 @@ def overrides(arm: str, args: argparse.Namespace) -> list[str]:
         f"checkpoint_every={20 * STEP}",
         "threads=1",
         "progress=false",
+        f"device={args.device}",
     ]
     if arm.startswith("pin"):
         out += [f"train.batch_episodes={args.pin_batch}", f"update_after_episodes={args.pin_batch}"]
-    return out + ARMS[arm][1]
+    return out + ARMS[arm][1] + list(args.override)
 
 
 def run_one(preset: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
@@ -112,17 +115,18 @@ def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "std": std, "n": n}
 
 
-def random_prompts(count: int, seed: int, task: str) -> dict:
+def random_prompts(count: int, seed: int, task: str, device: str = "cpu", extra: tuple[str, ...] = ()) -> dict:
     """Test accuracy of ``count`` uniformly random 5-token prompts (the floor a learned prompt must beat)."""
     import torch
 
     from agents import get_preset
+    from agents.core.config import apply_overrides
     from agents.prompt import make_envs
     from envs.prompt_env import evaluate_prompt
 
     torch.set_num_threads(1)
-    config = get_preset(f"pin/{task}")
-    env, _ = make_envs(config, "cpu")
+    config = apply_overrides(get_preset(f"pin/{task}"), [o for o in extra if o.startswith("env.")])
+    env, _ = make_envs(config, device)
     generator = torch.Generator().manual_seed(seed)
     prompts = torch.randint(0, env.action_spec.n, (count, 5), generator=generator)
     accs = [evaluate_prompt(env.scorer, p, env.eval_splits["test"])["accuracy"] for p in prompts]
@@ -321,6 +325,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minilm", action="store_true", help="the MiniLM zero-shot classifier arms instead")
     parser.add_argument("--random-prompts", type=int, default=20)
     parser.add_argument("--nice", type=int, default=10, help="niceness added to each training run (nice -n)")
+    parser.add_argument("--device", default="cpu", help="the runs' train.device (cuda for the MiniLM arms on a GPU)")
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra settings of every run, e.g. env.options.task_lm=PATH (a local copy of the MiniLM encoder)",
+    )
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "runs" / "prompt")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prompt_fsc_sentiment.json")
     parser.add_argument("--diagnose", action="store_true", help="only print the policy LM's quality and its filter")
@@ -332,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     task = "fsc-sentiment-minilm" if args.minilm else "fsc-sentiment"
     presets = [(f"{arm}/{task}", arm) for arm in args.arms]
     jobs = [(preset, arm, seed) for seed in args.seeds for preset, arm in presets]
-    baseline = random_prompts(args.random_prompts, 0, task) if args.random_prompts else {}
+    baseline = random_prompts(args.random_prompts, 0, task, args.device, args.override) if args.random_prompts else {}
 
     def write() -> None:
         summary = summarize(presets, args, baseline)

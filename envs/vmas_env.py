@@ -194,9 +194,7 @@ class VmasEnv:
             self._avail = self._used.expand(self.num_envs, -1, -1).clone()
         else:
             self.action_spec = DiscreteSpec(self.n_actions, (self.n_agents,))
-            self._avail = torch.ones(
-                self.num_envs, self.n_agents, self.n_actions, dtype=torch.bool, device=self.device
-            )
+            self._avail = torch.ones(self.num_envs, self.n_agents, self.n_actions, dtype=torch.bool, device=self.device)
 
     def _box_actions(self, spaces: list[Any]) -> None:
         """Bounds ``action_low`` / ``action_high`` ``[n, A]`` and used components ``[n, A]`` of Box actions."""

@@ -219,8 +219,9 @@ def test_simple_tag_rewards_are_per_team():
 
 def test_options_object_equals_keywords_and_keywords_win():
     opts = MultiAgentOptions(num_envs=2, seed=5, episode_limit=3, reward="agent", actions="continuous")
-    by_object, by_keywords = make_marl_env("mpe:simple_spread", options=opts), continuous(
-        "mpe:simple_spread", 2, seed=5, episode_limit=3, reward="agent"
+    by_object, by_keywords = (
+        make_marl_env("mpe:simple_spread", options=opts),
+        continuous("mpe:simple_spread", 2, seed=5, episode_limit=3, reward="agent"),
     )
     assert by_object.num_envs == 2 and by_object.episode_limit == 3
     assert by_object.multi_agent_options == by_keywords.multi_agent_options

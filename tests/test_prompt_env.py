@@ -440,6 +440,15 @@ def test_minilm_sentence_encoder_loads_offline():
     assert emb[0] @ emb[1] > emb[0] @ emb[2]  # a real pretrained encoder: paraphrases are closer
 
 
+def test_sentence_encoder_computes_in_float32_from_a_half_precision_file(tokenizer, tmp_path):
+    from envs.lm import load_sentence_encoder
+
+    tiny_gpt2(tokenizer).half().save_pretrained(tmp_path, safe_serialization=True)  # e.g. a copy shrunk for transfer
+    tokenizer.save_pretrained(tmp_path)
+    encoder = load_sentence_encoder(tmp_path)
+    assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}
+
+
 def test_caption_inversion_reward_is_scaled_cosine(tokenizer):
     reward = CaptionInversionReward(BagEncoder(), "ab", tokenizer)
     prompts = torch.tensor([tokenizer.encode("ab"), tokenizer.encode("aa")])
