@@ -47,16 +47,18 @@ def write_atomic(path: Path, write: Callable[[IO], Any], *, binary: bool) -> Non
         raise
 
 
-def restore_generator(generator: torch.Generator, state: torch.Tensor) -> bool:
+def restore_generator(generator: Any, state: Any) -> bool:
     """Set ``generator`` to a saved ``state``; False, leaving it at its seeded start, for another device's state.
 
     A CPU generator's state (5,056 bytes, Mersenne Twister) and a CUDA generator's (16 bytes, Philox
     seed and offset) cannot stand for each other, so a run trained on a GPU and loaded on the CPU
-    (evaluation, or a resume elsewhere) draws a fresh seeded stream there instead of failing.
+    (evaluation, or a resume elsewhere) draws a fresh seeded stream there instead of failing. Any
+    other object with ``get_state`` / ``set_state`` (an env's own numpy streams) is restored as is.
     """
-    state = state.cpu()
-    if state.numel() != generator.get_state().numel():
-        return False
+    if isinstance(state, torch.Tensor):
+        state = state.cpu()
+        if state.numel() != generator.get_state().numel():
+            return False
     generator.set_state(state)
     return True
 
