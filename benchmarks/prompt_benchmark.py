@@ -125,7 +125,7 @@ def random_prompts(count: int, seed: int, task: str, device: str = "cpu", extra:
     from envs.prompt_env import evaluate_prompt
 
     torch.set_num_threads(1)
-    config = apply_overrides(get_preset(f"pin/{task}"), [o for o in extra if o.startswith("env.")])
+    config = apply_overrides(get_preset(f"pin/{task}"), list(extra))  # the runs' models and env options
     env, _ = make_envs(config, device)
     generator = torch.Generator().manual_seed(seed)
     prompts = torch.randint(0, env.action_spec.n, (count, 5), generator=generator)
