@@ -440,8 +440,11 @@ def train_fresh_adversary(
     return adversary
 
 
-def score_against(run: Any, adversary: Any, *, episodes: int, seed: int, explore: bool, force_limit=None) -> dict:
-    """Episodes of the protagonist against ``adversary`` (a SAC, 'random' or 'zero'), in the suite's schema."""
+def score_against(
+    run: Any, adversary: Any, *, episodes: int, seed: int, explore: bool, force_limit=None, gamma: float | None = None
+) -> dict:
+    """Episodes of the protagonist against ``adversary`` (a SAC, 'random' or 'zero'), in the suite's schema
+    (with the mean discounted return given ``gamma``)."""
     from agents.core.evaluation import run_episodes, summarize
 
     config, device = run.config, torch.device(run.device)
@@ -453,10 +456,12 @@ def score_against(run: Any, adversary: Any, *, episodes: int, seed: int, explore
     actor = JointActor(run.agent, adversary, adversary_dim, generator)
     actor.protagonist_explore = explore
     try:
-        result = run_episodes(actor, env, episodes, explore=False, step=run.step, seed=seed)  # adversary: its mean
+        # the adversary plays its mean action
+        result = run_episodes(actor, env, episodes, explore=False, step=run.step, seed=seed, gamma=gamma)
     finally:
         env.close()
-    return {**summarize(result["returns"], result["lengths"]), "force_limit": wrapper.get("force_limit")}
+    scores = summarize(result["returns"], result["lengths"], result.get("discounted_returns"))
+    return {**scores, "force_limit": wrapper.get("force_limit")}
 
 
 class AdversaryConditions:

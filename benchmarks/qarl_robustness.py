@@ -266,7 +266,7 @@ def job_train(spec: dict) -> dict:
     return {"run_dir": str(run_dir), "checkpoint": str(latest), "seconds": time.time() - start}
 
 
-def _nominal(run, episodes: int, explore: bool, wrappers=()) -> dict:
+def _nominal(run, episodes: int, explore: bool, wrappers=(), gamma: float | None = None) -> dict:
     from agents.core.evaluation import episode_returns, summarize
 
     result = episode_returns(
@@ -278,8 +278,9 @@ def _nominal(run, episodes: int, explore: bool, wrappers=()) -> dict:
         step=run.step,
         num_envs=min(10, episodes),
         wrappers=wrappers,
+        gamma=gamma,
     )
-    return summarize(result["returns"], result["lengths"])
+    return summarize(result["returns"], result["lengths"], result.get("discounted_returns"))
 
 
 def job_calibrate(spec: dict) -> dict:
@@ -327,12 +328,14 @@ def job_evaluate(spec: dict) -> dict:
             if partial is not None:
                 partial.write_text(json.dumps({"made_for": made_for, "out": out}) + "\n")
 
-    common = dict(episodes=episodes, seed=EVAL_SEED, force_limit=force)
+    # the discounted return too (the protagonist's gamma): the quantity both players optimize
+    gamma = run.config.agent.protagonist.gamma
+    common = dict(episodes=episodes, seed=EVAL_SEED, force_limit=force, gamma=gamma)
 
     def both(score) -> dict:  # the deterministic and the stochastic protagonist
         return {"deterministic": score(False), "stochastic": score(True)}
 
-    stage("nominal", lambda: both(lambda explore: _nominal(run, episodes, explore)))
+    stage("nominal", lambda: both(lambda explore: _nominal(run, episodes, explore, gamma=gamma)))
     stage("random_force", lambda: both(lambda explore: score_against(run, "random", explore=explore, **common)))
 
     def fresh() -> dict:
@@ -582,12 +585,16 @@ def metrics_rows(run_dir: Path) -> list[dict]:
 
 
 def per_seed(results: Results, method: str, seeds: list[int], value) -> dict[int, float]:
-    """``{seed: value(eval result)}`` for the seeds whose evaluation has finished."""
+    """``{seed: value(eval result)}`` for the seeds whose evaluation has finished and holds the value
+    (evaluations made before discounted returns were recorded lack those)."""
     out = {}
     for seed in seeds:
         key = f"eval/{method}/s{seed}"
         if key in results:
-            out[seed] = float(value(results[key]))
+            try:
+                out[seed] = float(value(results[key]))
+            except KeyError:
+                continue
     return out
 
 
@@ -598,6 +605,10 @@ QUANTITIES = {
     "fresh adversary (stoch.)": lambda r: r["fresh_adversary"]["stochastic"]["mean_reward"],
     "retained (det.)": lambda r: (
         r["fresh_adversary"]["deterministic"]["mean_reward"] / r["nominal"]["deterministic"]["mean_reward"]
+    ),
+    "retained, discounted (det.)": lambda r: (
+        r["fresh_adversary"]["deterministic"]["mean_discounted_reward"]
+        / r["nominal"]["deterministic"]["mean_discounted_reward"]
     ),
     "random force (det.)": lambda r: r["random_force"]["deterministic"]["mean_reward"],
     "random force (stoch.)": lambda r: r["random_force"]["stochastic"]["mean_reward"],
@@ -649,6 +660,13 @@ def done_when(table: dict, margin: float = 1.2) -> tuple[dict, list[str]]:
         + ", ".join(f"s{s} {r:.2f}" for s, r in ratio["per_seed"].items())
         + f" (>= {margin}: {len(wins)} of {len(ratio['per_seed'])} seeds {wins}) |",
     ]
+    # the same on discounted returns, where recorded: what the adversary minimizes (not a criterion)
+    name = "retained, discounted (det.)"
+    discounted = paired(*(table[m].get(name, {"per_seed": {}})["per_seed"] for m in ("qarl", "sac")), "ratio")
+    if discounted["per_seed"]:
+        out["retained, discounted"] = {"qarl/sac": discounted}
+        lines.append("| (not a criterion) the same on discounted returns | "
+                     + ", ".join(f"s{s} {r:.2f}" for s, r in discounted["per_seed"].items()) + " |")  # fmt: skip
 
     def of_means(a: str, b: str, name: str) -> float:
         top, bottom = table[a][name]["mean"], table[b][name]["mean"]
@@ -686,6 +704,8 @@ def summarize(args) -> dict:
 
     from agents.core.plots import heatmap
 
+    if not Path(args.results).exists():
+        raise SystemExit(f"no results at {args.results}: run the plan first (same --task, --tag, --results)")
     results = Results(Path(args.results), {})
     meta = results.data["meta"]
     seeds = meta["seeds"]
@@ -717,8 +737,8 @@ def summarize(args) -> dict:
     pairs: dict = {}
     pair_lines = ["| difference (paired by seed) | seeds | mean [95 % t-interval] | per seed |", "|---|---|---|---|"]
     for a, b in (("qarl", "sac"), ("qarl", "rarl"), ("rarl", "sac")):
-        for name in ("nominal (det.)", "fresh adversary (det.)", "retained (det.)", "random force (det.)",
-                     "grid mean (det.)"):  # fmt: skip
+        for name in ("nominal (det.)", "fresh adversary (det.)", "retained (det.)", "retained, discounted (det.)",
+                     "random force (det.)", "grid mean (det.)"):  # fmt: skip
             ci = paired(table[a][name]["per_seed"], table[b][name]["per_seed"], "difference")
             pairs[f"{a}-{b}: {name}"] = ci
             diffs = ci["per_seed"]

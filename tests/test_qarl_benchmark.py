@@ -142,12 +142,13 @@ def test_done_when_leaves_out_seeds_without_a_positive_denominator():
 
 
 def _eval_record(task: str, nominal: float, fresh: float, grid_mean: float) -> dict:
-    score = {"mean_reward": nominal}
+    score = {"mean_reward": nominal, "mean_discounted_reward": nominal / 10}
+    attacked = {"mean_reward": fresh, "mean_discounted_reward": nominal / 20}  # half the discounted return
     keys = bench.TASKS[task].grid_keys
     return {
         "nominal": {"deterministic": score, "stochastic": score},
         "random_force": {"deterministic": score, "stochastic": score},
-        "fresh_adversary": {"deterministic": {"mean_reward": fresh}, "stochastic": {"mean_reward": fresh}},
+        "fresh_adversary": {"deterministic": attacked, "stochastic": attacked},
         "grid": {keys[0]: [1.0, 2.0], keys[1]: [0.5, 1.5], "returns": [[grid_mean] * 2] * 2, "mean": grid_mean},
     }
 
@@ -173,7 +174,10 @@ def test_summarize_writes_the_task_figures_and_the_done_when_block(tmp_path, tas
     assert done["grid mean qarl/sac"]["of seed means"] == pytest.approx(700 / 600)
     saved = json.loads((tmp_path / "results_summary.json").read_text())
     assert saved["done_when"]["retained"]["count"] == "2 of 2"
-    assert "QARL / SAC per seed | s0 1.50, s1 1.25" in capsys.readouterr().out
+    assert done["retained, discounted"]["qarl/sac"]["per_seed"] == pytest.approx({0: 1.0, 1: 1.0})
+    printed = capsys.readouterr().out
+    assert "QARL / SAC per seed | s0 1.50, s1 1.25" in printed
+    assert "the same on discounted returns | s0 1.00, s1 1.00" in printed
 
 
 def test_run_refuses_a_results_file_of_another_task(tmp_path):

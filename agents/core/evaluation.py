@@ -24,8 +24,13 @@ def run_episodes(
     step: int = 0,
     seed: int | None = None,
     max_steps: int = 1_000_000,
+    gamma: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """Play ``episodes`` episodes; return ``{"returns": [episodes], "lengths": [episodes]}`` (CPU).
+
+    Given ``gamma``, also ``"discounted_returns"`` [episodes], sum_t gamma^t r_t: the quantity a
+    learner (or an adversary minimizing it) optimizes, which can rank policies differently from the
+    undiscounted return (an adversary that holds a hopper still lowers the first, raises the second).
 
     For feed-forward agents: a recurrent state would carry across episode ends here (the
     multi-agent families evaluate with their own episode collector).
@@ -37,7 +42,9 @@ def run_episodes(
     done_count = torch.zeros(num, dtype=torch.int64, device=device)
     running_return = torch.zeros(num, device=device)
     running_length = torch.zeros(num, dtype=torch.int64, device=device)
-    returns, lengths = [], []
+    running_discounted = torch.zeros(num, device=device)
+    discount = torch.ones(num, device=device)  # gamma^t of each env's current episode
+    returns, lengths, discounted = [], [], []
     obs = env.reset(seed=seed)
     state = agent.initial_state(num)
     for _ in range(max_steps):
@@ -48,20 +55,31 @@ def run_episodes(
         reward = out.reward if out.reward.dim() == 1 else out.reward.sum(-1)
         running_return += reward
         running_length += 1
+        if gamma is not None:
+            running_discounted += discount * reward
+            discount = torch.where(out.terminated | out.truncated, 1.0, discount * gamma)
         done = out.terminated | out.truncated
         counted = done & (done_count < quota)
         returns.append(running_return[counted].cpu())
         lengths.append(running_length[counted].cpu())
+        discounted.append(running_discounted[counted].cpu())
         done_count += counted
         running_return = running_return * ~done
         running_length = running_length * ~done
+        running_discounted = running_discounted * ~done
         obs = out.obs
-    return {"returns": torch.cat(returns)[:episodes], "lengths": torch.cat(lengths)[:episodes]}
+    result = {"returns": torch.cat(returns)[:episodes], "lengths": torch.cat(lengths)[:episodes]}
+    if gamma is not None:
+        result["discounted_returns"] = torch.cat(discounted)[:episodes]
+    return result
 
 
-def summarize(returns: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, float]:
+def summarize(
+    returns: torch.Tensor, lengths: torch.Tensor | None = None, discounted: torch.Tensor | None = None
+) -> dict[str, float]:
     """The suite's one evaluation schema (single- and multi-agent): mean, std (population), min and
-    max of episode returns, the episode count and, given ``lengths``, the mean episode length."""
+    max of episode returns, the episode count, given ``lengths`` the mean episode length and, given
+    ``discounted`` (per-episode discounted returns), their mean and std."""
     r = returns.to(torch.float64)
     out = {
         "mean_reward": float(r.mean()),
@@ -72,6 +90,10 @@ def summarize(returns: torch.Tensor, lengths: torch.Tensor | None = None) -> dic
     }
     if lengths is not None:
         out["mean_ep_length"] = float(lengths.to(torch.float64).mean())
+    if discounted is not None:
+        d = discounted.to(torch.float64)
+        out["mean_discounted_reward"] = float(d.mean())
+        out["std_discounted_reward"] = float(d.std(unbiased=False)) if d.numel() > 1 else 0.0
     return out
 
 
@@ -150,8 +172,10 @@ def episode_returns(
     step: int = 0,
     num_envs: int | None = None,
     wrappers=(),
+    gamma: float | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``{"returns", "lengths"}`` of ``agent`` on fresh envs of ``config`` (plus ``wrappers``).
+    """``{"returns", "lengths"}`` of ``agent`` on fresh envs of ``config`` (plus ``wrappers``), and
+    ``"discounted_returns"`` given ``gamma`` (single-agent runs only).
 
     Env ``i`` of ``num_envs`` (default ``min(10, episodes)``) starts from ``reset(seed + i)``. A family
     whose module defines ``episode_returns`` (the multi-agent learners: masks and recurrent state) runs
@@ -164,6 +188,8 @@ def episode_returns(
     if hasattr(module, "episode_returns"):
         if wrappers:
             raise EnvError(f"{config.algo} runs its own evaluation episodes; env wrappers are not supported for it yet")
+        if gamma is not None:
+            raise EnvError(f"{config.algo} runs its own evaluation episodes; discounted returns are not supported yet")
         return module.episode_returns(config, agent, episodes, seed, explore=explore)
     env = make_vec_env(
         config.env.id,
@@ -174,6 +200,6 @@ def episode_returns(
         wrappers=[*config.env.wrappers, *wrappers],
     )
     try:
-        return run_episodes(agent, env, episodes, explore=explore, step=step, seed=seed)
+        return run_episodes(agent, env, episodes, explore=explore, step=step, seed=seed, gamma=gamma)
     finally:
         env.close()
