@@ -30,8 +30,8 @@ The plan, as one resumable job graph run by at most ``--workers`` processes:
 4. ``summarize``: per-method means with 95 % t-intervals over seeds, paired differences, the plan's
    directional criteria (the fraction of nominal return kept against the fresh adversary, QARL / SAC
    per seed; grid mean and nominal QARL / SAC; QARL vs RARL), figures in
-   ``docs/figures/qarl_tier1_*.png`` (tier 1) or ``docs/figures/qarl_<task>_*.png``, and Markdown
-   tables on stdout.
+   ``docs/figures/qarl_tier1_*.png`` (tier 1) or ``docs/figures/qarl_<task>_*.png`` (or
+   ``--figure-prefix``), and Markdown tables on stdout.
 
 Every training run is an ordinary run directory under ``<root>/<tag>/``; a killed run resumes from its
 newest checkpoint. Each finished job is added to the results JSON (``benchmarks/results/qarl_<tag>.json``
@@ -712,7 +712,7 @@ def summarize(args) -> dict:
     # the task the results were made for (tier 1's file predates the key; its env names it)
     name = meta.get("task") or next(k for k, t in TASKS.items() if t.env_id == meta["env"])
     task = TASKS[name]
-    env_id, prefix = task.env_id, task.figures
+    env_id, prefix = task.env_id, args.figure_prefix or task.figures
     figures = Path(args.figures)
     figures.mkdir(parents=True, exist_ok=True)
     summary: dict = {"force_limit": meta.get("force_limit"), "force_rule": meta.get("force_rule")}
@@ -879,6 +879,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument("--root", default=str(REPO / "benchmarks/runs/qarl"))
         p.add_argument("--results", help="default: benchmarks/results/qarl_<tag>.json")
         p.add_argument("--figures", default=str(REPO / "docs/figures"))
+        p.add_argument("--figure-prefix", help="figure file names <prefix>_*.png (default: qarl_tier1 / qarl_hopper)")
         p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
         p.add_argument("--forces", type=float, nargs="+", default=[2, 5, 10, 20, 40])
         p.add_argument("--force", type=float, help="skip calibration: use this force limit")

@@ -153,8 +153,15 @@ def _eval_record(task: str, nominal: float, fresh: float, grid_mean: float) -> d
     }
 
 
-@pytest.mark.parametrize("task, prefix", [("hopper", "qarl_hopper"), ("inverted-pendulum", "qarl_tier1")])
-def test_summarize_writes_the_task_figures_and_the_done_when_block(tmp_path, task, prefix, capsys):
+@pytest.mark.parametrize(
+    "task, prefix, extra",
+    [
+        ("hopper", "qarl_hopper", []),
+        ("inverted-pendulum", "qarl_tier1", []),
+        ("hopper", "mine", ["--figure-prefix", "mine"]),
+    ],
+)
+def test_summarize_writes_the_task_figures_and_the_done_when_block(tmp_path, task, prefix, extra, capsys):
     path = tmp_path / "results.json"
     meta = {"env": bench.TASKS[task].env_id, "seeds": [0, 1], "force_limit": 5.0, "force_rule": "test"}
     if task == "hopper":
@@ -165,7 +172,7 @@ def test_summarize_writes_the_task_figures_and_the_done_when_block(tmp_path, tas
         jobs[f"eval/rarl/s{seed}"] = _eval_record(task, 900.0, 450.0, 650.0)
         jobs[f"eval/sac/s{seed}"] = _eval_record(task, 1000.0, 400.0, 600.0)
     path.write_text(json.dumps({"meta": meta, "jobs": jobs}))
-    summary = bench.summarize(_args(tmp_path, "--results", str(path), command="summarize"))
+    summary = bench.summarize(_args(tmp_path, "--results", str(path), *extra, command="summarize"))
     for name in ("grid_sac", "grid_rarl", "grid_qarl", "learning"):
         assert (tmp_path / "figs" / f"{prefix}_{name}.png").exists()
     done = summary["done_when"]
