@@ -180,6 +180,12 @@ def test_prioritized_setting_from_the_command_line_and_json_round_trip():
     partial = apply_overrides(base, ['prioritized={"beta_end": 0.9}'])
     assert partial.train.prioritized == PrioritizedConfig(beta_end=0.9, beta_steps=0)
     assert apply_overrides(base, ["train.prioritized=false"]).train.prioritized is None
+    # once on (a preset's choice or an earlier override), the section can still be switched off or replaced
+    assert apply_overrides(on, ["train.prioritized=null"]).train.prioritized is None
+    assert apply_overrides(on, ["train.prioritized=false"]).train.prioritized is None
+    assert apply_overrides(on, ['train.prioritized={"alpha": 0.5}']).train.prioritized.alpha == 0.5
+    with pytest.raises(ConfigError, match="unknown key"):
+        apply_overrides(on, ["train.nothing.alpha=1"])
     with pytest.raises((ConfigError, TypeError, ValueError)):
         apply_overrides(base, ['train.prioritized={"gamma": 1}'])
     assert EpisodicConfig(prioritized=True).prioritized == PrioritizedConfig(beta_steps=0)

@@ -287,6 +287,20 @@ def _apply_renamed(cfg: Any, key: str, raw: str) -> Any | None:
     return cfg
 
 
+def _section_hint(cfg: Any, key: str) -> Any | None:
+    """The type hint of the field ``key`` when it holds a section (a nested config) that may also be
+    set whole (its hint admits None or another type, as ``train.prioritized``); else None."""
+    *path, name = key.split(".")
+    for part in path:
+        cfg = getattr(cfg, part, None)
+        if not dataclasses.is_dataclass(cfg):
+            return None
+    if not dataclasses.is_dataclass(cfg) or not dataclasses.is_dataclass(getattr(cfg, name, None)):
+        return None
+    hint = _resolved_hints(type(cfg)).get(name)
+    return hint if typing.get_origin(hint) in (typing.Union, types.UnionType) else None
+
+
 def apply_overrides(cfg: Any, overrides: list[str], *, check: bool = True) -> Any:
     """Return ``cfg`` with each ``key=value`` applied, then :func:`validate`-d.
 
@@ -300,6 +314,10 @@ def apply_overrides(cfg: Any, overrides: list[str], *, check: bool = True) -> An
         fields = flat_fields(cfg)
         if key in fields:
             cfg = _replace_path(cfg, key.split("."), _parse_value(raw, fields[key][2], key))
+            continue
+        whole = _section_hint(cfg, key)
+        if whole is not None:  # a field that holds a section now, set whole (train.prioritized=null)
+            cfg = _replace_path(cfg, key.split("."), _parse_value(raw, whole, key))
             continue
         # env.options.NAME=VALUE: one entry of a dict field.
         parent, _, leaf = key.rpartition(".")
