@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,24 @@ class MetricAccumulator:
         return out
 
 
+def drop_rows_after(path: Path, step: int) -> None:
+    """Keep the rows of a ``metrics.jsonl`` up to ``step`` (a line cut short by a kill goes too);
+    rewritten atomically."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("step", 0) <= step:
+            kept.append(line + "\n")
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 class Logger:
     """Writes scalars to TensorBoard and ``metrics.jsonl`` and drives a progress bar.
 
@@ -43,10 +62,15 @@ class Logger:
     """
 
     def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True):
+        """``start_step > 0`` resumes a run from its checkpoint at that step: what the killed process
+        logged after it is dropped (TensorBoard's ``purge_step``, and the rows of ``metrics.jsonl``),
+        so the resumed run's metrics appear once, as in a straight run."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(str(self.run_dir))
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=start_step + 1 if start_step > 0 else None)
+        if start_step > 0:
+            drop_rows_after(self.run_dir / "metrics.jsonl", start_step)
         self.jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
         self.total_steps = total_steps
         self.bar = None
