@@ -14,7 +14,8 @@ The plan, as one resumable job graph run by at most ``--workers`` processes:
    steps at each F in ``--forces`` (newtons per force component on the task's bodies) and score it on
    10 deterministic episodes. Going up from the smallest F, the first whose adversary cuts the nominal
    return by at least 30 % is chosen (the plan asks for a cut of 30-60 %; the JSON records whether it
-   overshot), else the largest F tried; larger forces are not calibrated. Tier 2 takes the presets'
+   overshot), else the F that cut the most (the largest F when none cut anything); larger forces are
+   not calibrated. Tier 2 takes the presets'
    force limit as it stands (``envs.adversarial.FORCE_PLACEMENTS``: 5 N per component on Hopper's foot,
    RARL's value, not calibrated on Hopper); ``--force`` gives one explicitly.
 2. Training. The three presets for every seed, QARL and RARL with ``agent.force_limit=F``; the SAC
@@ -133,7 +134,9 @@ def choose_force(calibration: dict[float, float | None], band: tuple[float, floa
     Returns ``(F, rule)``, or ``(None, "")`` while undecided. Going up from the smallest F, the first
     whose cut reaches the band's low end is chosen (noted when it overshoots the band); a larger F is
     never needed once a smaller one qualifies, so the calibration can stop there. With no F cutting
-    enough, the largest F tried.
+    enough, the F whose adversary cut the most (the nearest to the band), or the largest F tried when
+    none cut anything. Not simply the largest: a stronger push can *raise* the undiscounted return (the
+    adversary minimizes the discounted one; on Hopper it may hold a falling protagonist up longer).
     """
     for force in sorted(calibration):
         cut = calibration[force]
@@ -143,6 +146,9 @@ def choose_force(calibration: dict[float, float | None], band: tuple[float, floa
             return force, f"smallest F with a cut in [{band[0]:.0%}, {band[1]:.0%}]"
         if cut > band[1]:
             return force, f"smallest F with a cut >= {band[0]:.0%} (above the band; no smaller F reached it)"
+    best = max(sorted(calibration), key=lambda f: calibration[f])  # the smallest F among equal cuts
+    if calibration[best] > 0:
+        return best, f"no F cut >= {band[0]:.0%}; the F with the largest cut ({calibration[best]:.0%})"
     return max(calibration), f"no F cut >= {band[0]:.0%}; the largest F tried"
 
 
@@ -293,11 +299,14 @@ def job_calibrate(spec: dict) -> dict:
     start = time.time()
     force = float(spec["force"])
     episodes = spec["episodes"]
-    nominal = _nominal(run, episodes, explore=False)
+    gamma = run.config.agent.protagonist.gamma  # discounted returns too: what the adversary minimizes
+    nominal = _nominal(run, episodes, explore=False, gamma=gamma)
     adversary = train_fresh_adversary(
         run, steps=spec["adversary_steps"], seed=CALIBRATION_SEED, force_limit=force, progress=False
     )
-    attacked = score_against(run, adversary, episodes=episodes, seed=EVAL_SEED, explore=False, force_limit=force)
+    attacked = score_against(
+        run, adversary, episodes=episodes, seed=EVAL_SEED, explore=False, force_limit=force, gamma=gamma
+    )
     cut = 1.0 - attacked["mean_reward"] / nominal["mean_reward"]
     return {"force": force, "nominal": nominal, "attacked": attacked, "cut": cut, "seconds": time.time() - start}
 

@@ -241,3 +241,16 @@ def test_evaluation_keeps_finished_stages_for_the_same_plan_only(tmp_path):
     changed = bench.job_evaluate({**spec, "adversary_steps": 30})  # another plan: nothing kept applies
     assert changed["nominal"]["deterministic"]["mean_reward"] > 0 and changed["fresh_adversary"]["steps"] == 30
     assert min(changed["grid"]["returns"][0]) > 0
+
+
+def test_choose_force_rules():
+    # the first F in the band; unmeasured smaller forces keep the choice open
+    assert bench.choose_force({5.0: 0.1, 10.0: 0.4, 20.0: None})[0] == 10.0
+    assert bench.choose_force({5.0: None, 10.0: 0.4})[0] is None
+    assert "above the band" in bench.choose_force({5.0: 0.1, 10.0: 0.8})[1]
+    # none reaches the band: the largest cut, not the largest force (40 N raised the return here)
+    force, rule = bench.choose_force({5.0: 0.0, 10.0: -0.1, 20.0: 0.25, 40.0: -1.6})
+    assert force == 20.0 and "largest cut (25%)" in rule
+    assert bench.choose_force({5.0: 0.05, 10.0: 0.05})[0] == 5.0  # equal cuts: the smaller force
+    # nothing cut at all: the largest force tried
+    assert bench.choose_force({5.0: -0.1, 10.0: 0.0}) == (10.0, "no F cut >= 30%; the largest F tried")
