@@ -55,18 +55,18 @@ def run_episodes(
         reward = out.reward if out.reward.dim() == 1 else out.reward.sum(-1)
         running_return += reward
         running_length += 1
-        if gamma is not None:
-            running_discounted += discount * reward
-            discount = torch.where(out.terminated | out.truncated, 1.0, discount * gamma)
         done = out.terminated | out.truncated
         counted = done & (done_count < quota)
         returns.append(running_return[counted].cpu())
         lengths.append(running_length[counted].cpu())
-        discounted.append(running_discounted[counted].cpu())
+        if gamma is not None:
+            running_discounted += discount * reward
+            discounted.append(running_discounted[counted].cpu())
+            running_discounted = running_discounted * ~done
+            discount = torch.where(done, 1.0, discount * gamma)
         done_count += counted
         running_return = running_return * ~done
         running_length = running_length * ~done
-        running_discounted = running_discounted * ~done
         obs = out.obs
     result = {"returns": torch.cat(returns)[:episodes], "lengths": torch.cat(lengths)[:episodes]}
     if gamma is not None:
