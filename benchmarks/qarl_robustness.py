@@ -15,9 +15,9 @@ The plan, as one resumable job graph run by at most ``--workers`` processes:
    10 deterministic episodes. Going up from the smallest F, the first whose adversary cuts the nominal
    return by at least 30 % is chosen (the plan asks for a cut of 30-60 %; the JSON records whether it
    overshot), else the F that cut the most (the largest F when none cut anything); larger forces are
-   not calibrated. Tier 2 takes the presets'
-   force limit as it stands (``envs.adversarial.FORCE_PLACEMENTS``: 5 N per component on Hopper's foot,
-   RARL's value, not calibrated on Hopper); ``--force`` gives one explicitly.
+   not calibrated. Tier 2 takes the presets' force limit as it stands
+   (``envs.adversarial.FORCE_PLACEMENTS``: 5 N per component on Hopper's foot, RARL's value, not
+   calibrated on Hopper); ``--force`` gives one explicitly.
 2. Training. The three presets for every seed, QARL and RARL with ``agent.force_limit=F``; the SAC
    baseline trains against zero force, so its runs do not depend on F (the calibration protagonist
    is its seed-0 run). The presets' budgets: the same protagonist samples for all three (tier 1 30k,
