@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{config.algo} on {config.env.id}, checkpoint step {run.step:,}, {args.episodes} episodes "
             f"({policy}): return {nominal['mean_reward']:.1f} +- {nominal['std_reward']:.1f} "
             f"(min {nominal['min_reward']:.1f}, max {nominal['max_reward']:.1f})"
+            + (f", discounted {nominal['mean_discounted_reward']:.1f}" if "mean_discounted_reward" in nominal else "")
         )
         for condition in chosen:
             report[condition.key] = condition.run(context)

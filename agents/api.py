@@ -139,10 +139,12 @@ def evaluate(
     """Score ``policy`` on ``env_id`` (default: its training env) over ``episodes`` episodes.
 
     Returns the suite's evaluation schema (``mean_reward``, ``std_reward``, ``min_reward``,
-    ``max_reward``, ``episodes``, ``mean_ep_length``), the numbers ``evaluate.py`` reports for the same
-    seed: env ``i`` of ``num_envs`` (default ``min(10, episodes)``) starts from ``reset(seed + i)``.
+    ``max_reward``, ``episodes``, ``mean_ep_length``, and for single-agent policies
+    ``mean_discounted_reward`` / ``std_discounted_reward`` at the agent's gamma), the numbers
+    ``evaluate.py`` reports for the same seed: env ``i`` of ``num_envs`` (default ``min(10, episodes)``)
+    starts from ``reset(seed + i)``.
     """
-    from agents.core.evaluation import episode_returns, summarize
+    from agents.core.evaluation import episode_returns, evaluation_discount, summarize
 
     config = policy.config
     if env_id is not None and env_id != config.env.id:
@@ -150,9 +152,16 @@ def evaluate(
 
         config = dataclasses.replace(config, env=dataclasses.replace(config.env, id=env_id, options=options or {}))
     result = episode_returns(
-        config, policy.agent, episodes, seed=seed, explore=not deterministic, step=policy.step, num_envs=num_envs
+        config,
+        policy.agent,
+        episodes,
+        seed=seed,
+        explore=not deterministic,
+        step=policy.step,
+        num_envs=num_envs,
+        gamma=evaluation_discount(config, policy.agent),
     )
-    return summarize(result["returns"], result["lengths"])
+    return summarize(result["returns"], result["lengths"], result.get("discounted_returns"))
 
 
 __all__ = ["Policy", "evaluate", "load_policy", "train"]

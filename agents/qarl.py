@@ -506,17 +506,22 @@ class AdversaryConditions:
 
         out, rows = {}, []
         common = dict(
-            episodes=context.episodes, seed=context.seed, explore=context.explore, force_limit=self.force_limit
+            episodes=context.episodes,
+            seed=context.seed,
+            explore=context.explore,
+            force_limit=self.force_limit,
+            gamma=context.gamma,  # the discounted return too: what the adversary minimizes
         )
+        row = lambda name, stats: [name, *cells(stats), f"{stats.get('mean_discounted_reward', float('nan')):.1f}"]  # noqa: E731
         if self.random:
             out["random_force"] = score_against(context.run, "random", **common)
-            rows.append(["random force", *cells(out["random_force"])])
+            rows.append(row("random force", out["random_force"]))
         if self.fresh:
             adversary = train_fresh_adversary(
                 context.run, steps=self.steps, seed=self.seed, force_limit=self.force_limit, explore=context.explore
             )
             out["fresh"] = {**score_against(context.run, adversary, **common), "steps": self.steps, "seed": self.seed}
-            rows.append([f"fresh adversary ({self.steps:,} steps)", *cells(out["fresh"])])
+            rows.append(row(f"fresh adversary ({self.steps:,} steps)", out["fresh"]))
         print()
-        print(table("against force adversaries:", ["adversary", "mean", "std", "min"], rows))
+        print(table("against force adversaries:", ["adversary", "mean", "std", "min", "discounted"], rows))
         return out

@@ -157,6 +157,10 @@ def test_evaluate_fresh_and_random_adversary(qarl_run, capsys):
     report = json.loads(sorted((qarl_run / "eval").glob("eval_*.json"))[-1].read_text())
     assert report["adversary"]["fresh"]["episodes"] == 2 and report["adversary"]["fresh"]["steps"] == 40
     assert report["adversary"]["random_force"]["force_limit"] is None or report["adversary"]["random_force"]
+    # discounted returns are reported too; InvertedPendulum pays 1 per step, so 0 < sum_t gamma^t < length
+    for stats in (report["nominal"], report["adversary"]["fresh"], report["adversary"]["random_force"]):
+        assert 0 < stats["mean_discounted_reward"] < stats["mean_reward"]
+    assert "discounted" in capsys.readouterr().out
 
 
 def cli(*args):  # the timeout guards against hangs; generous, as a loaded machine imports slowly

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.core.evaluation import episode_returns, summarize
+from agents.core.evaluation import episode_returns, evaluation_discount, summarize
 
 
 def table(title: str, header: list[str], rows: list[list]) -> str:
@@ -52,8 +52,14 @@ class Context:
     multi_agent: bool = False
     extra: dict = field(default_factory=dict)
 
+    @property
+    def gamma(self) -> float | None:
+        """The agent's discount where summaries carry the mean discounted return too (else None)."""
+        return evaluation_discount(self.run.config, self.run.agent)
+
     def score(self, wrappers=()) -> dict[str, float]:
-        """Summary of ``episodes`` episodes of the run's policy on fresh envs with ``wrappers`` added."""
+        """Summary of ``episodes`` episodes of the run's policy on fresh envs with ``wrappers`` added
+        (with the mean discounted return where :attr:`gamma` is known)."""
         result = episode_returns(
             self.run.config,
             self.run.agent,
@@ -63,8 +69,9 @@ class Context:
             step=self.run.step,
             num_envs=min(self.num_envs, self.episodes),
             wrappers=wrappers,
+            gamma=self.gamma,
         )
-        return summarize(result["returns"], result["lengths"])
+        return summarize(result["returns"], result["lengths"], result.get("discounted_returns"))
 
 
 def _refuse_multi_agent(context: Context, what: str) -> None:
