@@ -697,6 +697,27 @@ def done_when(table: dict, margin: float = 1.2) -> tuple[dict, list[str]]:
     return out, lines
 
 
+def per_seed_lines(results: Results, seeds: list[int]) -> list[str]:
+    """A markdown table per seed and method, deterministic protagonists: return / episode length /
+    discounted return under each condition (a dash where a value was not recorded), and the grid mean."""
+
+    def cell(stats: dict) -> str:
+        parts = [f"{stats['mean_reward']:,.0f}", f"{stats['mean_ep_length']:,.0f}"]
+        parts.append(f"{stats['mean_discounted_reward']:.1f}" if "mean_discounted_reward" in stats else "-")
+        return " / ".join(parts)
+
+    conditions = ("nominal", "fresh_adversary", "random_force")
+    lines = ["| seed | method | nominal | fresh adversary | random force | grid mean |", "|---|---|---|---|---|---|"]
+    for seed in seeds:
+        for method in METHODS:
+            key = f"eval/{method}/s{seed}"
+            if key in results:
+                r = results[key]
+                row = [cell(r[c]["deterministic"]) for c in conditions] + [f"{r['grid']['mean']:,.0f}"]
+                lines.append(f"| {seed} | {method.upper()} | " + " | ".join(row) + " |")
+    return lines
+
+
 def _fmt(ci: dict, digits: int) -> str:
     if ci["n"] == 0:
         return "-"
@@ -867,6 +888,8 @@ def summarize(args) -> dict:
     out = Path(args.results).with_name(Path(args.results).stem + "_summary.json")
     out.write_text(json.dumps(summary, indent=1, default=float) + "\n")
     print("\n".join(lines))
+    print()
+    print("\n".join(per_seed_lines(results, seeds)))
     print()
     print("\n".join(pair_lines))
     print()
