@@ -702,9 +702,8 @@ def per_seed_lines(results: Results, seeds: list[int]) -> list[str]:
     discounted return under each condition (a dash where a value was not recorded), and the grid mean."""
 
     def cell(stats: dict) -> str:
-        parts = [f"{stats['mean_reward']:,.0f}", f"{stats['mean_ep_length']:,.0f}"]
-        parts.append(f"{stats['mean_discounted_reward']:.1f}" if "mean_discounted_reward" in stats else "-")
-        return " / ".join(parts)
+        formats = (("mean_reward", ",.0f"), ("mean_ep_length", ",.0f"), ("mean_discounted_reward", ".1f"))
+        return " / ".join(format(stats[k], f) if k in stats else "-" for k, f in formats)
 
     conditions = ("nominal", "fresh_adversary", "random_force")
     lines = ["| seed | method | nominal | fresh adversary | random force | grid mean |", "|---|---|---|---|---|---|"]

@@ -185,6 +185,8 @@ def test_summarize_writes_the_task_figures_and_the_done_when_block(tmp_path, tas
     printed = capsys.readouterr().out
     assert "QARL / SAC per seed | s0 1.50, s1 1.25" in printed
     assert "the same on discounted returns | s0 1.00, s1 1.00" in printed
+    # the per-seed table: return / length / discounted return (a dash where not recorded), grid mean
+    assert "| 1 | QARL | 1,000 / - / 100.0 | 500 / - / 50.0 | 1,000 / - / 100.0 | 700 |" in printed
 
 
 def test_run_refuses_a_results_file_of_another_task(tmp_path):
