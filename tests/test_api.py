@@ -55,6 +55,7 @@ def test_round_trip_plain_gymnasium_loop_matches_evaluate_py(sac_run, capsys):
     # the API's evaluate gives evaluate.py's numbers exactly
     api = agents.evaluate(policy, episodes=episodes, seed=seed, num_envs=episodes)
     assert api == report["nominal"]
+    assert report["nominal"]["mean_discounted_reward"] < 0  # single-agent: discounted too (Pendulum pays < 0)
 
 
 def test_predict_single_and_batched_in_the_envs_own_units(sac_run):

@@ -239,3 +239,4 @@ def test_python_api_loads_and_scores_a_maddpg_run(runs):
     assert action.shape == (3, 5) and abs(action).max() <= 1
     summary = agents.evaluate(policy, episodes=2)
     assert summary["episodes"] == 2 and summary["mean_ep_length"] == 25
+    assert "mean_discounted_reward" not in summary  # multi-agent summaries keep one schema

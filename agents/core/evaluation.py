@@ -163,11 +163,12 @@ def _q_estimation_bias(policy, env: VecEnv, gamma: float, seed: int | None, max_
 
 
 def evaluation_discount(config, agent) -> float | None:
-    """The discount to report discounted returns with: the agent's ``gamma`` where its episodes run through
-    :func:`run_episodes` (single-agent families), None where the family plays its own episodes."""
+    """The discount to report discounted returns with: the agent's ``gamma`` for single-agent runs, None
+    for multi-agent ones (every multi-agent summary keeps one schema, whichever loop plays it) and for
+    families that play their own episodes."""
     from agents import algorithm_module
 
-    if hasattr(algorithm_module(config.algo), "episode_returns"):
+    if hasattr(agent, "n_agents") or hasattr(algorithm_module(config.algo), "episode_returns"):
         return None
     return getattr(getattr(agent, "config", None), "gamma", None)
 
