@@ -272,25 +272,18 @@ def job_train(spec: dict) -> dict:
     return {"run_dir": str(run_dir), "checkpoint": str(latest), "seconds": time.time() - start}
 
 
-def _nominal(run, episodes: int, explore: bool, wrappers=(), gamma: float | None = None) -> dict:
-    from agents.core.evaluation import episode_returns, summarize
+def _nominal(run, episodes: int, explore: bool, wrappers=()) -> dict:
+    """``evaluate.py``'s nominal score (:meth:`agents.core.conditions.Context.score`: the suite's summary,
+    with the discounted return at the protagonist's gamma) on the benchmark's episode seed."""
+    from agents.core.conditions import Context
 
-    result = episode_returns(
-        run.config,
-        run.agent,
-        episodes,
-        seed=EVAL_SEED,
-        explore=explore,
-        step=run.step,
-        num_envs=min(10, episodes),
-        wrappers=wrappers,
-        gamma=gamma,
-    )
-    return summarize(result["returns"], result["lengths"], result.get("discounted_returns"))
+    context = Context(run, episodes, EVAL_SEED, explore, num_envs=10, out_dir=Path(run.checkpoint).parent)
+    return context.score(wrappers)
 
 
 def job_calibrate(spec: dict) -> dict:
     """A fresh adversary at force ``F`` against the frozen calibration protagonist; the return it removes."""
+    from agents.core.evaluation import evaluation_discount
     from agents.core.run import load_run
     from agents.qarl import score_against, train_fresh_adversary
 
@@ -299,8 +292,8 @@ def job_calibrate(spec: dict) -> dict:
     start = time.time()
     force = float(spec["force"])
     episodes = spec["episodes"]
-    gamma = run.config.agent.protagonist.gamma  # discounted returns too: what the adversary minimizes
-    nominal = _nominal(run, episodes, explore=False, gamma=gamma)
+    gamma = evaluation_discount(run.config, run.agent)  # discounted returns too: what the adversary minimizes
+    nominal = _nominal(run, episodes, explore=False)
     adversary = train_fresh_adversary(
         run, steps=spec["adversary_steps"], seed=CALIBRATION_SEED, force_limit=force, progress=False
     )
@@ -317,6 +310,7 @@ def job_evaluate(spec: dict) -> dict:
     Each finished stage (and grid row) is kept in ``spec["partial"]`` (when given), so a killed
     evaluation restarts after its last finished stage instead of from the beginning.
     """
+    from agents.core.evaluation import evaluation_discount
     from agents.core.run import load_run
     from agents.qarl import score_against, train_fresh_adversary
 
@@ -338,13 +332,13 @@ def job_evaluate(spec: dict) -> dict:
                 partial.write_text(json.dumps({"made_for": made_for, "out": out}) + "\n")
 
     # the discounted return too (the protagonist's gamma): the quantity both players optimize
-    gamma = run.config.agent.protagonist.gamma
+    gamma = evaluation_discount(run.config, run.agent)
     common = dict(episodes=episodes, seed=EVAL_SEED, force_limit=force, gamma=gamma)
 
     def both(score) -> dict:  # the deterministic and the stochastic protagonist
         return {"deterministic": score(False), "stochastic": score(True)}
 
-    stage("nominal", lambda: both(lambda explore: _nominal(run, episodes, explore, gamma=gamma)))
+    stage("nominal", lambda: both(lambda explore: _nominal(run, episodes, explore)))
     stage("random_force", lambda: both(lambda explore: score_against(run, "random", explore=explore, **common)))
 
     def fresh() -> dict:

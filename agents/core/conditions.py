@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ class Context:
     multi_agent: bool = False
     extra: dict = field(default_factory=dict)
 
-    @property
+    @cached_property
     def gamma(self) -> float | None:
         """The agent's discount where summaries carry the mean discounted return too (else None)."""
         return evaluation_discount(self.run.config, self.run.agent)
