@@ -27,9 +27,15 @@ import time
 from pathlib import Path
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def all_conditions() -> list[type]:
+    """The generic evaluation conditions and every registered family's own."""
+    from agents import families
     from agents.core.conditions import conditions
 
+    return conditions([c for family in families() for c in family.conditions])
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="evaluate.py",
         description=__doc__.split("\n\n")[0].strip(),
@@ -43,7 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes (default: 12345)")
     parser.add_argument("--envs", type=int, default=10, help="environments stepped together (default: 10)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    for condition in conditions():
+    for condition in all_conditions():
         condition.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.episodes < 1:
@@ -65,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_headless_gl()  # before mujoco is imported: headless rendering for --video
 
+    from agents import load_run
     from agents.core.checkpoint import CheckpointError
-    from agents.core.conditions import Context, conditions
+    from agents.core.conditions import Context
     from agents.core.config import ConfigError
-    from agents.core.run import load_run
     from envs import EnvError
 
     try:
@@ -81,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             explore=args.stochastic,
             num_envs=args.envs,
             out_dir=out_dir,
-            multi_agent=hasattr(run.agent, "n_agents"),
         )
-        chosen = [c for kind in conditions() for c in kind.from_args(args)]
+        chosen = [c for kind in all_conditions() for c in kind.from_args(args)]
         for condition in chosen:  # every check before the first episode
             condition.check(context)
         out_dir.mkdir(exist_ok=True)

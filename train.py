@@ -85,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir, created = None, False
 
     from agents import all_presets, get_preset
+    from agents import run_training as train
     from agents.core.agent import NonFiniteLossError
     from agents.core.checkpoint import CheckpointError
     from agents.core.config import ConfigError, apply_overrides, describe
-    from agents.core.run import default_run_dir, read_config, read_config_file, train
+    from agents.core.run import default_run_dir, read_config, read_config_file
     from envs import EnvError
 
     try:

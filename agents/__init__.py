@@ -4,10 +4,13 @@ The Python API (:mod:`agents.api`, imported on first use): ``agents.train(preset
 run directory, ``agents.load_policy(run_dir)`` -> :class:`agents.api.Policy` with SB3-style
 ``predict``, ``agents.evaluate(policy, env_id, episodes)`` -> the evaluation summary.
 
-Each algorithm module defines ``PRESETS: dict[str, RunConfig]`` and ``build(config, obs_spec,
-action_spec, device) -> Agent``; it may define ``run(config, run_dir, resume) -> Path`` when it needs
-a loop other than the shared off-policy one. Modules are imported on first use so that ``--help``
-stays fast and one family's optional dependency does not break another.
+Each family module defines one ``FAMILY`` (:class:`agents.core.family.Family`: its presets, how to
+build its agent and session, its loop, its evaluation hooks); :data:`ALGORITHMS` maps algorithm names
+to those modules. Nothing else is looked up on a module. Modules are imported on first use so that
+``--help`` stays fast and one family's optional dependency does not break another.
+
+``run_training(config, run_dir)`` and ``load_run(run_dir)`` resolve the run's family and call the
+runner (:mod:`agents.core.run`), which never reads the registry itself.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import importlib
 from types import ModuleType
 
 from agents.core.config import ConfigError, RunConfig
+from agents.core.family import Family
 
 __version__ = "0.1.0"
 
@@ -49,12 +53,39 @@ def algorithm_module(name: str) -> ModuleType:
     return importlib.import_module(ALGORITHMS[name])
 
 
+def family_of(name: str) -> Family:
+    """The :class:`Family` of algorithm ``name``; ConfigError naming the closest on a typo."""
+    return algorithm_module(name).FAMILY
+
+
+def families() -> list[Family]:
+    """Every registered family, once each, in registry order."""
+    return [importlib.import_module(module).FAMILY for module in dict.fromkeys(ALGORITHMS.values())]
+
+
 def all_presets() -> dict[str, RunConfig]:
     """Every preset of every registered algorithm, by name."""
     out: dict[str, RunConfig] = {}
-    for module_name in dict.fromkeys(ALGORITHMS.values()):
-        out.update(importlib.import_module(module_name).PRESETS)
+    for family in families():
+        out.update(family.presets)
     return dict(sorted(out.items()))
+
+
+def run_training(config: RunConfig, run_dir, *, resume: bool = False, logger_factory=None):
+    """Train (or resume) ``config`` in ``run_dir`` with its family, through the one runner."""
+    from agents.core.run import train
+
+    return train(family_of(config.algo), config, run_dir, resume=resume, logger_factory=logger_factory)
+
+
+def load_run(run_dir, checkpoint=None, device: str = "cpu"):
+    """The trained agent of ``run_dir`` (:class:`agents.core.run.LoadedRun`), with its family."""
+    from pathlib import Path
+
+    from agents.core.run import load_run as load
+    from agents.core.run import read_config
+
+    return load(family_of(read_config(Path(run_dir)).algo), run_dir, checkpoint, device)
 
 
 def get_preset(name: str) -> RunConfig:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.core.run import LoadedRun, load_run
+from agents.core.run import LoadedRun
 
 
 class Policy:
@@ -39,7 +39,7 @@ class Policy:
         self.agent = loaded.agent
         self.step = loaded.step
         self.device = torch.device(loaded.device)
-        self.multi_agent = hasattr(loaded.agent, "n_agents")
+        self.multi_agent = loaded.multi_agent
 
     @property
     def observation_shape(self) -> tuple[int, ...]:
@@ -91,6 +91,8 @@ def _reset_rows(state: Any, start: torch.Tensor) -> Any:
 
 def load_policy(path: str | Path, device: str = "cpu") -> Policy:
     """The policy of a run directory (its newest checkpoint) or of a checkpoint file inside one."""
+    from agents import load_run
+
     path = Path(path)
     if path.is_file():  # RUN_DIR/checkpoints/step_N.pt
         return Policy(load_run(path.parent.parent, path, device))
@@ -110,9 +112,9 @@ def train(
     as a larger ``total_steps`` apply on top of its config.json). Bad input raises ConfigError.
     """
     from agents import get_preset
+    from agents import run_training as train_run
     from agents.core.config import ConfigError, apply_overrides
     from agents.core.run import default_run_dir, read_config
-    from agents.core.run import train as train_run
 
     if resume:
         if run_dir is None:
@@ -152,6 +154,7 @@ def evaluate(
 
         config = dataclasses.replace(config, env=dataclasses.replace(config.env, id=env_id, options=options or {}))
     result = episode_returns(
+        policy.run.family,
         config,
         policy.agent,
         episodes,
@@ -159,7 +162,7 @@ def evaluate(
         explore=not deterministic,
         step=policy.step,
         num_envs=num_envs,
-        gamma=evaluation_discount(config, policy.agent),
+        gamma=evaluation_discount(policy.run.family, policy.agent),
     )
     return summarize(result["returns"], result["lengths"], result.get("discounted_returns"))
 

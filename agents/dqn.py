@@ -39,6 +39,7 @@ from torch.nn import functional as F
 
 from agents.core.config import AgentConfig, EnvConfig, RunConfig, doc
 from agents.core.evaluation import q_estimation_bias
+from agents.core.family import Family
 from agents.core.loops import TD_ERROR, OffPolicyConfig
 from agents.core.losses import hard_update, polyak_update, td_target
 from agents.core.nets import ACTIVATIONS, mlp
@@ -198,4 +199,6 @@ def build(config: RunConfig, obs_spec, action_spec, device) -> DQN:
     return DQN(obs_spec, action_spec, config.agent, device)
 
 
-__all__ = ["DQN", "DQNConfig", "PRESETS", "build", "cartpole", "evaluation_metrics"]
+FAMILY = Family(presets=PRESETS, build_agent=build, evaluation_metrics=evaluation_metrics)
+
+__all__ = ["DQN", "DQNConfig", "FAMILY", "PRESETS", "build", "cartpole", "evaluation_metrics"]

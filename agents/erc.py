@@ -40,6 +40,7 @@ import torch
 from agents import dqn
 from agents.core.config import EnvConfig, RunConfig, doc
 from agents.core.evaluation import q_estimation_bias
+from agents.core.family import Family
 from agents.core.loops import OffPolicyConfig
 from agents.sac import SAC, SACConfig
 from envs.dmc import DMC_TASKS
@@ -150,4 +151,16 @@ def build(config: RunConfig, obs_spec, action_spec, device):
     return agent_class(obs_spec, action_spec, config.agent, device)
 
 
-__all__ = ["ERC", "ERCConfig", "ERCDQN", "ERCDQNConfig", "PRESETS", "build", "erc_regularizer", "evaluation_metrics"]
+FAMILY = Family(presets=PRESETS, build_agent=build, evaluation_metrics=evaluation_metrics)
+
+__all__ = [
+    "ERC",
+    "ERCConfig",
+    "ERCDQN",
+    "ERCDQNConfig",
+    "FAMILY",
+    "PRESETS",
+    "build",
+    "erc_regularizer",
+    "evaluation_metrics",
+]

@@ -27,7 +27,7 @@ The n actors and the n critics are each one batched network (:class:`~agents.cor
 id appended to its inputs. Gradient norms are clipped per agent (each agent's own network, as in the reference where
 every agent has its own optimizer); the actor step differentiates only the actors (``backward(inputs=...)``).
 
-Trained by the shared off-policy loop (``agents.core.run.train_off_policy``) from the transition buffer: one
+Trained by the shared off-policy loop (``agents.core.loops.off_policy``) from the transition buffer: one
 ``update`` = one critic step and one actor step of every agent, then the Polyak step.
 
 Deviations from the reference:
@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from agents.core.config import AgentConfig, ConfigError, EnvConfig, RunConfig, doc
+from agents.core.family import Family
 from agents.core.loops import OffPolicyConfig
 from agents.core.losses import polyak_update, td_target
 from agents.core.nets import ACTIVATIONS, EnsembleLinear, activation
@@ -413,4 +414,6 @@ def build(config: RunConfig, obs_spec, action_spec, device) -> MADDPG:
     return MADDPG(obs_spec, action_spec, config.agent, device)
 
 
-__all__ = ["MADDPG", "MADDPGConfig", "PRESETS", "build"]
+FAMILY = Family(presets=PRESETS, build_agent=build, multi_agent=True)
+
+__all__ = ["FAMILY", "MADDPG", "MADDPGConfig", "PRESETS", "build"]

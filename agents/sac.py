@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from agents.core.config import AgentConfig, EnvConfig, RunConfig, check_finite, doc
+from agents.core.family import Family
 from agents.core.loops import TD_ERROR, OffPolicyConfig
 from agents.core.losses import polyak_update, td_target
 from agents.core.nets import ACTIVATIONS, QEnsemble, SquashedGaussianActor
@@ -264,4 +265,6 @@ def build(config: RunConfig, obs_spec, action_spec, device) -> SAC:
     return SAC(obs_spec, action_spec, config.agent, device)
 
 
-__all__ = ["SAC", "SACConfig", "PRESETS", "build"]
+FAMILY = Family(presets=PRESETS, build_agent=build)
+
+__all__ = ["FAMILY", "SAC", "SACConfig", "PRESETS", "build"]

@@ -83,8 +83,8 @@ def one_run(job: tuple) -> str:
 
     torch.set_num_threads(1)
     from agents import get_preset
+    from agents import run_training as train
     from agents.core.config import apply_overrides
-    from agents.core.run import train
 
     runs, suite, arm, seed, extra = job
     spec = SUITES[suite]

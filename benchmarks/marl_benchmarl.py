@@ -69,10 +69,10 @@ Deviations from the reference (what cannot be matched without rewriting regula's
 
 MADDPG (``--algorithm maddpg``, results to ``benchmarks/results/marl_benchmarl_maddpg.json``): regula's
 off-policy MADDPG (``agents/maddpg.py``, preset ``maddpg/vmas-navigation``) trained by the suite's own
-off-policy entry point (``agents.core.run.train_off_policy``, the function ``train.py`` reaches for a
+off-policy entry point (``agents.core.run.train``, the runner ``train.py`` reaches for a
 ``maddpg`` run) against BenchMARL's ``MaddpgConfig.get_from_yaml()``; the same rounds, medians, ratio
 and split as above. The timed region is the loop itself (``Experiment.run()`` / the ``off_policy`` loop
-that ``train_off_policy`` drives), after envs, networks, replay buffer and evaluator are built::
+that the runner drives), after envs, networks, replay buffer and evaluator are built::
 
     nice python benchmarks/marl_benchmarl.py --algorithm maddpg --rounds 3 --threads 2      # 6,000 frames
     nice python benchmarks/marl_benchmarl.py --algorithm maddpg --rounds 1 --frames 1000 \\
@@ -142,7 +142,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,7 +291,7 @@ def maddpg_settings(args: argparse.Namespace) -> dict[str, Any]:
         "exploration_sigma": [0.8, 0.01, args.frames // 3],
         "regula": {
             "preset": "maddpg/vmas-navigation",
-            "entry_point": "agents.core.run.train_off_policy (timed: its off_policy loop)",
+            "entry_point": "agents.core.run.train (the runner; timed: its off_policy loop)",
             "warmup_steps": warmup,
             "warmup_actions": "uniform random (no actor pass)",
             "updates_per_step": ratio,
@@ -473,7 +472,7 @@ def run_regula_qmix(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_regula_maddpg(s: dict[str, Any]) -> dict[str, Any]:
-    """regula's MADDPG on continuous ``vmas:navigation`` through ``agents.core.run.train_off_policy``.
+    """regula's MADDPG on continuous ``vmas:navigation`` through the runner ``agents.core.run.train``.
 
     The entry point builds env, agent, replay buffer, collector and evaluator, then hands the session to
     its ``off_policy`` loop; the timed region is that loop call (patched in this worker process only with
@@ -481,12 +480,12 @@ def run_regula_maddpg(s: dict[str, Any]) -> dict[str, Any]:
     """
     import dataclasses
     import shutil
-    from unittest import mock
 
     from agents import maddpg
     from agents.core import run as core_run
     from agents.core.config import RunConfig
-    from agents.core.loops import OffPolicyConfig
+    from agents.core.family import Family
+    from agents.core.loops import OffPolicyConfig, off_policy
 
     r = s["regula"]
     preset = maddpg.PRESETS[r["preset"]]
@@ -520,13 +519,11 @@ def run_regula_maddpg(s: dict[str, Any]) -> dict[str, Any]:
         timed["update"] = time_calls(learner, "update")
         return learner
 
-    loop = core_run.off_policy
-
     def timed_loop(session):
         session.checkpointer.save = lambda step, payload: None  # checkpoints off: nothing is written
         timed["sample"] = time_calls(session.buffer, "sample")
         start = time.perf_counter()
-        loop(session)
+        off_policy(session)
         timed["seconds"] = time.perf_counter() - start
         timed["frames"], timed["updates"] = session.step, session.agent.updates
         timed["parameters"] = {
@@ -536,8 +533,7 @@ def run_regula_maddpg(s: dict[str, Any]) -> dict[str, Any]:
 
     run_dir = Path(tempfile.mkdtemp(prefix="regula_maddpg_"))
     try:
-        with mock.patch.object(core_run, "off_policy", timed_loop):
-            core_run.train_off_policy(config, run_dir, SimpleNamespace(build=build), resume=False)
+        core_run.train(Family(presets={}, build_agent=build, loop=timed_loop, multi_agent=True), config, run_dir)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)  # config.json and the TensorBoard events of the timed run
     return {

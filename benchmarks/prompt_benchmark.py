@@ -232,7 +232,7 @@ def summarize(presets: list[tuple[str, str]], args: argparse.Namespace, baseline
         "random_prompts": baseline,
         "arms": {},
     }
-    from agents.prompt.agent import dictionary_words, whole_word_fraction
+    from agents.prompt.evaluation import dictionary_words, whole_word_fraction
     from envs.lm import load_prompt_dataset
 
     # the whole-word fraction is recomputed from the stored token pieces with the current definition

@@ -284,7 +284,7 @@ def _nominal(run, episodes: int, explore: bool, wrappers=()) -> dict:
 def job_calibrate(spec: dict) -> dict:
     """A fresh adversary at force ``F`` against the frozen calibration protagonist; the return it removes."""
     from agents.core.evaluation import evaluation_discount
-    from agents.core.run import load_run
+    from agents import load_run
     from agents.qarl import score_against, train_fresh_adversary
 
     _threads()
@@ -292,7 +292,7 @@ def job_calibrate(spec: dict) -> dict:
     start = time.time()
     force = float(spec["force"])
     episodes = spec["episodes"]
-    gamma = evaluation_discount(run.config, run.agent)  # discounted returns too: what the adversary minimizes
+    gamma = evaluation_discount(run.family, run.agent)  # discounted returns too: what the adversary minimizes
     nominal = _nominal(run, episodes, explore=False)
     adversary = train_fresh_adversary(
         run, steps=spec["adversary_steps"], seed=CALIBRATION_SEED, force_limit=force, progress=False
@@ -311,7 +311,7 @@ def job_evaluate(spec: dict) -> dict:
     evaluation restarts after its last finished stage instead of from the beginning.
     """
     from agents.core.evaluation import evaluation_discount
-    from agents.core.run import load_run
+    from agents import load_run
     from agents.qarl import score_against, train_fresh_adversary
 
     _threads()
@@ -332,7 +332,7 @@ def job_evaluate(spec: dict) -> dict:
                 partial.write_text(json.dumps({"made_for": made_for, "out": out}) + "\n")
 
     # the discounted return too (the protagonist's gamma): the quantity both players optimize
-    gamma = evaluation_discount(run.config, run.agent)
+    gamma = evaluation_discount(run.family, run.agent)
     common = dict(episodes=episodes, seed=EVAL_SEED, force_limit=force, gamma=gamma)
 
     def both(score) -> dict:  # the deterministic and the stochastic protagonist

@@ -36,9 +36,10 @@ RUNS = Path("benchmarks/runs/sac_learning")
 
 def regula_run(env_id: str, seed: int, args) -> list[tuple[int, float]]:
     from agents import get_preset
+    from agents import run_training as train
     from agents.core.checkpoint import Checkpointer
     from agents.core.config import apply_overrides
-    from agents.core.run import read_config, train
+    from agents.core.run import read_config
 
     run_dir = RUNS / f"regula_{env_id}_seed{seed}"
     overrides = [

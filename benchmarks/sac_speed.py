@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 def regula_env_steps_per_second(args, compile_: bool) -> float:
     from agents import get_preset
+    from agents import run_training as train
     from agents.core.config import apply_overrides
     from agents.core.logger import Logger
-    from agents.core.run import train
 
     total = args.warmup + args.burn_in + args.measure
     config = apply_overrides(

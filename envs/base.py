@@ -34,6 +34,10 @@ class BoxSpec:
     low: float | tuple[float, ...] = -1.0
     high: float | tuple[float, ...] = 1.0
     dtype: torch.dtype = torch.float32
+    # Actions only: the env's own bounds, where the adapter maps canonical [-1, 1] onto them
+    # (native = center + half_range * clip(canonical, -1, 1)); None where the env acts in canonical units.
+    native_low: tuple[float, ...] | None = None
+    native_high: tuple[float, ...] | None = None
 
     @property
     def dim(self) -> int:

@@ -9,6 +9,7 @@ tensors on ``device``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import gymnasium as gym
@@ -115,6 +116,11 @@ class GymVecEnv:
                 raise ValueError("Box action spaces must be bounded to map the canonical [-1, 1] range")
             self._action_center = ((high + low) / 2).astype(np.float64)
             self._action_scale = ((high - low) / 2).astype(np.float64)
+            self.action_spec = dataclasses.replace(
+                self.action_spec,
+                native_low=tuple(float(x) for x in low.reshape(-1)),
+                native_high=tuple(float(x) for x in high.reshape(-1)),
+            )
 
     def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)

@@ -7,10 +7,10 @@ their checkpoints load back on the CPU, and the replay buffer samples on the dev
 import torch
 
 from agents import get_preset
+from agents import run_training as train
 from agents.api import load_policy
 from agents.core.buffers import TransitionBuffer
 from agents.core.config import apply_overrides
-from agents.core.run import train
 
 
 def test_buffer_samples_on_its_device(device):

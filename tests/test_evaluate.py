@@ -6,8 +6,8 @@ import pytest
 
 import evaluate
 from agents import get_preset
+from agents import run_training as train
 from agents.core.config import apply_overrides
-from agents.core.run import train
 
 # A run of a few hundred steps with tiny networks: enough to have a checkpoint to evaluate.
 TINY = [

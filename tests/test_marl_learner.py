@@ -347,8 +347,9 @@ def test_k_steps_resume_k_steps_equals_2k_straight(config):
 def test_run_writes_a_run_directory_and_resumes(tmp_path):
     import json
 
+    from agents import run_training as run
     from agents.core.config import apply_overrides
-    from agents.marl import PRESETS, run
+    from agents.marl import PRESETS
 
     cfg = apply_overrides(
         PRESETS["roe/predator-prey"],

@@ -10,9 +10,9 @@ import torch
 
 import evaluate
 from agents import get_preset
+from agents import run_training as train
 from agents.core.config import apply_overrides
 from agents.core.marl_robustness import AttackedAgent, MaliciousAgent, RecordingAgent
-from agents.core.run import train
 from agents.maddpg import MADDPG, MADDPGConfig
 from envs import make_vec_env
 from envs.perturb_torch import AgentMass, ObservationNoiseVec

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from agents import get_preset
+from agents import run_training as train
 from agents.core.buffers import TransitionBuffer
 from agents.core.checkpoint import Checkpointer, load_checkpoint
 from agents.core.config import ConfigError, RunConfig, apply_overrides, from_dict, to_dict
 from agents.core.logger import MetricAccumulator
 from agents.core.loops import TD_ERROR, EpisodicConfig, OffPolicyConfig, beta_horizon, train_learner
 from agents.core.prioritized import PrioritizedConfig, PrioritizedSampler
-from agents.core.run import read_config, train
+from agents.core.run import read_config
 from agents.dqn import DQN, DQNConfig
 from agents.erc import ERC, ERCConfig
 from agents.marl import FactorizedQLearner
@@ -332,12 +333,12 @@ def test_marl_with_episode_prioritized_replay_runs_and_resumes(algo, tiny_marl_c
     assert out["updates"] > 0 and buffer.sampler is not None
     priorities = buffer.sampler.tree.leaves[: len(buffer)]
     assert len(set(priorities.tolist())) > 2  # sampled episodes carry their own TD errors
-    assert saved[-1]["loop"]["beta_steps"] == 60
+    assert saved[-1]["extra"]["beta_steps"] == 60
     assert buffer.sampler.beta_at(60) == pytest.approx(1.0)
     assert torch.isfinite(out["final_eval"]["eval/mean_reward"])
 
     # the same run from its first checkpoint continues bit for bit
-    first = next(s for s in saved if s["loop"]["steps"] < 60 and s["loop"]["updates"] > 0)
+    first = next(s for s in saved if s["step"] < 60 and s["extra"]["updates"] > 0)
     env2 = small_prey()
     agent2 = FactorizedQLearner(env2.obs_spec, env2.state_spec, env2.action_spec, cfg, seed=0)
     out2 = train_episodic(env2, agent2, loop, eval_env=small_prey(2, 1), resume=first)

@@ -19,8 +19,10 @@ import evaluate
 import train
 from agents import get_preset
 from agents.core.config import ConfigError
+from agents.core.episodes import EPISODE_REPLAYS, make_episode_buffer
 from agents.prompt import PRESETS, PromptAgent, PromptConfig, build
-from agents.prompt.agent import episode_layout, make_buffer, whole_word_fraction
+from agents.prompt.agent import episode_layout
+from agents.prompt.evaluation import whole_word_fraction
 
 VOCAB, HIDDEN, T, B = 40, 8, 3, 4
 
@@ -181,6 +183,9 @@ def test_latest_buffer_returns_the_newest_episodes():
         episode_limit, device = 2, torch.device("cpu")
         obs_spec = type("Spec", (), {"shape": (2,)})()
 
+    def make_buffer(config, env, fields):  # what the prompt family's session builds for train.replay
+        return make_episode_buffer(config.train, fields, env, EPISODE_REPLAYS[config.train.replay])
+
     buffer = make_buffer(config, Env(), episode_layout(Env())["fields"])
     for i in range(3):  # three collections of 4 episodes in a ring of 6
         rows = {name: torch.zeros((4, *shape), dtype=dtype) for name, (shape, dtype) in buffer.fields.items()}
@@ -251,9 +256,9 @@ def test_train_and_evaluate_pin_end_to_end(tmp_path, capsys):
 
 
 def test_resume_equals_straight(tmp_path):
+    from agents import run_training as run_train
     from agents.core.checkpoint import Checkpointer, load_checkpoint
     from agents.core.config import apply_overrides
-    from agents.core.run import train as run_train
 
     config = apply_overrides(get_preset("rlprompt/fsc-sentiment"), TINY)
     run_train(config, tmp_path / "straight")

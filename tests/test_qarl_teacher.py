@@ -14,7 +14,7 @@ import torch
 from scipy import integrate, stats
 
 from agents.core.config import ConfigError
-from agents.qarl_teacher import (
+from agents.qarl.teacher import (
     GammaTeacher,
     TeacherConfig,
     discounted_returns,

@@ -3,9 +3,10 @@
 import torch
 
 from agents import get_preset
+from agents import run_training as train
 from agents.core.checkpoint import Checkpointer, load_checkpoint
 from agents.core.config import apply_overrides
-from agents.core.run import read_config, train
+from agents.core.run import read_config
 
 
 def final_state(run_dir):

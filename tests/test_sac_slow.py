@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from agents import get_preset
+from agents import get_preset, load_run
+from agents import run_training as train
 from agents.core.config import apply_overrides
 from agents.core.evaluation import run_episodes, summarize
-from agents.core.run import load_agent, train
 from envs import make_vec_env
 
 
@@ -14,7 +14,7 @@ from envs import make_vec_env
 def test_default_preset_learns_pendulum(tmp_path):
     torch.set_num_threads(2)
     run_dir = train(apply_overrides(get_preset("sac"), ["progress=false", "eval_every=0"]), tmp_path / "run")
-    _, agent, *_ = load_agent(run_dir)
+    agent = load_run(run_dir).agent
     env = make_vec_env("Pendulum-v1", 10, seed=777)
     returns = run_episodes(agent, env, 20, explore=False, seed=777)["returns"]
     assert summarize(returns)["mean_reward"] >= -250

@@ -175,8 +175,8 @@ def test_an_address_that_does_not_answer_fails_fast():
 
 
 def test_tune_logger_reports_every_evaluation(tmp_path, tiny_sac_overrides):
+    from agents import run_training as train
     from agents.core.config import apply_overrides
-    from agents.core.run import train
 
     config = apply_overrides(get_preset("sac"), [*tiny_sac_overrides, "train.eval_every=100", "train.eval_episodes=1"])
     reports = []

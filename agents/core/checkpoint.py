@@ -102,3 +102,14 @@ class Checkpointer:
         for old in self.existing()[: -self.keep] if self.keep > 0 else []:
             old.unlink(missing_ok=True)
         return path
+
+
+class MemoryCheckpointer:
+    """The checkpointer of an in-memory run: hands each payload (with its ``step``) to ``save``, if any."""
+
+    def __init__(self, save: Callable[[int, dict[str, Any]], Any] | None = None):
+        self.save_fn = save
+
+    def save(self, step: int, payload: dict[str, Any]) -> None:
+        if self.save_fn is not None:
+            self.save_fn(step, {"step": step, **payload})

@@ -50,18 +50,23 @@ class Context:
     explore: bool
     num_envs: int
     out_dir: Path
-    multi_agent: bool = False
     extra: dict = field(default_factory=dict)
+
+    @property
+    def multi_agent(self) -> bool:
+        """The run acts for several agents (its family says so)."""
+        return self.run.multi_agent
 
     @cached_property
     def gamma(self) -> float | None:
         """The agent's discount where summaries carry the mean discounted return too (else None)."""
-        return evaluation_discount(self.run.config, self.run.agent)
+        return evaluation_discount(self.run.family, self.run.agent)
 
     def score(self, wrappers=()) -> dict[str, float]:
         """Summary of ``episodes`` episodes of the run's policy on fresh envs with ``wrappers`` added
         (with the mean discounted return where :attr:`gamma` is known)."""
         result = episode_returns(
+            self.run.family,
             self.run.config,
             self.run.agent,
             self.episodes,
@@ -228,27 +233,16 @@ class Video:
         return {"path": str(video["path"]), "frames": video["frames"], "return": video["return"]}
 
 
-# Every condition evaluate.py knows, in the order they run and appear in the report: "module:class"
-# (families contribute theirs here; imported when evaluate.py starts).
-CONDITIONS: list[str] = [
-    "agents.core.conditions:NoiseSweep",
-    "agents.core.conditions:MassFriction",
-    "agents.qarl:AdversaryConditions",
-    "agents.prompt.agent:PromptReport",
-    "agents.core.conditions:Video",
-    "agents.core.marl_robustness:ObservationAttack",
-    "agents.core.marl_robustness:AgentMassSweep",
-    "agents.core.marl_robustness:MaliciousAgents",
-    "agents.core.marl_robustness:LipschitzMeter",
-]
+# The generic conditions of evaluate.py, in the order they run and appear in the report; families add
+# their own (Family.conditions, e.g. QARL's force adversaries) after the single-agent ones.
+def generic_conditions() -> tuple[list[type], list[type]]:
+    """(single-agent conditions, multi-agent conditions) that every family's runs may use."""
+    from agents.core.marl_robustness import AgentMassSweep, LipschitzMeter, MaliciousAgents, ObservationAttack
+
+    return [NoiseSweep, MassFriction], [Video, ObservationAttack, AgentMassSweep, MaliciousAgents, LipschitzMeter]
 
 
-def conditions() -> list[type]:
-    """The condition classes of :data:`CONDITIONS`."""
-    import importlib
-
-    out = []
-    for target in CONDITIONS:
-        module, name = target.split(":")
-        out.append(getattr(importlib.import_module(module), name))
-    return out
+def conditions(family_conditions: list[type] = ()) -> list[type]:
+    """Every condition class evaluate.py offers: the generic ones with ``family_conditions`` in between."""
+    single, multi = generic_conditions()
+    return [*single, *family_conditions, *multi]

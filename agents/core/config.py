@@ -428,12 +428,21 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 # Sections whose class moved: old "module:qualname" -> new one (config.json of earlier runs).
 MOVED_TYPES: dict[str, str] = {"agents.marl.loop:EpisodicConfig": "agents.core.loops:EpisodicConfig"}
+# Modules that moved: old module -> new module (the qualname stays).
+MOVED_MODULES: dict[str, str] = {"agents.qarl_teacher": "agents.qarl.teacher"}
+
+
+def section_class(type_name: str) -> type:
+    """The config class a ``__type__`` marker names, following moved classes and modules."""
+    import importlib
+
+    module, qual = MOVED_TYPES.get(type_name, type_name).split(":")
+    module = MOVED_MODULES.get(module, module)
+    return getattr(importlib.import_module(module), qual)
 
 
 def from_dict(cls: type, data: dict[str, Any], *, check: bool = True) -> Any:
     """Inverse of :func:`to_dict`; renamed keys are mapped with a notice, unknown keys raise ConfigError."""
-    import importlib
-
     hints = _resolved_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     renamed = getattr(cls, "RENAMED", {})
@@ -450,9 +459,7 @@ def from_dict(cls: type, data: dict[str, Any], *, check: bool = True) -> Any:
         if key not in names:
             raise ConfigError(f"config key {key!r} is not a field of {cls.__name__}")
         if isinstance(value, dict) and "__type__" in value:
-            module, qual = MOVED_TYPES.get(value["__type__"], value["__type__"]).split(":")
-            sub = getattr(importlib.import_module(module), qual)
-            kwargs[key] = from_dict(sub, value, check=False)
+            kwargs[key] = from_dict(section_class(value["__type__"]), value, check=False)
         elif typing.get_origin(hints.get(key)) is tuple or hints.get(key) is tuple:
             kwargs[key] = tuple(value)
         else:

@@ -47,7 +47,18 @@ import torch
 
 from agents.core.buffers import FieldSpec, Sampler, TransitionBuffer
 from agents.core.checkpoint import restore_generator
-from agents.core.loops import EpisodicConfig, Every, beta_horizon, prioritized_sampler, update_priorities
+from agents.core.logger import MetricAccumulator
+from agents.core.loops import (
+    Cadence,
+    EpisodicConfig,
+    Session,
+    beta_horizon,
+    prioritized_sampler,
+    report,
+    resolve_beta,
+    restore_session,
+    train_learner,
+)
 
 
 def episode_fields(n_agents: int, obs_dim: int, state_dim: int, n_actions: int) -> FieldSpec:
@@ -89,6 +100,42 @@ class EpisodeBuffer(TransitionBuffer):
         self.max_len = int(max_len)
         episode_spec = {name: ((self.max_len, *shape), dtype) for name, (shape, dtype) in fields.items()}
         super().__init__(episode_spec, capacity, device=device, seed=seed, sampler=sampler)
+
+
+class LatestEpisodeBuffer(EpisodeBuffer):
+    """An episode buffer whose ``sample`` returns the newest episodes (``train.replay=latest``: RLPrompt's
+    on-policy update, every update reads the batch just collected).
+
+    ``sample(batch)`` gives the first ``batch`` of the episodes inserted by the last ``extend`` (cycled if
+    it asks for more), in insertion order; it draws nothing from the generator and adds no ``index`` /
+    ``weights`` entries (it is not a prioritized batch).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.latest = torch.zeros(0, dtype=torch.long, device=self.device)
+
+    def extend(self, rows: dict[str, torch.Tensor]) -> None:
+        n = next(iter(rows.values())).shape[0]
+        self.latest = (torch.arange(n, device=self.device) + self.cursor) % self.capacity
+        super().extend(rows)
+
+    def sample(self, batch_size: int, *, step: int = 0) -> dict[str, torch.Tensor]:
+        if self.latest.numel() == 0:
+            raise RuntimeError("cannot sample from an empty buffer")
+        index = self.latest[torch.arange(batch_size, device=self.device) % self.latest.numel()]
+        return {name: store.index_select(0, index) for name, store in self.storage.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "latest": self.latest.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.latest = state["latest"].to(self.device).clone()
+
+
+# The replay of an episodic run (``train.replay`` where a loop config offers it): uniform, or the newest.
+EPISODE_REPLAYS = {"uniform": EpisodeBuffer, "latest": LatestEpisodeBuffer}
 
 
 def keep_rows(active: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
@@ -197,10 +244,6 @@ class EpisodeCollector:
 # The episodic loop (every family that replays whole episodes: cooperative MARL, LM prompts)
 
 
-LogFn = Callable[[int, dict[str, torch.Tensor]], Any]
-SaveFn = Callable[[int, dict[str, Any]], Any]
-
-
 def evaluate(collector: EpisodeCollector, step: int) -> dict[str, torch.Tensor]:
     """Greedy episodes (epsilon 0, fractions U[0, 1]): mean / min / max team return and length."""
     _, stats = collector.collect(step=step, explore=False)
@@ -213,6 +256,67 @@ def evaluate(collector: EpisodeCollector, step: int) -> dict[str, torch.Tensor]:
     }
 
 
+def make_episode_buffer(config: EpisodicConfig, fields: FieldSpec, env: Any, kind: type | None = None) -> EpisodeBuffer:
+    """The run's episode buffer (``kind``, default :class:`EpisodeBuffer`), with a prioritized sampler when
+    ``train.prioritized`` is set (its beta ramp is the loop's, see :func:`agents.core.loops.resolve_beta`)."""
+    sampler = None
+    if config.prioritized is not None:
+        horizon = beta_horizon(config.prioritized, config.total_steps)
+        sampler = prioritized_sampler(config.prioritized, config.buffer_episodes, env.device, horizon)
+    kind = kind or EpisodeBuffer
+    return kind(fields, config.buffer_episodes, env.episode_limit + 1, env.device, config.seed, sampler=sampler)
+
+
+def episodic_components(
+    config: EpisodicConfig, env: Any, agent: Any, *, eval_env: Any = None, layout: dict | None = None, buffer=None
+) -> dict[str, Any]:
+    """The named components of an episodic run: ``agent``, ``buffer``, ``collector`` and ``eval_collector``
+    (on ``eval_env``, default ``env``); ``layout`` is the family's fields / info_fields / act_fields."""
+    layout = layout or {}
+    collector = EpisodeCollector(env, agent, seed=config.seed, **layout)
+    eval_env = eval_env if eval_env is not None else env
+    eval_collector = EpisodeCollector(eval_env, agent, seed=config.seed + 10_000, **layout)
+    if buffer is None:
+        buffer = make_episode_buffer(config, collector.fields, env)
+    return {"agent": agent, "buffer": buffer, "collector": collector, "eval_collector": eval_collector}
+
+
+def episodic(session: Session) -> None:
+    """Collect one episode per env, insert, take ``updates_per_collect`` updates once the buffer holds
+    ``update_after_episodes`` episodes; log, evaluate and checkpoint through :func:`report`.
+
+    The clock counts real env steps (``filled``), read from the device once per collection (schedules
+    need a Python int); nothing else syncs.
+    """
+    cfg: EpisodicConfig = session.config.train
+    collector, buffer, agent = session.collector, session.buffer, session.agent
+    extra = session.extra_state or {}
+    counters = {"episodes": int(extra.get("episodes", 0)), "updates": int(extra.get("updates", 0))}
+    loop_state = resolve_beta(session)
+    metrics = MetricAccumulator()
+    cadence = Cadence.of(cfg, session.step)
+    while session.step < cfg.total_steps:
+        batch, stats = collector.collect(step=session.step)
+        buffer.extend(batch)
+        session.step += int(stats["steps"])  # the one host sync per collection: the schedules' clock
+        counters["episodes"] += session.env.num_envs
+        if len(buffer) >= max(cfg.update_after_episodes, 1):
+            train_learner(agent, buffer, cfg.updates_per_collect, cfg.batch_episodes, session.step, metrics)
+            counters["updates"] += cfg.updates_per_collect
+        rollout = {
+            "rollout/ep_rew_mean": stats["return"].mean(),  # the suite's tags, as the off-policy loop's
+            "rollout/ep_len_mean": stats["length"].float().mean(),
+            "rollout/episodes": torch.tensor(counters["episodes"]),
+        }
+        report(
+            session, cadence, lambda rollout=rollout: {**metrics.means(), **rollout}, lambda: {**counters, **loop_state}
+        )
+
+
+LogFn = Callable[[int, dict[str, torch.Tensor]], Any]
+SaveFn = Callable[[int, dict[str, Any]], Any]
+
+
 def train_episodic(
     env: Any,
     agent: Any,
@@ -223,90 +327,37 @@ def train_episodic(
     log: LogFn | None = None,
     save: SaveFn | None = None,
     resume: dict[str, Any] | None = None,
-    layout: dict[str, Any] | None = None,
-    evaluate_fn: Callable[[EpisodeCollector, int], dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, Any]:
-    """Train ``agent`` on the multi-agent ``env`` until ``total_steps`` env steps.
+    """Train ``agent`` on ``env`` in memory (no run directory: tests, benchmarks) with the one
+    :func:`episodic` loop. ``log(step, metrics)`` gets dicts of 0-dim tensors; ``save(step, state)`` a
+    checkpoint payload, which ``resume`` takes back. Returns ``{"steps", "episodes", "updates",
+    "final_eval", "buffer"}``."""
+    from types import SimpleNamespace
 
-    ``log(step, metrics)`` gets dicts of 0-dim tensors; ``save(step, state)`` a checkpoint payload
-    (``agent``, ``buffer``, ``collector``, ``eval_collector``, ``loop``); ``resume`` is such a
-    payload to continue from. Returns ``{"steps", "episodes", "updates", "final_eval", "buffer"}``.
-    """
-    layout = layout or {}  # the family's fields / info_fields / act_fields (default: multi-agent)
-    evaluate_fn = evaluate_fn or evaluate
-    collector = EpisodeCollector(env, agent, seed=config.seed, **layout)
-    eval_env = eval_env if eval_env is not None else env
-    eval_collector = EpisodeCollector(eval_env, agent, seed=config.seed + 10_000, **layout)
-    prioritized = getattr(config, "prioritized", None)
-    horizon = None  # prioritized replay: the beta ramp's length, chosen once per run and checkpointed
-    if prioritized is not None:
-        saved = (resume or {}).get("loop", {}).get("beta_steps")
-        horizon = beta_horizon(prioritized, config.total_steps, saved)
-    if buffer is None:
-        sampler = None
-        if prioritized is not None:
-            sampler = prioritized_sampler(prioritized, config.buffer_episodes, env.device, horizon)
-        buffer = EpisodeBuffer(
-            collector.fields, config.buffer_episodes, env.episode_limit + 1, env.device, config.seed, sampler=sampler
-        )
-    elif prioritized is not None and buffer.sampler is None:
-        buffer.use_sampler(prioritized_sampler(prioritized, buffer.capacity, buffer.device, horizon))
-    t_env, episodes, updates = 0, 0, 0
+    from agents.core.checkpoint import MemoryCheckpointer
+    from agents.core.logger import MemoryLogger
+
+    memory = MemoryLogger(on_log=log)
+    session = Session(
+        config=SimpleNamespace(train=config),
+        env=env,
+        logger=memory,
+        checkpointer=MemoryCheckpointer(save),
+        evaluate=None,
+        components=episodic_components(config, env, agent, eval_env=eval_env, buffer=buffer),
+    )
+    session.evaluate = lambda _agent, step: evaluate(session.components["eval_collector"], step)
     if resume is not None:
-        agent.load_state_dict(resume["agent"])
-        buffer.load_state_dict(resume["buffer"])
-        collector.load_state_dict(resume["collector"])
-        eval_collector.load_state_dict(resume["eval_collector"])
-        t_env, episodes, updates = (int(resume["loop"][k]) for k in ("steps", "episodes", "updates"))
-    log = log or (lambda step, metrics: None)
-
-    def state() -> dict[str, Any]:
-        return {
-            "agent": agent.state_dict(),
-            "buffer": buffer.state_dict(),
-            "collector": collector.state_dict(),
-            "eval_collector": eval_collector.state_dict(),
-            "loop": {
-                "steps": t_env,
-                "episodes": episodes,
-                "updates": updates,
-                **({"beta_steps": horizon} if horizon is not None else {}),
-            },
-        }
-
-    log_cadence, eval_cadence = Every(config.log_every, t_env), Every(config.eval_every, t_env)
-    save_cadence = Every(config.checkpoint_every, t_env)
-    final: dict[str, torch.Tensor] | None = None
-    while t_env < config.total_steps:
-        batch, stats = collector.collect(step=t_env)
-        buffer.extend(batch)
-        t_env += int(stats["steps"])  # the one host sync per collection: the schedules' clock
-        episodes += env.num_envs
-        metrics: dict[str, torch.Tensor] = {}
-        if len(buffer) >= max(config.update_after_episodes, 1):
-            for _ in range(config.updates_per_collect):
-                replay = buffer.sample(config.batch_episodes, step=t_env)
-                metrics = agent.update(replay, step=t_env)
-                update_priorities(agent, buffer, replay, metrics)  # prioritized: the episodes' new priorities
-                updates += 1
-        at_end = t_env >= config.total_steps
-        if log_cadence.due(t_env) or at_end:
-            rollout = {
-                "rollout/ep_rew_mean": stats["return"].mean(),  # the suite's tags, as the off-policy loop's
-                "rollout/ep_len_mean": stats["length"].float().mean(),
-                "rollout/episodes": torch.tensor(episodes),
-            }
-            log(t_env, {**metrics, **rollout})
-            log_cadence.advance(t_env)
-        final = None
-        if eval_cadence.due(t_env):
-            final = evaluate_fn(eval_collector, t_env)
-            log(t_env, final)
-            eval_cadence.advance(t_env)
-        if save is not None and (save_cadence.due(t_env) or at_end):
-            save(t_env, state())
-            save_cadence.advance(t_env)
-    if final is None:  # the end-of-run evaluation, unless this step already had one
-        final = evaluate_fn(eval_collector, t_env)
-        log(t_env, final)
-    return {"steps": t_env, "episodes": episodes, "updates": updates, "final_eval": final, "buffer": buffer}
+        restore_session(session, resume)
+    try:
+        episodic(session)
+    finally:
+        memory.close()
+    counters = session.extra_state or {}
+    return {
+        "steps": session.step,
+        "episodes": counters.get("episodes", 0),
+        "updates": counters.get("updates", 0),
+        "final_eval": memory.last_eval,
+        "buffer": session.buffer,
+    }

@@ -162,18 +162,17 @@ def _q_estimation_bias(policy, env: VecEnv, gamma: float, seed: int | None, max_
     }
 
 
-def evaluation_discount(config, agent) -> float | None:
-    """The discount to report discounted returns with: the agent's ``gamma`` for single-agent runs, None
-    for multi-agent ones (every multi-agent summary keeps one schema, whichever loop plays it) and for
-    families that play their own episodes."""
-    from agents import algorithm_module
-
-    if hasattr(agent, "n_agents") or hasattr(algorithm_module(config.algo), "episode_returns"):
+def evaluation_discount(family, agent) -> float | None:
+    """The discount to report discounted returns with: the agent's ``gamma`` for single-agent runs of
+    ``family`` (a :class:`agents.core.family.Family`), None for multi-agent ones (every multi-agent
+    summary keeps one schema, whichever loop plays it) and for families that play their own episodes."""
+    if family.multi_agent or family.episode_returns is not None:
         return None
-    return getattr(getattr(agent, "config", None), "gamma", None)
+    return agent.config.gamma
 
 
 def episode_returns(
+    family,
     config,
     agent,
     episodes: int,
@@ -188,20 +187,18 @@ def episode_returns(
     """``{"returns", "lengths"}`` of ``agent`` on fresh envs of ``config`` (plus ``wrappers``), and
     ``"discounted_returns"`` given ``gamma`` (single-agent runs only).
 
-    Env ``i`` of ``num_envs`` (default ``min(10, episodes)``) starts from ``reset(seed + i)``. A family
-    whose module defines ``episode_returns`` (the multi-agent learners: masks and recurrent state) runs
-    its own episodes; every other agent plays :func:`run_episodes`.
+    Env ``i`` of ``num_envs`` (default ``min(10, episodes)``) starts from ``reset(seed + i)``. A
+    ``family`` with its own ``episode_returns`` (the multi-agent learners: masks and recurrent state;
+    prompts) runs its own episodes; every other agent plays :func:`run_episodes`.
     """
-    from agents import algorithm_module
     from envs import EnvError, make_vec_env
 
-    module = algorithm_module(config.algo)
-    if hasattr(module, "episode_returns"):
+    if family.episode_returns is not None:
         if wrappers:
             raise EnvError(f"{config.algo} runs its own evaluation episodes; env wrappers are not supported for it yet")
         if gamma is not None:
             raise EnvError(f"{config.algo} runs its own evaluation episodes; discounted returns are not supported yet")
-        return module.episode_returns(config, agent, episodes, seed, explore=explore)
+        return family.episode_returns(config, agent, episodes, seed, explore=explore)
     env = make_vec_env(
         config.env.id,
         num_envs or min(10, episodes),

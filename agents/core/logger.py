@@ -134,3 +134,36 @@ class Logger:
         self.writer.flush()
         self.writer.close()
         self.jsonl.close()
+
+
+class MemoryLogger:
+    """The logger of a run that writes nothing (in-memory training: tests, benchmarks, an evaluation's
+    fresh adversary): an optional progress bar, ``on_log(step, metrics)`` callbacks, and the newest
+    evaluation metrics in ``last_eval``. Same methods as :class:`Logger`."""
+
+    def __init__(self, total_steps: int = 0, *, progress: bool = False, label: str | None = None, on_log=None):
+        from tqdm import tqdm
+
+        self.on_log, self.last_eval = on_log, None
+        self.bar = tqdm(total=total_steps, unit="step", desc=label, disable=not progress, mininterval=1.0, leave=False)
+
+    def log(self, step: int, metrics: dict[str, torch.Tensor | float]) -> dict[str, float]:
+        if "eval/mean_reward" in metrics:
+            self.last_eval = metrics
+        if self.on_log is not None:
+            self.on_log(step, metrics)
+        self.bar.n = step
+        self.bar.refresh()
+        return {k: float(v) for k, v in metrics.items() if "loss/" in k}  # what the NaN guard reads
+
+    def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
+        pass
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        self.bar.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -221,11 +221,14 @@ def train_learner(
 
 @dataclass
 class Session:
-    """Everything a loop drives, built once per run (see agents.core.run).
+    """Everything a loop drives, built once per run by a family's ``build_session`` (see
+    :mod:`agents.core.family`); the runner (:mod:`agents.core.run`) adds the logger and checkpointer.
 
     ``components`` are named objects with ``state_dict`` / ``load_state_dict`` (agents, buffers, the
-    collector, a curriculum teacher); a checkpoint holds each under its name. The evaluated policy is
-    the component named ``agent``.
+    collectors, a curriculum teacher); a checkpoint holds each under its name. The evaluated policy is
+    the component named ``agent``. ``rollout_metrics()`` (optional) adds family metrics at each log
+    (the prompt env's reward statistics); ``finish(session, run_dir)`` (optional) runs once after the
+    loop has finished (the prompt family's report).
     """
 
     config: Any
@@ -236,6 +239,9 @@ class Session:
     components: dict[str, Any] = field(default_factory=dict)
     step: int = 0
     extra_state: dict | None = None  # loop-specific counters to checkpoint
+    rollout_metrics: Callable[[], dict[str, Any]] | None = None
+    finish: Callable[[Session, Any], None] | None = None
+    close: Callable[[], None] | None = None  # closes what the session opened besides ``env`` (an eval env)
 
     @property
     def agent(self) -> Any:
@@ -269,11 +275,29 @@ def session_state(session: Session) -> dict[str, Any]:
 
 
 def restore_session(session: Session, state: dict[str, Any]) -> None:
+    """Load every component, the global RNG and the loop counters of a checkpoint (see
+    :func:`upgrade_checkpoint` for the layout the episodic loop wrote before the runner was one)."""
+    state = upgrade_checkpoint(state)
     for name, component in session.components.items():
         component.load_state_dict(state[name])
-    torch.set_rng_state(state["torch_rng"])
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])
     session.extra_state = state.get("extra") or {}
     session.step = int(state["step"])
+
+
+def upgrade_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of the episodic loop as it was before it ran on :class:`Session` parts
+    (``loop: {steps, episodes, updates[, beta_steps]}`` and no global RNG state, which that loop never
+    read) in the session layout: the counters become ``extra``. Other checkpoints are returned as they are.
+    """
+    if "loop" not in state or "extra" in state:
+        return state
+    loop = dict(state["loop"])
+    upgraded = {key: value for key, value in state.items() if key != "loop"}
+    upgraded["step"] = int(loop.pop("steps"))
+    upgraded["extra"] = loop
+    return upgraded
 
 
 def report(
@@ -282,9 +306,12 @@ def report(
     metrics: Callable[[], dict[str, Any]],
     extra_state: Callable[[], dict[str, Any]],
 ) -> None:
-    """End of a loop iteration at ``session.step``: log, evaluate and checkpoint when due (all at the end).
+    """End of a loop iteration at ``session.step``: log, evaluate and checkpoint when due.
 
-    A checkpoint step always logs first, so a NaN loss is caught before it can be saved.
+    A checkpoint step always logs first, so a NaN loss is caught before it can be saved. At the end of
+    the run everything happens once more: log, checkpoint, then the final evaluation (unless one was
+    due at this very step): the checkpoint holds the state a straight longer run would have at that
+    step, so a resume with a larger ``total_steps`` continues it exactly.
     ``metrics()`` is called only when logging; ``extra_state()`` only when checkpointing.
     """
     cfg, step = session.config.train, session.step
@@ -292,14 +319,34 @@ def report(
     checkpoint_due = cadence.checkpoint.due(step) or at_end
     if cadence.log.due(step) or checkpoint_due:
         cadence.log.advance(step)
-        check_finite(session.logger.log(step, metrics()), step)
-    if cadence.eval.due(step) or at_end:
+        values = metrics()
+        if session.rollout_metrics is not None:
+            values = {**values, **session.rollout_metrics()}
+        check_finite(session.logger.log(step, values), step)
+    evaluated = cadence.eval.due(step)
+    if evaluated:
         cadence.eval.advance(step)
         session.logger.log(step, session.evaluate(session.agent, step))
     if checkpoint_due:
         cadence.checkpoint.advance(step)
         session.extra_state = extra_state()
         session.checkpointer.save(step, session_state(session))
+    if at_end and not evaluated:
+        session.logger.log(step, session.evaluate(session.agent, step))
+
+
+def resolve_beta(session: Session) -> dict[str, int]:
+    """Prioritized replay: set the run's beta ramp on its buffer's sampler, chosen once per run and
+    checkpointed (see :func:`beta_horizon`). Returns the loop state to checkpoint (empty for uniform
+    replay). Every loop calls it after the session is restored; buffers are built with any ramp."""
+    prioritized = getattr(session.config.train, "prioritized", None)
+    sampler = getattr(session.buffer, "sampler", None)
+    if prioritized is None or sampler is None:
+        return {}
+    extra = session.extra_state or {}
+    horizon = beta_horizon(prioritized, session.config.train.total_steps, extra.get("beta_steps"))
+    sampler.beta = Linear(prioritized.beta_start, prioritized.beta_end, horizon)
+    return {"beta_steps": horizon}
 
 
 def resolve_warmup(session: Session, warmup_steps: int) -> int:
@@ -331,12 +378,7 @@ def off_policy(session: Session) -> None:
     extra = session.extra_state or {}
     credit = UpdateCredit(cfg.updates_per_step, extra.get("update_credit", 0.0))
     warmup_steps = resolve_warmup(session, cfg.warmup_steps)
-    loop_state = {"warmup_steps": warmup_steps}
-    if cfg.prioritized is not None and getattr(buffer, "sampler", None) is not None:
-        # the beta ramp's length is chosen once per run and checkpointed (see beta_horizon)
-        horizon = beta_horizon(cfg.prioritized, cfg.total_steps, extra.get("beta_steps"))
-        buffer.sampler.beta = Linear(cfg.prioritized.beta_start, cfg.prioritized.beta_end, horizon)
-        loop_state["beta_steps"] = horizon
+    loop_state = {"warmup_steps": warmup_steps, **resolve_beta(session)}
     cadence = Cadence.of(cfg, session.step)
     while session.step < cfg.total_steps:
         warm = session.step < warmup_steps

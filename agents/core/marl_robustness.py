@@ -139,7 +139,7 @@ def require_continuous_multi_agent(context: Context, option: str) -> None:
 def _paired(context: Context, agent: Any) -> dict[str, float]:
     """Summary of ``agent``'s episodes on the evaluation's seeds (the clean episodes' seeds: paired)."""
     result = episode_returns(
-        context.run.config, agent, context.episodes, seed=context.seed, explore=context.explore,
+        context.run.family, context.run.config, agent, context.episodes, seed=context.seed, explore=context.explore,
         step=context.run.step, num_envs=min(context.num_envs, context.episodes),
     )  # fmt: skip
     return summarize(result["returns"], result["lengths"])

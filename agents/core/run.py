@@ -1,4 +1,4 @@
-"""Wiring a run: run directory, config.json, env, agent, buffer, logger, checkpoints, resume.
+"""The runner: the one place that writes a run directory (config.json, logger, checkpoints) and resumes.
 
 ``train(config, run_dir)`` starts a run; ``train(config, run_dir, resume=True)`` continues the one in
 ``run_dir`` from its newest checkpoint. On CPU, K steps + resume + K steps equal 2K steps straight:
@@ -24,6 +24,8 @@ from agents.core.checkpoint import Checkpointer, CheckpointError, load_checkpoin
 from agents.core.collect import Collector
 from agents.core.config import ConfigError, RunConfig, from_dict, to_dict
 from agents.core.evaluation import run_episodes, summarize
+from agents.core.family import Family
+from agents.core.logger import Logger
 from agents.core.loops import Session, off_policy, restore_session
 from envs import make_vec_env
 from envs.base import BoxSpec, DiscreteSpec
@@ -52,9 +54,13 @@ def default_run_dir(config: RunConfig, root: Path = Path("runs")) -> Path:
 
 
 def write_config(config: RunConfig, run_dir: Path) -> None:
-    from agents import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
-    data = {"config": to_dict(config), "version": __version__, "git_commit": git_commit(), "torch": torch.__version__}
+    try:
+        suite_version = version("regula")
+    except PackageNotFoundError:  # a source tree that was never installed
+        suite_version = "unknown"
+    data = {"config": to_dict(config), "version": suite_version, "git_commit": git_commit(), "torch": torch.__version__}
     (run_dir / CONFIG_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -154,34 +160,89 @@ def make_evaluator(config: RunConfig, device: torch.device, extra=None):
     return evaluate
 
 
-def prepare_run_dir(config: RunConfig, run_dir: Path, *, resume: bool, device) -> tuple[Checkpointer, dict | None]:
-    """Thread count, the run directory with its config.json, and the checkpoint to resume (or None).
+def off_policy_session(family: Family):
+    """The default ``build_session`` of a single-learner off-policy family: the run's env, the
+    family's ``build_agent`` learner, a transition buffer (prioritized when ``train.prioritized``), a
+    collector and the greedy evaluator (with the family's ``evaluation_metrics``)."""
 
-    Shared by every loop: raises CheckpointError naming the directory when there is nothing to resume.
+    def build(config: RunConfig, device: torch.device) -> Session:
+        cfg = config.train
+        env = make_run_env(config, device)
+        agent = family.build_agent(config, env.obs_spec, env.action_spec, device)
+        return Session(
+            config=config,
+            env=env,
+            logger=None,
+            checkpointer=None,
+            evaluate=make_evaluator(config, device, family.evaluation_metrics),
+            components={
+                "agent": agent,
+                "buffer": make_transition_buffer(cfg, transition_fields(env.obs_spec, env.action_spec), device),
+                "collector": Collector(env, agent, seed=cfg.seed),
+            },
+        )
+
+    return build
+
+
+def make_transition_buffer(cfg, fields: dict, device, seed_offset: int = 0) -> TransitionBuffer:
+    """The run's replay of ``fields``: ``min(buffer_size, total_steps)`` rows, sampling uniformly or,
+    with ``train.prioritized``, through a prioritized sampler (its beta ramp is set by the loop,
+    :func:`agents.core.loops.resolve_beta`)."""
+    from agents.core.loops import beta_horizon, prioritized_sampler
+
+    capacity = min(cfg.buffer_size, max(cfg.total_steps, 1))
+    sampler = None
+    if getattr(cfg, "prioritized", None) is not None:
+        sampler = prioritized_sampler(cfg.prioritized, capacity, device, beta_horizon(cfg.prioritized, cfg.total_steps))
+    return TransitionBuffer(fields, capacity, device=device, seed=cfg.seed + seed_offset, sampler=sampler)
+
+
+def train(family: Family, config: RunConfig, run_dir: Path, *, resume: bool = False, logger_factory=None) -> Path:
+    """Run (or resume) ``config`` in ``run_dir`` with ``family``'s session and loop. Returns ``run_dir``.
+
+    The one place that writes a run directory. A resumed run is built and restored from its checkpoint
+    before anything in ``run_dir`` changes, so a resume that does not fit (another network size, another
+    env) fails with a CheckpointError naming the file and leaves the directory as it was.
     """
-    if config.train.threads > 0:
-        torch.set_num_threads(config.train.threads)
+    cfg = config.train
+    device = torch.device(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpointer = Checkpointer(run_dir, keep=config.train.keep_checkpoints)
-    checkpoint = None
+    checkpointer = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
+    checkpoint, checkpoint_path = None, None
     if resume:
-        latest = checkpointer.latest()
-        if latest is None:
+        checkpoint_path = checkpointer.latest()
+        if checkpoint_path is None:
             raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint to resume from")
-        checkpoint = load_checkpoint(latest, map_location=device)
-    write_config(config, run_dir)
-    return checkpointer, checkpoint
-
-
-def train(config: RunConfig, run_dir: Path, *, resume: bool = False, logger_factory=None) -> Path:
-    """Run (or resume) ``config`` in ``run_dir`` with the algorithm's loop. Returns ``run_dir``."""
-    from agents import algorithm_module
-
-    module = algorithm_module(config.algo)
-    if hasattr(module, "run"):
-        return module.run(config, run_dir, resume=resume, logger_factory=logger_factory)
-    return train_off_policy(config, Path(run_dir), module, resume=resume, logger_factory=logger_factory)
+        checkpoint = load_checkpoint(checkpoint_path, map_location=device)
+    seed_everything(cfg.seed)
+    session = (family.build_session or off_policy_session(family))(config, device)
+    try:
+        if checkpoint is not None:
+            try:
+                restore_session(session, checkpoint)
+            except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise CheckpointError(f"{checkpoint_path}: does not match this run's config ({reason})") from None
+        # Built and checked: only now does the run directory change.
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(config, run_dir)
+        session.checkpointer = checkpointer
+        make_logger = logger_factory or (lambda: Logger(run_dir, cfg.total_steps, session.step, progress=cfg.progress))
+        session.logger = make_logger()
+        try:
+            (family.loop or off_policy)(session)
+            if session.finish is not None:
+                session.finish(session, run_dir)
+        finally:
+            session.logger.close()
+    finally:
+        session.env.close()
+        if session.close is not None:
+            session.close()
+    return run_dir
 
 
 def make_run_env(config: RunConfig, device, wrappers: tuple = ()) -> Any:
@@ -198,58 +259,6 @@ def make_run_env(config: RunConfig, device, wrappers: tuple = ()) -> Any:
     )
 
 
-def train_off_policy(config: RunConfig, run_dir: Path, module: Any, *, resume: bool, logger_factory=None) -> Path:
-    from agents.core.logger import Logger
-    from agents.core.loops import beta_horizon, prioritized_sampler
-
-    cfg = config.train
-    device = torch.device(cfg.device)
-    checkpointer, checkpoint = prepare_run_dir(config, run_dir, resume=resume, device=device)
-    seed_everything(cfg.seed)
-    env = make_run_env(config, device)
-    agent = module.build(config, env.obs_spec, env.action_spec, device)
-    capacity = min(cfg.buffer_size, max(cfg.total_steps, 1))
-    sampler = None  # uniform replay
-    if getattr(cfg, "prioritized", None) is not None:  # the loop sets the resumed run's own beta ramp
-        sampler = prioritized_sampler(cfg.prioritized, capacity, device, beta_horizon(cfg.prioritized, cfg.total_steps))
-    buffer = TransitionBuffer(
-        transition_fields(env.obs_spec, env.action_spec),
-        capacity,
-        device=device,
-        seed=cfg.seed,
-        sampler=sampler,
-    )
-    collector = Collector(env, agent, seed=cfg.seed)
-    start_step = int(checkpoint["step"]) if checkpoint else 0
-    make_logger = logger_factory or (lambda: Logger(run_dir, cfg.total_steps, start_step, progress=cfg.progress))
-    session = Session(
-        config=config,
-        env=env,
-        logger=make_logger(),
-        checkpointer=checkpointer,
-        evaluate=make_evaluator(config, device, getattr(module, "evaluation_metrics", None)),
-        components={"agent": agent, "buffer": buffer, "collector": collector},
-    )
-    drive(session, checkpoint, off_policy)
-    return run_dir
-
-
-def drive(session: Session, checkpoint: dict | None, loop) -> None:
-    """Restore ``session`` from ``checkpoint`` (if any), run ``loop(session)``; the logger and env are
-    closed whatever happens. A checkpoint that does not fit the session is a CheckpointError naming it."""
-    try:
-        if checkpoint is not None:
-            try:
-                restore_session(session, checkpoint)
-            except (KeyError, RuntimeError, ValueError) as e:
-                latest = session.checkpointer.latest()
-                raise CheckpointError(f"{latest}: does not match this run's config ({e})") from None
-        loop(session)
-    finally:
-        session.logger.close()
-        session.env.close()
-
-
 @dataclass
 class LoadedRun:
     """A trained agent with what is needed to use it: its config, specs, step and action mapping."""
@@ -263,6 +272,11 @@ class LoadedRun:
     checkpoint: Path
     action_center: np.ndarray | None = None  # Box actions: native = center + scale * clip(canonical, -1, 1)
     action_scale: np.ndarray | None = None
+    family: Family | None = None  # how the run was trained: evaluation reads its hooks from here
+
+    @property
+    def multi_agent(self) -> bool:
+        return bool(self.family is not None and self.family.multi_agent)
 
     def to_native(self, action: torch.Tensor) -> np.ndarray:
         """The agent's action tensor in the env's own units (as the training env maps it), as numpy."""
@@ -272,36 +286,31 @@ class LoadedRun:
         return self.action_center + self.action_scale * np.minimum(np.maximum(array, -1.0), 1.0)
 
 
-def load_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu") -> LoadedRun:
+def load_run(family: Family, run_dir: Path, checkpoint: Path | None = None, device: str = "cpu") -> LoadedRun:
     """The agent of a run directory's newest (or given) checkpoint, with its specs and action mapping.
 
-    Raises ConfigError / CheckpointError naming the file and the reason.
+    ``family`` is the run's family (``agents.family_of(config.algo)``; the engine does not read the
+    registry). Raises ConfigError / CheckpointError naming the file and the reason.
     """
-    from agents import algorithm_module
-
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     path = Path(checkpoint) if checkpoint else Checkpointer(run_dir).latest()
     if path is None:
         raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint in this run directory")
     data = load_checkpoint(path, map_location=device)
-    module = algorithm_module(config.algo)
     probe = make_vec_env(
         config.env.id, 1, device=device, seed=0, options=config.env.options, wrappers=config.env.wrappers
     )
     obs_spec, action_spec = probe.obs_spec, probe.action_spec
-    center, scale = getattr(probe, "_action_center", None), getattr(probe, "_action_scale", None)
     probe.close()
-    agent = module.build(config, obs_spec, action_spec, torch.device(device))
+    center = scale = None
+    if isinstance(action_spec, BoxSpec) and action_spec.native_low is not None:
+        low, high = np.asarray(action_spec.native_low), np.asarray(action_spec.native_high)
+        center, scale = ((high + low) / 2).reshape(action_spec.shape), ((high - low) / 2).reshape(action_spec.shape)
+    agent = family.build_agent(config, obs_spec, action_spec, torch.device(device))
     try:
         agent.load_state_dict(data["agent"])
     except (KeyError, RuntimeError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0][:200]
+        reason = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{path}: does not fit the agent of {run_dir / CONFIG_FILE} ({reason})") from None
-    return LoadedRun(config, agent, obs_spec, action_spec, int(data["step"]), device, path, center, scale)
-
-
-def load_agent(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu"):
-    """``(config, agent, obs_spec, action_spec, step)`` of :func:`load_run` (kept for existing callers)."""
-    run = load_run(run_dir, checkpoint, device)
-    return run.config, run.agent, run.obs_spec, run.action_spec, run.step
+    return LoadedRun(config, agent, obs_spec, action_spec, int(data["step"]), device, path, center, scale, family)

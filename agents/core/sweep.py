@@ -838,7 +838,7 @@ def _search_trial(config: dict) -> None:
     import torch
     from ray import tune
 
-    from agents.core.run import train
+    from agents import run_training as train
 
     job = config["job"]
     params = {k: v for k, v in config.items() if k != "job"}

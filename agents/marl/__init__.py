@@ -4,12 +4,10 @@ One learner (:class:`agents.marl.learner.FactorizedQLearner`) covers all five; a
 selects its default config (``ALGORITHM_CONFIGS``), ``PRESETS`` holds the named runs. The episodic
 loop is :func:`agents.marl.loop.train_episodic`.
 
-Registry contract (``agents/__init__.py``): this module provides ``PRESETS``,
-``build(config, obs_spec, action_spec, device) -> agent`` and
-``run(config, run_dir, *, resume=False, logger_factory=None) -> run_dir`` (its own loop, with the
-suite's run directory, logger and checkpoints). ``ALGORITHMS`` lists the names it implements;
-:func:`register` adds them to a registry dict. :func:`train_config` trains in memory (benchmarks,
-tests) and returns the summary.
+Family contract (:mod:`agents.core.family`): ``FAMILY`` names the presets, :func:`build` (the learner),
+:func:`build_session` (the training and evaluation envs, the learner, its episode buffer and the two
+collectors) and the engine's episodic loop; the runner writes the run directory. :func:`train_config`
+trains in memory (benchmarks, tests) and returns the summary.
 
 ``train.prioritized`` (a :class:`agents.core.prioritized.PrioritizedConfig`, or ``true`` on the command line)
 replays whole episodes in proportion to their TD errors, PyMARL2's episode-level prioritized replay: the
@@ -21,28 +19,16 @@ samplers, risk schedule), ``learner``, ``loop``, ``presets``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from agents.core.loops import EpisodicConfig
+from agents.core.episodes import episodic, episodic_components, evaluate
+from agents.core.family import Family
+from agents.core.loops import EpisodicConfig, Session
 from agents.marl.learner import FactorizedQLearner, MarlConfig
 from agents.marl.loop import LogFn, train_episodic
 from agents.marl.presets import ALGORITHM_CONFIGS, PRESETS
-
-# algorithm name -> the module implementing it (the registry's format).
-ALGORITHMS: dict[str, str] = {name: "agents.marl" for name in ALGORITHM_CONFIGS}
-
-
-def register(algorithms: dict) -> None:
-    """Registration hook: ``register(agents.ALGORITHMS)`` adds vdn, qmix, ddn, dmix, roe."""
-    algorithms.update(ALGORITHMS)
-
-
-def default_config(algo: str) -> tuple[EpisodicConfig, MarlConfig]:
-    """(loop config, agent config) of a bare algorithm name (no preset)."""
-    return EpisodicConfig(), ALGORITHM_CONFIGS[algo]
 
 
 def make_envs(config: Any, device: torch.device | str) -> tuple[Any, Any]:
@@ -101,44 +87,38 @@ def evaluate_agent(config: Any, agent: FactorizedQLearner, episodes: int = 10, s
     return summarize(result["returns"], result["lengths"])
 
 
-def run(config: Any, run_dir: Path, *, resume: bool = False, logger_factory: Any = None) -> Path:
-    """Train (or resume) ``config`` in ``run_dir``: config.json, TensorBoard + metrics.jsonl, checkpoints."""
-    from agents.core.logger import Logger
-    from agents.core.loops import check_finite
-    from agents.core.run import prepare_run_dir
+def build_session(config: Any, device: Any) -> Session:
+    """The run's session: training and evaluation envs, the learner, its episode buffer, both collectors."""
+    env, eval_env = make_envs(config, device)
+    agent = build(config, device=device)
+    components = episodic_components(config.train, env, agent, eval_env=eval_env)
+    session = Session(config, env, None, None, None, components, close=eval_env.close)
+    session.evaluate = lambda _agent, step: evaluate(components["eval_collector"], step)
+    return session
 
-    cfg = config.train
-    run_dir = Path(run_dir)
-    checkpointer, checkpoint = prepare_run_dir(config, run_dir, resume=resume, device=config.train.device)
-    env, eval_env = make_envs(config, config.train.device)
-    agent = build(config)
-    start = int(checkpoint["step"]) if checkpoint else 0
-    logger = (logger_factory or (lambda: Logger(run_dir, cfg.total_steps, start, progress=cfg.progress)))()
 
-    def log(step: int, metrics: dict[str, torch.Tensor]) -> None:
-        check_finite(logger.log(step, metrics), step)
-
-    try:
-        train_episodic(env, agent, cfg, eval_env=eval_env, log=log, save=checkpointer.save, resume=checkpoint)
-    finally:
-        logger.close()
-    return run_dir
+FAMILY = Family(
+    presets=PRESETS,
+    build_agent=build,
+    build_session=build_session,
+    loop=episodic,
+    episode_returns=episode_returns,
+    multi_agent=True,
+)
 
 
 __all__ = [
-    "ALGORITHMS",
     "ALGORITHM_CONFIGS",
+    "FAMILY",
     "PRESETS",
     "EpisodicConfig",
     "FactorizedQLearner",
     "MarlConfig",
     "build",
-    "default_config",
+    "build_session",
     "episode_returns",
     "evaluate_agent",
     "make_envs",
-    "register",
-    "run",
     "train_config",
     "train_episodic",
 ]

@@ -9,13 +9,21 @@ sparsemax / spmax (sparse Tsallis entropy) and keeps only the policy LM's own to
 Modules: ``sparse`` (sparsemax, spmax, the softmax / sparsemax regularizer strategies, the LM top-k
 token filter), ``losses`` (the v1 / v1_mc / v2 / v3 / v2_v3 losses and the Polyak target), ``policy``
 (frozen LM + adapter + tied head, batched acting), ``agent`` (the agent, its config, the env
-factory, the run with its report), ``presets`` (``rlprompt/...``, ``pin/...``, ``pin-nofilter/...``).
-transformers is imported only when a model is loaded.
+factory), ``evaluation`` (prompt measures, the final report, ``evaluate.py --prompt``), ``presets``
+(``rlprompt/...``, ``pin/...``, ``pin-nofilter/...``). transformers is imported only when a model is loaded.
 
-Registry contract (``agents/__init__.py``): ``PRESETS``, ``build``, ``run``, ``make_envs``,
-``episode_returns`` and ``episode_layout`` (the episode fields of this family for the shared loop).
+Family contract (:mod:`agents.core.family`): ``FAMILY`` with :func:`build_session` (the prompt env,
+the agent, its episode buffer, uniform or the newest episodes, and the collector, on the engine's
+episodic loop), ``episode_returns`` (test accuracy of the greedy prompt) and the ``--prompt`` condition.
 """
 
+import json
+from pathlib import Path
+from typing import Any
+
+from agents.core.episodes import EPISODE_REPLAYS, episodic, episodic_components, make_episode_buffer
+from agents.core.family import Family
+from agents.core.loops import Session
 from agents.prompt.agent import (
     ENV_ID,
     PromptAgent,
@@ -24,25 +32,51 @@ from agents.prompt.agent import (
     PromptLoopConfig,
     build,
     episode_layout,
-    episode_returns,
     make_envs,
-    prompt_evaluation,
-    run,
 )
+from agents.prompt.evaluation import PromptReport, episode_returns, evaluate_greedy, final_report, prompt_evaluation
 from agents.prompt.presets import ALGORITHM_CONFIGS, PRESETS
 
-# algorithm name -> the module implementing it (the registry's format)
-ALGORITHMS: dict[str, str] = {name: "agents.prompt" for name in ALGORITHM_CONFIGS}
+
+def build_session(config: Any, device: Any) -> Session:
+    """The prompt run's session: the prompt env (its scorer, the policy LM), the agent on that LM, the
+    episode buffer of ``train.replay`` and the collector; the greedy prompt is scored on dev at each
+    evaluation, and the run ends with ``prompt_report.json``."""
+    env, _ = make_envs(config, device)
+    agent = build(config, device=device, lm=env.policy_lm)
+    layout = episode_layout(env)
+    buffer = make_episode_buffer(config.train, layout["fields"], env, EPISODE_REPLAYS[config.train.replay])
+    session = Session(config, env, None, None, None, rollout_metrics=env.take_stats, finish=write_report)
+    session.components = episodic_components(config.train, env, agent, layout=layout, buffer=buffer)
+    session.evaluate = lambda _agent, step: evaluate_greedy(agent, env, step, session.logger)
+    return session
 
 
-def default_config(algo: str):
-    """(loop config, agent config) of a bare algorithm name (no preset)."""
-    return ALGORITHM_CONFIGS[algo]
+def write_report(session: Session, run_dir: Path) -> None:
+    """``prompt_report.json``: the best dev prompt and the final greedy prompt, measured; one line for the user."""
+    report = final_report(session.agent, session.env, session.config, session.step)
+    (Path(run_dir) / "prompt_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    best = report["best"]
+    session.logger.message(
+        f"best prompt {best['prompt']!r}: dev accuracy {best['dev_accuracy']:.3f}, test accuracy "
+        f"{best['test_accuracy']:.3f}, perplexity {best['perplexity']:.1f}, whole words "
+        f"{best['whole_word_fraction']:.2f}, support size {best['support_size']:.1f}"
+    )
+
+
+FAMILY = Family(
+    presets=PRESETS,
+    build_agent=build,
+    build_session=build_session,
+    loop=episodic,
+    episode_returns=episode_returns,
+    conditions=(PromptReport,),
+)
 
 
 __all__ = [
-    "ALGORITHMS",
     "ALGORITHM_CONFIGS",
+    "FAMILY",
     "ENV_ID",
     "PRESETS",
     "PromptAgent",
@@ -50,10 +84,10 @@ __all__ = [
     "PromptEpisodes",
     "PromptLoopConfig",
     "build",
-    "default_config",
+    "build_session",
     "episode_layout",
     "episode_returns",
     "make_envs",
     "prompt_evaluation",
-    "run",
+    "write_report",
 ]
