@@ -57,3 +57,15 @@ def test_each_family_has_its_algorithm_note():
     for note in ("sac", "dqn", "erc", "cooperative_marl", "qarl"):
         text = (ROOT / "docs" / "algorithms" / f"{note}.md").read_text()
         assert "arXiv" in text or "doi" in text.lower(), note
+
+
+@pytest.mark.parametrize("output", ["runs/sac_x/config.json", "sweeps/pendulum/manifest.json"])
+def test_run_outputs_are_ignored_by_git(output):
+    """train.py writes runs/ and sweeps/ in the source tree: left unignored, every later run records a
+    ``+dirty`` commit in its config.json."""
+    import subprocess
+
+    checked = subprocess.run(["git", "check-ignore", "-q", output], cwd=ROOT)
+    if checked.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert checked.returncode == 0, f"{output} is not ignored by .gitignore"
