@@ -29,8 +29,9 @@ from pathlib import Path
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     from agents.core.conditions import conditions
+    from agents.core.config import command_line_parser
 
-    parser = argparse.ArgumentParser(
+    parser = command_line_parser(
         prog="evaluate.py",
         description=__doc__.split("\n\n")[0].strip(),
         epilog="\n".join(__doc__.strip().splitlines()[1:]),
@@ -47,9 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         condition.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.episodes < 1:
-        parser.error("--episodes must be at least 1")
+        parser.error("--episodes must be >= 1")
     if args.envs < 1:
-        parser.error("--envs must be at least 1")
+        parser.error("--envs must be >= 1")
     return args
 
 

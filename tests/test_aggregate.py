@@ -185,6 +185,8 @@ def test_main_bad_input(tmp_path, capsys):
     assert "no such sweep or run directory" in capsys.readouterr().err
     with pytest.raises(ValueError, match="TASK=LOW,HIGH"):
         agg.parse_range("A=1")
+    with pytest.raises(ValueError, match="finite LOW < HIGH"):
+        agg.parse_range("A=0,inf")
 
 
 def _report(clean, noisy, attacked, jacobian):

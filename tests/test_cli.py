@@ -44,6 +44,7 @@ def assert_clean_error(proc, *fragments):
         (["evaluate.py", "/nonexistent/run"], ["no such run directory"]),
         (["train.py", "sac", "env.id=Pendulumm-v1"], ["Pendulumm-v1", "Pendulum-v1"]),
         (["train.py", "sac", "agent.critic_lr=-1"], ["agent.critic_lr=-1.0 is out of range", "> 0"]),
+        (["train.py", "sac", "agent.critic_lr=inf"], ["agent.critic_lr=inf is out of range", "finite"]),
         (["train.py", "sac", "total_steps=-5"], ["train.total_steps=-5 is out of range", ">= 1"]),
         (["train.py", "dqn/cartpole", "agent.loss=l1"], ["agent.loss='l1' is not valid", "mse, huber"]),
         (["train.py", "roe/climbing", "agent.risk_start=2"], ["agent.risk_start=2.0 is out of range", "<= 1"]),

@@ -147,6 +147,9 @@ def test_a_config_json_of_an_earlier_version_still_loads(capsys):
         ("env.num_envs=0", "env.num_envs=0 is out of range"),
         ("updates_per_step=0", "train.updates_per_step=0.0 is out of range; valid: > 0"),
         ("agent.actor_lr=nan", "agent.actor_lr=nan is out of range"),
+        ("agent.critic_lr=inf", "agent.critic_lr=inf is out of range; valid: a finite number > 0"),
+        ("agent.gamma=-inf", "agent.gamma=-inf is out of range; valid: a finite number >= 0 and <= 1"),
+        ("agent.target_entropy=-inf", "agent.target_entropy=-inf is out of range; valid: a finite number"),
     ],
 )
 def test_out_of_range_values_fail_at_resolution(override, message):
@@ -158,3 +161,10 @@ def test_out_of_range_values_fail_at_resolution(override, message):
 def test_describe_shows_valid_values():
     text = describe(get_preset("dqn/cartpole"))
     assert "[mse|huber]" in text and "[>= 1]" in text
+
+
+def test_a_config_json_with_a_non_finite_number_is_refused():
+    data = to_dict(get_preset("sac"))
+    data["agent"]["critic_lr"] = float("inf")  # json.dumps writes Infinity, json.loads reads it back
+    with pytest.raises(ConfigError, match=r"agent\.critic_lr=inf is out of range"):
+        from_dict(RunConfig, data)

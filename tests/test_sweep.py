@@ -392,3 +392,13 @@ def test_search_bad_input_fails_before_starting_ray(capsys, tmp_path):
     with pytest.raises(ConfigError, match="empty search space"):
         sweep.run_search("sac", [], {}, tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("option", ["--cpus-per-trial=inf", "--time-budget=nan", "--gpus-per-trial=-inf"])
+def test_a_non_finite_float_option_is_one_line_and_writes_nothing(capsys, tmp_path, option):
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(["sac", "--seeds", "0-1", option, "--sweep-dir", str(tmp_path / "s")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "is out of range; valid: a finite number" in err and "\n" not in err
+    assert not (tmp_path / "s").exists()

@@ -701,8 +701,8 @@ def parse_range(spec: str) -> tuple[str, tuple[float, float]]:
         low, high = (float(v) for v in bounds.split(","))
     except ValueError:
         raise ValueError(f"range {spec!r} is not of the form TASK=LOW,HIGH") from None
-    if not task or not high > low:
-        raise ValueError(f"range {spec!r}: needs a task and LOW < HIGH")
+    if not task or not high > low or not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"range {spec!r}: needs a task and finite LOW < HIGH")
     return task, (low, high)
 
 

@@ -76,6 +76,34 @@ def check_finite(value: float) -> str | None:
     return None if math.isfinite(value) else "a finite number"
 
 
+def finite_float(text: str) -> float:
+    """A command-line float option's ``type``: a finite number, else ``argparse.ArgumentTypeError`` (inf
+    and nan are refused like an out-of-range config value)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is out of range; valid: a finite number")
+    return value
+
+
+def command_line_parser(**kwargs: Any):
+    """An ``argparse.ArgumentParser`` whose errors are one line (``PROG: error: MESSAGE``, exit status 2,
+    no usage block) and whose ``type=float`` options take finite numbers only (:func:`finite_float`)."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str):
+            self.exit(2, f"{self.prog}: error: {message}\n")
+
+    parser = Parser(**kwargs)
+    parser.register("type", float, finite_float)  # argparse looks every ``type`` up in this registry
+    return parser
+
+
 @dataclass(frozen=True)
 class Config:
     """Base of every config section. ``RENAMED`` maps an old key of this section to its new name."""
@@ -377,6 +405,10 @@ def validate(cfg: Any) -> None:
             raise ConfigError(f"{key}={value!r} is not valid; choose from {valid}")
         numbers = value if isinstance(value, (tuple, list)) else (value,)
         bounded = any(rules.get(name) is not None for name in ("ge", "gt", "le", "lt"))
+        if any(isinstance(n, float) and not math.isfinite(n) for n in numbers):  # inf / nan: never a setting
+            shown = json.dumps(value) if isinstance(value, (tuple, list)) else repr(value)
+            valid = "a finite number" + (f" {_bound_reason(rules)}" if bounded else "")
+            raise ConfigError(f"{key}={shown} is out of range; valid: {valid}")
         if bounded:
             for number in numbers:
                 if isinstance(number, bool) or not isinstance(number, (int, float)):

@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.core.checkpoint import write_atomic
-from agents.core.config import ConfigError, apply_overrides, flat_fields, to_dict
+from agents.core.config import ConfigError, apply_overrides, command_line_parser, flat_fields, to_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = "manifest.json"
@@ -968,7 +968,7 @@ def run_search(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_line_parser(
         prog="python -m agents.core.sweep",
         description="Run a preset for several seeds and grid points, or search its hyperparameters.",
     )
