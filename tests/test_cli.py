@@ -49,6 +49,7 @@ def assert_clean_error(proc, *fragments):
         (["train.py", "dqn/cartpole", "agent.loss=l1"], ["agent.loss='l1' is not valid", "mse, huber"]),
         (["train.py", "roe/climbing", "agent.risk_start=2"], ["agent.risk_start=2.0 is out of range", "<= 1"]),
         (["train.py", "sac", "agent.hidden=[64,0]"], ["agent.hidden=[64, 0] is out of range", ">= 1"]),
+        (["train.py", "sac", "agent.hidden=[]"], ["agent.hidden=[] is out of range", "at least 1 item, each >= 1"]),
         (["train.py", "sac", "train.device=gpu7"], ["train.device='gpu7' is not valid", "torch device"]),
         (["train.py", "sac", "env.vectorization=threads"], ["env.vectorization='threads'", "sync, async"]),
     ],

@@ -147,6 +147,7 @@ def test_a_config_json_of_an_earlier_version_still_loads(capsys):
         ("env.num_envs=0", "env.num_envs=0 is out of range"),
         ("updates_per_step=0", "train.updates_per_step=0.0 is out of range; valid: > 0"),
         ("agent.actor_lr=nan", "agent.actor_lr=nan is out of range"),
+        ("agent.hidden=[]", "agent.hidden=[] is out of range; valid: at least 1 item, each >= 1"),
         ("agent.critic_lr=inf", "agent.critic_lr=inf is out of range; valid: a finite number > 0"),
         ("agent.gamma=-inf", "agent.gamma=-inf is out of range; valid: a finite number >= 0 and <= 1"),
         ("agent.target_entropy=-inf", "agent.target_entropy=-inf is out of range; valid: a finite number"),
@@ -168,3 +169,10 @@ def test_a_config_json_with_a_non_finite_number_is_refused():
     data["agent"]["critic_lr"] = float("inf")  # json.dumps writes Infinity, json.loads reads it back
     with pytest.raises(ConfigError, match=r"agent\.critic_lr=inf is out of range"):
         from_dict(RunConfig, data)
+
+
+def test_an_actor_without_hidden_layers_is_a_value_error_not_an_index_error():
+    from agents.core.nets import SquashedGaussianActor
+
+    with pytest.raises(ValueError, match="at least one hidden layer"):
+        SquashedGaussianActor(3, 1, ())

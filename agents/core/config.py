@@ -47,14 +47,18 @@ def doc(
     lt: float | None = None,
     choices: Sequence[Any] | None = None,
     check: Callable[[Any], str | None] | None = None,
+    min_items: int | None = None,
 ):
     """A dataclass field with a one-line doc (shown by ``--show`` and ``--help``) and its valid values.
 
     ``ge`` / ``gt`` / ``le`` / ``lt`` bound a number (every element of a tuple of numbers);
     ``choices`` lists the valid values of a choice field; ``check(value) -> None or a reason`` is a
-    custom rule (e.g. a torch device string). :func:`validate` enforces them.
+    custom rule (e.g. a torch device string); ``min_items`` is the shortest valid length of a tuple
+    or list (an actor needs one hidden layer). :func:`validate` enforces them.
     """
     metadata = {"doc": text, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "check": check}
+    if min_items is not None:
+        metadata["min_items"] = min_items
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -379,6 +383,9 @@ def _bound_reason(rules: dict[str, Any]) -> str:
     for name, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
         if rules.get(name) is not None:
             parts.append(f"{symbol} {rules[name]:g}")
+    if rules.get("min_items"):  # a list: its length, then the bounds of each entry
+        count = rules["min_items"]
+        return f"at least {count} item{'s' if count > 1 else ''}" + (", each " + " and ".join(parts) if parts else "")
     return " and ".join(parts)
 
 
@@ -405,6 +412,8 @@ def validate(cfg: Any) -> None:
             raise ConfigError(f"{key}={value!r} is not valid; choose from {valid}")
         numbers = value if isinstance(value, (tuple, list)) else (value,)
         bounded = any(rules.get(name) is not None for name in ("ge", "gt", "le", "lt"))
+        if rules.get("min_items") and isinstance(value, (tuple, list)) and len(value) < rules["min_items"]:
+            raise ConfigError(f"{key}={json.dumps(value)} is out of range; valid: {_bound_reason(rules)}")
         if any(isinstance(n, float) and not math.isfinite(n) for n in numbers):  # inf / nan: never a setting
             shown = json.dumps(value) if isinstance(value, (tuple, list)) else repr(value)
             valid = "a finite number" + (f" {_bound_reason(rules)}" if bounded else "")
