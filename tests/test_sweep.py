@@ -351,10 +351,19 @@ def test_ray_address_that_does_not_answer_is_one_line(tmp_path, tiny_sac_overrid
         port = probe.getsockname()[1]
     with pytest.raises(ConfigError) as error:
         sweep.run_sweep(
-            "sac", tiny_sac_overrides, [0], [], tmp_path / "s", ray_address=f"127.0.0.1:{port}",
+            "sac", tiny_sac_overrides, [0, 1], [], tmp_path / "new" / "s", ray_address=f"127.0.0.1:{port}",
             connect_timeout_s=1.0, progress=False,
         )  # fmt: skip
     assert "no Ray cluster answers" in one_line(error)
+    assert not (tmp_path / "new").exists()  # no manifest, no directory left behind
+    space = sweep.parse_space(["agent.actor_lr=loguniform(1e-4,1e-2)"])
+    with pytest.raises(ConfigError, match="no Ray cluster answers"):
+        sweep.run_search(
+            "sac", [*tiny_sac_overrides, "train.eval_every=100"], space, tmp_path / "search",
+            ray_address=f"127.0.0.1:{port}",
+            connect_timeout_s=1.0, progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "search").exists()
 
 
 @pytest.mark.slow
