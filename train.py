@@ -7,6 +7,7 @@
   python train.py --list                       # every preset
   python train.py sac/hopper --show            # every key of a preset, its value and meaning
   python train.py --resume runs/sac_Pendulum-v1_seed0_20261123-101500 [total_steps=40000]
+  python train.py --resume runs/sac_Pendulum-v1_seed0_20261123-101500/checkpoints/step_000010000.pt
   python train.py --config sweeps/x/best_config.json [overrides]    # a config written by --search
 
 Many runs from one command (local processes, or Ray Tune with --ray / --ray-address ADDR):
@@ -48,7 +49,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--show", action="store_true", help="print the resolved config with each key's meaning and exit"
     )
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its newest usable checkpoint, or from the file "
+        "RUN_DIR/checkpoints/step_N.pt given instead",
+    )
     parser.add_argument("--config", metavar="JSON", help="start from a config file (e.g. a search's best_config.json)")
     parser.add_argument(
         "--seeds",
@@ -82,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return sweep_main(argv)
     args = parse_args(argv)
-    run_dir, created = None, False
+    run_dir, created, chosen = None, False, None
 
     from agents import all_presets, get_preset
     from agents.core.agent import NonFiniteLossError
-    from agents.core.checkpoint import CheckpointError
+    from agents.core.checkpoint import CheckpointError, resume_target
     from agents.core.config import ConfigError, apply_overrides, describe
     from agents.core.run import default_run_dir, read_config, read_config_file, train
     from envs import EnvError
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             if args.preset is not None or args.config:
                 raise ConfigError("--resume takes its config from RUN_DIR/config.json; give overrides only, no preset")
-            run_dir = Path(args.resume)
+            run_dir, chosen = resume_target(Path(args.resume))  # a run directory or one of its checkpoints
             config = apply_overrides(read_config(run_dir), args.overrides)
         else:
             base = read_config_file(Path(args.config)) if args.config else get_preset(args.preset or DEFAULT_PRESET)
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
         print(f"run directory: {run_dir}", file=sys.stderr)
         created = not args.resume and not run_dir.exists()
-        train(config, run_dir, resume=bool(args.resume))
+        train(config, run_dir, resume=chosen or bool(args.resume))
     except (ConfigError, CheckpointError, EnvError) as e:
         _remove_unstarted(run_dir, created)
         print(f"error: {e}", file=sys.stderr)

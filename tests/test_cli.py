@@ -63,10 +63,20 @@ def test_truncated_and_foreign_checkpoints(tmp_path):
     proc = run("train.py", "sac", *TINY, "total_steps=200", "checkpoint_every=100", "--run-dir", str(run_dir))
     assert proc.returncode == 0, proc.stderr
     assert "python evaluate.py" in proc.stdout and "tensorboard --logdir" in proc.stdout
-    latest = sorted((run_dir / "checkpoints").iterdir())[-1]
+    first, latest = sorted((run_dir / "checkpoints").glob("*.pt"))
     latest.write_bytes(latest.read_bytes()[:500])
-    assert_clean_error(run("evaluate.py", str(run_dir)), str(latest), "not a readable checkpoint")
-    assert_clean_error(run("train.py", "--resume", str(run_dir), "total_steps=300"), str(latest))
+    (run_dir / "checkpoints" / f"{latest.name}.sha256").unlink()  # as a checkpoint from before checksums
+    chosen = run("evaluate.py", str(run_dir), "--checkpoint", str(latest))
+    assert_clean_error(chosen, str(latest), "not a readable checkpoint (not a complete torch file")
+    assert "weights_only" not in chosen.stderr
+    assert_clean_error(run("train.py", "--resume", str(latest), "total_steps=300"), str(latest))
+    # not chosen: the newest readable checkpoint, and one line naming the file that was passed over
+    fallback = run("evaluate.py", str(run_dir), "--episodes", "1", "--envs", "1")
+    assert fallback.returncode == 0, fallback.stderr
+    assert "checkpoint step 100," in fallback.stdout and f"warning: {latest}: not a readable" in fallback.stderr
+    resumed = run("train.py", "--resume", str(first), "total_steps=200")  # a chosen file of the run
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(list((run_dir / "checkpoints").glob("*.pt"))) == 2 and latest.stat().st_size > 500
     foreign = tmp_path / "foreign.pt"
     foreign.write_bytes(b"PK\x03\x04 definitely not torch")
     assert_clean_error(run("evaluate.py", str(run_dir), "--checkpoint", str(foreign)), str(foreign))

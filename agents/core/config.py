@@ -36,6 +36,22 @@ class ConfigError(ValueError):
     """A bad preset, key or value. The message is one line, fit to show a user as it is."""
 
 
+def error_reason(error: BaseException, limit: int = 240) -> str:
+    """One line for the user from an exception whose message may span lines (``load_state_dict``'s
+    heading, then one line per problem): the first specific line, with how many more there are. A
+    line longer than ``limit`` is cut after a whole list item (``, ...``), never mid-word."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    details = lines[1:] if len(lines) > 1 and lines[0].endswith(":") else lines
+    first = details[0]
+    if len(first) > limit:
+        cut = first.rfind(", ", 0, limit)
+        cut = cut if cut > 0 else first.rfind(" ", 0, limit)
+        first = first[: cut if cut > 0 else limit].rstrip(" ,") + ", ..."
+    return first + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
+
+
 def doc(
     text: str,
     default: Any = dataclasses.MISSING,

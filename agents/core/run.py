@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from agents.core.buffers import TransitionBuffer
-from agents.core.checkpoint import Checkpointer, CheckpointError, load_checkpoint
+from agents.core.checkpoint import Checkpointer, CheckpointError
 from agents.core.collect import Collector
-from agents.core.config import ConfigError, RunConfig, from_dict, to_dict
+from agents.core.config import ConfigError, RunConfig, error_reason, from_dict, to_dict
 from agents.core.evaluation import run_episodes, summarize
 from agents.core.loops import Session, off_policy, restore_session
 from envs import make_vec_env
@@ -154,7 +154,9 @@ def make_evaluator(config: RunConfig, device: torch.device, extra=None):
     return evaluate
 
 
-def prepare_run_dir(config: RunConfig, run_dir: Path, *, resume: bool, device) -> tuple[Checkpointer, dict | None]:
+def prepare_run_dir(
+    config: RunConfig, run_dir: Path, *, resume: bool | Path, device
+) -> tuple[Checkpointer, dict | None]:
     """Thread count, the run directory with its config.json, and the checkpoint to resume (or None).
 
     Shared by every loop: raises CheckpointError naming the directory when there is nothing to resume.
@@ -165,11 +167,9 @@ def prepare_run_dir(config: RunConfig, run_dir: Path, *, resume: bool, device) -
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(run_dir, keep=config.train.keep_checkpoints)
     checkpoint = None
-    if resume:
-        latest = checkpointer.latest()
-        if latest is None:
-            raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint to resume from")
-        checkpoint = load_checkpoint(latest, map_location=device)
+    if resume:  # True: the newest usable checkpoint; a path: that file (train.py --resume RUN/checkpoints/F)
+        chosen = Path(resume) if isinstance(resume, (str, Path)) else None
+        checkpoint = checkpointer.load(chosen, map_location=device)[1]
     write_config(config, run_dir)
     return checkpointer, checkpoint
 
@@ -242,8 +242,8 @@ def drive(session: Session, checkpoint: dict | None, loop) -> None:
             try:
                 restore_session(session, checkpoint)
             except (KeyError, RuntimeError, ValueError) as e:
-                latest = session.checkpointer.latest()
-                raise CheckpointError(f"{latest}: does not match this run's config ({e})") from None
+                latest = session.checkpointer.loaded or session.checkpointer.latest()
+                raise CheckpointError(f"{latest}: does not match this run's config ({error_reason(e)})") from None
         loop(session)
     finally:
         session.logger.close()
@@ -281,10 +281,7 @@ def load_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu")
 
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    path = Path(checkpoint) if checkpoint else Checkpointer(run_dir).latest()
-    if path is None:
-        raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint in this run directory")
-    data = load_checkpoint(path, map_location=device)
+    path, data = Checkpointer(run_dir).load(checkpoint, map_location=device)  # a chosen file must load
     module = algorithm_module(config.algo)
     probe = make_vec_env(
         config.env.id, 1, device=device, seed=0, options=config.env.options, wrappers=config.env.wrappers
@@ -296,7 +293,7 @@ def load_run(run_dir: Path, checkpoint: Path | None = None, device: str = "cpu")
     try:
         agent.load_state_dict(data["agent"])
     except (KeyError, RuntimeError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0][:200]
+        reason = error_reason(e)
         raise CheckpointError(f"{path}: does not fit the agent of {run_dir / CONFIG_FILE} ({reason})") from None
     return LoadedRun(config, agent, obs_spec, action_spec, int(data["step"]), device, path, center, scale)
 

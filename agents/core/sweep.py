@@ -67,7 +67,14 @@ from pathlib import Path
 from typing import Any
 
 from agents.core.checkpoint import write_atomic
-from agents.core.config import ConfigError, apply_overrides, command_line_parser, flat_fields, to_dict
+from agents.core.config import (
+    ConfigError,
+    apply_overrides,
+    command_line_parser,
+    error_reason,
+    flat_fields,
+    to_dict,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = "manifest.json"
@@ -600,8 +607,7 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, connect_timeou
         try:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as e:
-            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"cannot connect to Ray at {address}: {reason}") from None
+            raise ConfigError(f"cannot connect to Ray at {address}: {error_reason(e)}") from None
         return ray, tune, False
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     ray.init(
