@@ -137,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; resume with: python train.py --resume " + str(run_dir), file=sys.stderr)
         return 130
 
+    from agents.core.logger import final_evaluation
+
     print(f"\nDone. Run directory: {run_dir}")
+    final = final_evaluation(run_dir)
+    if final is not None:
+        print(f"  Final evaluation return: {final[1]:.2f} (step {final[0]:,}, eval/mean_reward)")
     print(f"  TensorBoard:  tensorboard --logdir {run_dir.parent}")
     print(f"  Evaluate:     python evaluate.py {run_dir}")
     print(f"  Checkpoints:  {run_dir / 'checkpoints'}")

@@ -63,6 +63,7 @@ def test_truncated_and_foreign_checkpoints(tmp_path):
     proc = run("train.py", "sac", *TINY, "total_steps=200", "checkpoint_every=100", "--run-dir", str(run_dir))
     assert proc.returncode == 0, proc.stderr
     assert "python evaluate.py" in proc.stdout and "tensorboard --logdir" in proc.stdout
+    assert "Final evaluation return: " in proc.stdout and "(step 200, eval/mean_reward)" in proc.stdout
     first, latest = sorted((run_dir / "checkpoints").glob("*.pt"))
     latest.write_bytes(latest.read_bytes()[:500])
     (run_dir / "checkpoints" / f"{latest.name}.sha256").unlink()  # as a checkpoint from before checksums
