@@ -176,3 +176,20 @@ def test_an_actor_without_hidden_layers_is_a_value_error_not_an_index_error():
 
     with pytest.raises(ValueError, match="at least one hidden layer"):
         SquashedGaussianActor(3, 1, ())
+
+
+def test_error_reason_is_one_whole_line_not_a_cut_at_200_characters():
+    import torch
+
+    from agents.core.config import error_reason
+
+    net = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(40)])
+    wrong = {f"{i}.weight": torch.zeros(3, 3) for i in range(40)}
+    with pytest.raises(RuntimeError) as error:
+        net.load_state_dict(wrong)
+    reason = error_reason(error.value)
+    assert "\n" not in reason and not reason.startswith("Error(s) in loading")  # the first specific line
+    assert reason.startswith("Missing key(s) in state_dict:") and reason.endswith(", ... (and 40 more)")
+    assert '"0.bias"' in reason and len(reason) < 300
+    assert error_reason(ValueError("short: one line")) == "short: one line"
+    assert error_reason(KeyError()) == "KeyError"
