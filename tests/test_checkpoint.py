@@ -176,6 +176,7 @@ def test_an_unreadable_checksum_file_is_an_error(tmp_path):
 def test_resume_target_takes_a_run_directory_or_one_of_its_checkpoints(tmp_path):
     saver = _two_checkpoints(tmp_path / "run")
     assert ckpt.resume_target(tmp_path / "run") == (tmp_path / "run", None)
+    assert ckpt.resume_target(tmp_path / "runs" / "lr1.5") == (tmp_path / "runs" / "lr1.5", None)  # a dot, no file
     chosen = saver.existing()[0]
     assert ckpt.resume_target(chosen) == (tmp_path / "run", chosen)
     with pytest.raises(CheckpointError, match="RUN_DIR/checkpoints"):

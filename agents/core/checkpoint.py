@@ -154,7 +154,7 @@ def resume_target(path: Path) -> tuple[Path, Path | None]:
     """``(run_dir, chosen checkpoint or None)`` of what ``train.py --resume`` was given: a run directory
     (its newest usable checkpoint), or a file in ``RUN_DIR/checkpoints`` (that file; it must load)."""
     path = Path(path)
-    if path.is_dir() or not path.suffix:
+    if not (path.is_file() or path.suffix == ".pt"):
         return path, None
     if path.parent.name != "checkpoints":
         raise CheckpointError(f"{path}: --resume takes a run directory or a checkpoint in RUN_DIR/checkpoints/")
