@@ -34,6 +34,8 @@ from typing import IO, Any
 
 import torch
 
+from agents.core.config import error_reason
+
 FORMAT = "regula-checkpoint-v1"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
 
@@ -110,8 +112,8 @@ def verify_checksum(path: Path) -> bool:
     if not sidecar.is_file():
         if not _UNVERIFIED_NOTED:
             _UNVERIFIED_NOTED = True
-            print(f"note: {path}: no checksum file (a checkpoint from before checksums); loaded unverified",
-                  file=sys.stderr)  # fmt: skip
+            why = "written before checksums, or killed before its checksum"
+            print(f"note: {path}: no checksum file ({why}); loaded unverified", file=sys.stderr)
         return False
     expected = sidecar.read_text(encoding="utf-8", errors="replace").split(maxsplit=1)
     if not expected or not re.fullmatch(r"[0-9a-f]{64}", expected[0]):
@@ -129,7 +131,7 @@ def _reason(error: Exception) -> str:
         return "it holds objects other than plain data (a foreign or tampered file)"
     if "zip" in text.lower() or "archive" in text.lower() or isinstance(error, EOFError):
         return "not a complete torch file (truncated or corrupted)"
-    return f"{type(error).__name__} while reading it"
+    return f"{type(error).__name__}: {error_reason(error)}"
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
