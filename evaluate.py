@@ -36,7 +36,9 @@ def all_conditions() -> list[type]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    from agents.core.config import command_line_parser
+
+    parser = command_line_parser(
         prog="evaluate.py",
         description=__doc__.split("\n\n")[0].strip(),
         epilog="\n".join(__doc__.strip().splitlines()[1:]),
@@ -53,9 +55,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         condition.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.episodes < 1:
-        parser.error("--episodes must be at least 1")
+        parser.error("--episodes must be >= 1")
     if args.envs < 1:
-        parser.error("--envs must be at least 1")
+        parser.error("--envs must be >= 1")
     return args
 
 

@@ -7,6 +7,7 @@
   python train.py --list                       # every preset
   python train.py sac/hopper --show            # every key of a preset, its value and meaning
   python train.py --resume runs/sac_Pendulum-v1_seed0_20261123-101500 [total_steps=40000]
+  python train.py --resume runs/sac_Pendulum-v1_seed0_20261123-101500/checkpoints/step_000010000.pt
   python train.py --config sweeps/x/best_config.json [overrides]    # a config written by --search
 
 Many runs from one command (local processes, or Ray Tune with --ray / --ray-address ADDR):
@@ -48,7 +49,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--show", action="store_true", help="print the resolved config with each key's meaning and exit"
     )
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its newest usable checkpoint, or from the file "
+        "RUN_DIR/checkpoints/step_N.pt given instead",
+    )
     parser.add_argument("--config", metavar="JSON", help="start from a config file (e.g. a search's best_config.json)")
     parser.add_argument(
         "--seeds",
@@ -82,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return sweep_main(argv)
     args = parse_args(argv)
-    run_dir, created = None, False
+    run_dir, created, chosen = None, False, None
 
     from agents import all_presets, get_preset
     from agents import run_training as train
     from agents.core.agent import NonFiniteLossError
-    from agents.core.checkpoint import CheckpointError
+    from agents.core.checkpoint import CheckpointError, resume_target
     from agents.core.config import ConfigError, apply_overrides, describe
     from agents.core.run import default_run_dir, read_config, read_config_file
     from envs import EnvError
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             if args.preset is not None or args.config:
                 raise ConfigError("--resume takes its config from RUN_DIR/config.json; give overrides only, no preset")
-            run_dir = Path(args.resume)
+            run_dir, chosen = resume_target(Path(args.resume))  # a run directory or one of its checkpoints
             config = apply_overrides(read_config(run_dir), args.overrides)
         else:
             base = read_config_file(Path(args.config)) if args.config else get_preset(args.preset or DEFAULT_PRESET)
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{run_dir} already holds a run; use --resume {run_dir} or another --run-dir")
         print(f"run directory: {run_dir}", file=sys.stderr)
         created = not args.resume and not run_dir.exists()
-        train(config, run_dir, resume=bool(args.resume))
+        train(config, run_dir, resume=chosen or bool(args.resume))
     except (ConfigError, CheckpointError, EnvError) as e:
         _remove_unstarted(run_dir, created)
         print(f"error: {e}", file=sys.stderr)
@@ -132,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; resume with: python train.py --resume " + str(run_dir), file=sys.stderr)
         return 130
 
+    from agents.core.logger import final_evaluation
+
     print(f"\nDone. Run directory: {run_dir}")
+    final = final_evaluation(run_dir)
+    if final is not None:
+        print(f"  Final evaluation return: {final[1]:.2f} (step {final[0]:,}, eval/mean_reward)")
     print(f"  TensorBoard:  tensorboard --logdir {run_dir.parent}")
     print(f"  Evaluate:     python evaluate.py {run_dir}")
     print(f"  Checkpoints:  {run_dir / 'checkpoints'}")

@@ -71,8 +71,9 @@ def all_presets() -> dict[str, RunConfig]:
     return dict(sorted(out.items()))
 
 
-def run_training(config: RunConfig, run_dir, *, resume: bool = False, logger_factory=None):
-    """Train (or resume) ``config`` in ``run_dir`` with its family, through the one runner."""
+def run_training(config: RunConfig, run_dir, *, resume=False, logger_factory=None):
+    """Train (or resume) ``config`` in ``run_dir`` with its family, through the one runner (``resume``:
+    True for the newest usable checkpoint, or the path of a chosen checkpoint file)."""
     from agents.core.run import train
 
     return train(family_of(config.algo), config, run_dir, resume=resume, logger_factory=logger_factory)

@@ -50,7 +50,7 @@ TEMPERATURES = ("learned", "fixed", "per-sample")  # SACConfig.temperature: wher
 class SACConfig(AgentConfig):
     """SAC hyperparameters (defaults: Haarnoja et al. 2018, Table 1)."""
 
-    hidden: tuple[int, ...] = doc("hidden layer widths of actor and critics", (256, 256), ge=1)
+    hidden: tuple[int, ...] = doc("hidden layer widths of actor and critics", (256, 256), ge=1, min_items=1)
     activation: str = doc("hidden activation", "relu", choices=ACTIVATIONS)
     critics: int = doc("number of Q critics in the ensemble (min over them forms the target)", 2, ge=1)
     actor_lr: float = doc("actor Adam learning rate", 3e-4, gt=0)

@@ -283,8 +283,8 @@ def _nominal(run, episodes: int, explore: bool, wrappers=()) -> dict:
 
 def job_calibrate(spec: dict) -> dict:
     """A fresh adversary at force ``F`` against the frozen calibration protagonist; the return it removes."""
-    from agents.core.evaluation import evaluation_discount
     from agents import load_run
+    from agents.core.evaluation import evaluation_discount
     from agents.qarl import score_against, train_fresh_adversary
 
     _threads()
@@ -310,8 +310,8 @@ def job_evaluate(spec: dict) -> dict:
     Each finished stage (and grid row) is kept in ``spec["partial"]`` (when given), so a killed
     evaluation restarts after its last finished stage instead of from the beginning.
     """
-    from agents.core.evaluation import evaluation_discount
     from agents import load_run
+    from agents.core.evaluation import evaluation_discount
     from agents.qarl import score_against, train_fresh_adversary
 
     _threads()

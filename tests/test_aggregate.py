@@ -185,6 +185,8 @@ def test_main_bad_input(tmp_path, capsys):
     assert "no such sweep or run directory" in capsys.readouterr().err
     with pytest.raises(ValueError, match="TASK=LOW,HIGH"):
         agg.parse_range("A=1")
+    with pytest.raises(ValueError, match="finite LOW < HIGH"):
+        agg.parse_range("A=0,inf")
 
 
 def _report(clean, noisy, attacked, jacobian):
@@ -243,3 +245,22 @@ def test_condition_table_means_over_seeds(tmp_path):
     summary = agg.aggregate([tmp_path], tmp_path / "out", reps=50, plots=False)
     assert summary["conditions"]["ernie"]["mpe:simple_spread"]["observation_noise 0.5"]["mean"] == -54.0
     assert "## Conditions of evaluate.py" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_compare_of_methods_with_no_common_task_prints_the_per_task_tables(tmp_path, capsys):
+    """A SAC sweep against a ROE sweep: every run has a final score, no task is shared. The per-task
+    tables are printed and one line says the cross-task aggregate needs shared tasks."""
+    for seed, value in enumerate([-200.0, -150.0]):
+        write_run(tmp_path / "sac" / f"r{seed}", "sac", "Pendulum-v1", seed, [(100, value)])
+    for seed, value in enumerate([8.0, 11.0]):
+        write_run(tmp_path / "roe" / f"r{seed}", "roe", "climbing", seed, [(100, value)])
+    out = tmp_path / "out"
+    assert agg.main([f"sac={tmp_path / 'sac'}", f"roe={tmp_path / 'roe'}", "--out", str(out), "--reps", "50"]) == 0
+    printed = capsys.readouterr().out
+    assert "| sac | Pendulum-v1 | 2 | -175.0" in printed and "| roe | climbing | 2 | 9.5 [" in printed
+    assert [line for line in printed.splitlines() if "cross-task aggregate" in line] == [
+        "No cross-task aggregate: it needs tasks that every method ran, and roe, sac share none."
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["per_task"]["roe"]["climbing"]["IQM"][0] == 9.5 and summary["aggregate"] == {}
+    assert (out / "curves_Pendulum-v1.png").is_file() and not (out / "profile.png").exists()

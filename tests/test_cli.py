@@ -44,10 +44,12 @@ def assert_clean_error(proc, *fragments):
         (["evaluate.py", "/nonexistent/run"], ["no such run directory"]),
         (["train.py", "sac", "env.id=Pendulumm-v1"], ["Pendulumm-v1", "Pendulum-v1"]),
         (["train.py", "sac", "agent.critic_lr=-1"], ["agent.critic_lr=-1.0 is out of range", "> 0"]),
+        (["train.py", "sac", "agent.critic_lr=inf"], ["agent.critic_lr=inf is out of range", "finite"]),
         (["train.py", "sac", "total_steps=-5"], ["train.total_steps=-5 is out of range", ">= 1"]),
         (["train.py", "dqn/cartpole", "agent.loss=l1"], ["agent.loss='l1' is not valid", "mse, huber"]),
         (["train.py", "roe/climbing", "agent.risk_start=2"], ["agent.risk_start=2.0 is out of range", "<= 1"]),
         (["train.py", "sac", "agent.hidden=[64,0]"], ["agent.hidden=[64, 0] is out of range", ">= 1"]),
+        (["train.py", "sac", "agent.hidden=[]"], ["agent.hidden=[] is out of range", "at least 1 item, each >= 1"]),
         (["train.py", "sac", "train.device=gpu7"], ["train.device='gpu7' is not valid", "torch device"]),
         (["train.py", "sac", "env.vectorization=threads"], ["env.vectorization='threads'", "sync, async"]),
     ],
@@ -61,10 +63,21 @@ def test_truncated_and_foreign_checkpoints(tmp_path):
     proc = run("train.py", "sac", *TINY, "total_steps=200", "checkpoint_every=100", "--run-dir", str(run_dir))
     assert proc.returncode == 0, proc.stderr
     assert "python evaluate.py" in proc.stdout and "tensorboard --logdir" in proc.stdout
-    latest = sorted((run_dir / "checkpoints").iterdir())[-1]
+    assert "Final evaluation return: " in proc.stdout and "(step 200, eval/mean_reward)" in proc.stdout
+    first, latest = sorted((run_dir / "checkpoints").glob("*.pt"))
     latest.write_bytes(latest.read_bytes()[:500])
-    assert_clean_error(run("evaluate.py", str(run_dir)), str(latest), "not a readable checkpoint")
-    assert_clean_error(run("train.py", "--resume", str(run_dir), "total_steps=300"), str(latest))
+    (run_dir / "checkpoints" / f"{latest.name}.sha256").unlink()  # as a checkpoint from before checksums
+    chosen = run("evaluate.py", str(run_dir), "--checkpoint", str(latest))
+    assert_clean_error(chosen, str(latest), "not a readable checkpoint (not a complete torch file")
+    assert "weights_only" not in chosen.stderr
+    assert_clean_error(run("train.py", "--resume", str(latest), "total_steps=300"), str(latest))
+    # not chosen: the newest readable checkpoint, and one line naming the file that was passed over
+    fallback = run("evaluate.py", str(run_dir), "--episodes", "1", "--envs", "1")
+    assert fallback.returncode == 0, fallback.stderr
+    assert "checkpoint step 100," in fallback.stdout and f"warning: {latest}: not a readable" in fallback.stderr
+    resumed = run("train.py", "--resume", str(first), "total_steps=200")  # a chosen file of the run
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(list((run_dir / "checkpoints").glob("*.pt"))) == 2 and latest.stat().st_size > 500
     foreign = tmp_path / "foreign.pt"
     foreign.write_bytes(b"PK\x03\x04 definitely not torch")
     assert_clean_error(run("evaluate.py", str(run_dir), "--checkpoint", str(foreign)), str(foreign))

@@ -147,6 +147,10 @@ def test_a_config_json_of_an_earlier_version_still_loads(capsys):
         ("env.num_envs=0", "env.num_envs=0 is out of range"),
         ("updates_per_step=0", "train.updates_per_step=0.0 is out of range; valid: > 0"),
         ("agent.actor_lr=nan", "agent.actor_lr=nan is out of range"),
+        ("agent.hidden=[]", "agent.hidden=[] is out of range; valid: at least 1 item, each >= 1"),
+        ("agent.critic_lr=inf", "agent.critic_lr=inf is out of range; valid: a finite number > 0"),
+        ("agent.gamma=-inf", "agent.gamma=-inf is out of range; valid: a finite number >= 0 and <= 1"),
+        ("agent.target_entropy=-inf", "agent.target_entropy=-inf is out of range; valid: a finite number"),
     ],
 )
 def test_out_of_range_values_fail_at_resolution(override, message):
@@ -158,3 +162,34 @@ def test_out_of_range_values_fail_at_resolution(override, message):
 def test_describe_shows_valid_values():
     text = describe(get_preset("dqn/cartpole"))
     assert "[mse|huber]" in text and "[>= 1]" in text
+
+
+def test_a_config_json_with_a_non_finite_number_is_refused():
+    data = to_dict(get_preset("sac"))
+    data["agent"]["critic_lr"] = float("inf")  # json.dumps writes Infinity, json.loads reads it back
+    with pytest.raises(ConfigError, match=r"agent\.critic_lr=inf is out of range"):
+        from_dict(RunConfig, data)
+
+
+def test_an_actor_without_hidden_layers_is_a_value_error_not_an_index_error():
+    from agents.core.nets import SquashedGaussianActor
+
+    with pytest.raises(ValueError, match="at least one hidden layer"):
+        SquashedGaussianActor(3, 1, ())
+
+
+def test_error_reason_is_one_whole_line_not_a_cut_at_200_characters():
+    import torch
+
+    from agents.core.config import error_reason
+
+    net = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(40)])
+    wrong = {f"{i}.weight": torch.zeros(3, 3) for i in range(40)}
+    with pytest.raises(RuntimeError) as error:
+        net.load_state_dict(wrong)
+    reason = error_reason(error.value)
+    assert "\n" not in reason and not reason.startswith("Error(s) in loading")  # the first specific line
+    assert reason.startswith("Missing key(s) in state_dict:") and reason.endswith(", ... (and 40 more)")
+    assert '"0.bias"' in reason and len(reason) < 300
+    assert error_reason(ValueError("short: one line")) == "short: one line"
+    assert error_reason(KeyError()) == "KeyError"

@@ -76,3 +76,25 @@ def test_mujoco_mass_friction_heatmap_and_video(tmp_path, capsys):
     assert (run_dir / "eval" / "mass_friction.png").stat().st_size > 1000
     assert (run_dir / "eval" / "episode.mp4").stat().st_size > 1000
     assert report["video"]["frames"] > 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--episodes", "0"], "evaluate.py: error: --episodes must be >= 1"),
+        (["--envs", "0"], "evaluate.py: error: --envs must be >= 1"),
+        (["--obs-noise", "0", "nan"], "evaluate.py: error: argument --obs-noise: nan is out of range; valid: a finite"),
+        (["--action-noise", "inf"], "evaluate.py: error: argument --action-noise: inf is out of range"),
+        (["--mass=-inf"], "evaluate.py: error: argument --mass: -inf is out of range"),
+        (["--obs-noise", "abc"], "evaluate.py: error: argument --obs-noise: expects a number, got 'abc'"),
+    ],
+)
+def test_bad_options_are_one_line_before_anything_is_read(tmp_path, capsys, args, message):
+    run_dir = tmp_path / "run"  # need not exist: the options are checked first, nothing is written
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main([str(run_dir), *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip() == err.strip().splitlines()[0], err  # one line: no usage block
+    assert message in err and "usage:" not in err
+    assert not run_dir.exists()

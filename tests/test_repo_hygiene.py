@@ -57,3 +57,30 @@ def test_each_family_has_its_algorithm_note():
     for note in ("sac", "dqn", "erc", "cooperative_marl", "qarl"):
         text = (ROOT / "docs" / "algorithms" / f"{note}.md").read_text()
         assert "arXiv" in text or "doi" in text.lower(), note
+
+
+@pytest.mark.parametrize("output", ["runs/sac_x/config.json", "sweeps/pendulum/manifest.json"])
+def test_run_outputs_are_ignored_by_git(output):
+    """train.py writes runs/ and sweeps/ in the source tree: left unignored, every later run records a
+    ``+dirty`` commit in its config.json."""
+    import subprocess
+
+    checked = subprocess.run(["git", "check-ignore", "-q", output], cwd=ROOT)
+    if checked.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert checked.returncode == 0, f"{output} is not ignored by .gitignore"
+
+
+def test_the_algorithm_index_is_one_table_with_a_row_per_note():
+    """docs/algorithms/README.md: a blank line inside the table splits it in two (the rows after it
+    render as text), and every note in the folder has its row."""
+    folder = ROOT / "docs" / "algorithms"
+    lines = (folder / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| note |"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    rows = lines[start + 2 : end]
+    listed = {row.split("](", 1)[1].split(")", 1)[0] for row in rows if "](" in row}
+    notes = {p.name for p in folder.glob("*.md") if p.name != "README.md"}
+    assert listed == notes, f"table rows {sorted(listed)} against notes {sorted(notes)}"
+    after = [line for line in lines[end:] if line.startswith("| [")]
+    assert not after, f"rows after the table's end (a blank line splits it): {after}"

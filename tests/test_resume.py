@@ -1,5 +1,6 @@
 """K steps + resume + K steps gives the same parameters as 2K steps straight (CPU)."""
 
+import pytest
 import torch
 
 from agents import get_preset
@@ -79,3 +80,30 @@ def test_resume_inside_the_random_warmup_replays_the_same_random_actions(tmp_pat
     assert torch.equal(a["buffer"]["storage"]["action"], b["buffer"]["storage"]["action"])
     for key, value in a["agent"]["actor"].items():
         assert torch.equal(value, b["agent"]["actor"][key])
+
+
+def test_resume_from_a_chosen_checkpoint_and_past_a_corrupted_newest(tmp_path, tiny_sac_overrides, capsys):
+    """``resume=PATH`` (train.py --resume RUN/checkpoints/FILE) continues from that file; a plain resume
+    whose newest checkpoint was overwritten says so and continues from the one before. Either way the
+    step-300 checkpoint equals the straight run's."""
+    from agents.core.checkpoint import CheckpointError
+
+    config = apply_overrides(get_preset("sac"), tiny_sac_overrides)  # checkpoints at 100, 200, 300
+    train(config, tmp_path / "straight")
+    expected = final_state(tmp_path / "straight")["agent"]["actor"]
+
+    run = tmp_path / "run"
+    train(config, run)
+    files = Checkpointer(run).existing()
+    train(config, run, resume=files[0])  # from step 100 again
+    assert all(torch.equal(v, final_state(run)["agent"]["actor"][k]) for k, v in expected.items())
+
+    raw = bytearray(files[-1].read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 16] = b"\xff" * 16  # bytes of the step-300 file overwritten
+    files[-1].write_bytes(bytes(raw))
+    capsys.readouterr()
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        train(config, run, resume=files[-1])  # chosen: no fallback
+    train(config, run, resume=True)  # from step 200, with a warning naming the step-300 file
+    assert f"warning: {files[-1]}: checksum mismatch" in capsys.readouterr().err
+    assert all(torch.equal(v, final_state(run)["agent"]["actor"][k]) for k, v in expected.items())

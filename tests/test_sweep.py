@@ -351,10 +351,19 @@ def test_ray_address_that_does_not_answer_is_one_line(tmp_path, tiny_sac_overrid
         port = probe.getsockname()[1]
     with pytest.raises(ConfigError) as error:
         sweep.run_sweep(
-            "sac", tiny_sac_overrides, [0], [], tmp_path / "s", ray_address=f"127.0.0.1:{port}",
+            "sac", tiny_sac_overrides, [0, 1], [], tmp_path / "new" / "s", ray_address=f"127.0.0.1:{port}",
             connect_timeout_s=1.0, progress=False,
         )  # fmt: skip
     assert "no Ray cluster answers" in one_line(error)
+    assert not (tmp_path / "new").exists()  # no manifest, no directory left behind
+    space = sweep.parse_space(["agent.actor_lr=loguniform(1e-4,1e-2)"])
+    with pytest.raises(ConfigError, match="no Ray cluster answers"):
+        sweep.run_search(
+            "sac", [*tiny_sac_overrides, "train.eval_every=100"], space, tmp_path / "search",
+            ray_address=f"127.0.0.1:{port}",
+            connect_timeout_s=1.0, progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "search").exists()
 
 
 @pytest.mark.slow
@@ -391,4 +400,14 @@ def test_search_bad_input_fails_before_starting_ray(capsys, tmp_path):
         sweep.run_search("sac", ["train.eval_every=0"], space, tmp_path / "s")
     with pytest.raises(ConfigError, match="empty search space"):
         sweep.run_search("sac", [], {}, tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("option", ["--cpus-per-trial=inf", "--time-budget=nan", "--gpus-per-trial=-inf"])
+def test_a_non_finite_float_option_is_one_line_and_writes_nothing(capsys, tmp_path, option):
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(["sac", "--seeds", "0-1", option, "--sweep-dir", str(tmp_path / "s")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "is out of range; valid: a finite number" in err and "\n" not in err
     assert not (tmp_path / "s").exists()

@@ -292,14 +292,9 @@ def load_runs(paths: Sequence[str | Path]) -> list[RunRecord]:
 # Score matrices and normalization
 
 
-def score_matrices(
-    runs: Sequence[RunRecord], score: str = "final"
-) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
-    """``({method: scores[runs, tasks]}, tasks, notes)`` over the tasks every method ran.
-
-    Runs with no score (nan) are dropped; a method with unequal run counts across tasks is cut to its
-    smallest count (lowest seeds kept) so that its matrix is rectangular.
-    """
+def task_scores(runs: Sequence[RunRecord], score: str = "final") -> tuple[dict[str, dict[str, list]], list[str]]:
+    """``({method: {task: [(seed, score), ...]}}, notes)`` over every task each method ran, whatever the
+    other methods ran (the per-task tables); runs with no score (nan) are left out with a note."""
     notes: list[str] = []
     table: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for run in runs:
@@ -308,12 +303,24 @@ def score_matrices(
             notes.append(f"{run.run_dir}: no {score} score, left out")
             continue
         table.setdefault(run.method, {}).setdefault(run.task, []).append((run.seed, value))
+    return table, notes
+
+
+def score_matrices(
+    runs: Sequence[RunRecord], score: str = "final"
+) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """``({method: scores[runs, tasks]}, tasks, notes)`` over the tasks every method ran.
+
+    Runs with no score (nan) are dropped; a method with unequal run counts across tasks is cut to its
+    smallest count (lowest seeds kept) so that its matrix is rectangular.
+    """
+    table, notes = task_scores(runs, score)
     if not table:
         return {}, [], notes
     tasks = sorted(set.intersection(*(set(by_task) for by_task in table.values())))
     dropped = sorted(set().union(*(set(by_task) for by_task in table.values())) - set(tasks))
     if dropped:
-        notes.append(f"tasks not run by every method, left out: {', '.join(dropped)}")
+        notes.append(f"tasks not run by every method, left out of the aggregate: {', '.join(dropped)}")
     matrices = {}
     for method, by_task in sorted(table.items()):
         if not tasks:
@@ -609,45 +616,57 @@ def aggregate_runs(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     matrices, tasks, notes = score_matrices(runs, score)
-    if not matrices:
+    scored, _ = task_scores(runs, score)
+    if not scored:
         raise ValueError(f"no run with a {score} score under {where}")
-    used = task_ranges(matrices, tasks, ranges)
-    normalized = {m: normalize(x, tasks, used) for m, x in matrices.items()}
-    estimates = interval_estimates(normalized, reps, seed)
+    # Per task: every task each method ran, all its scored runs there (no common task needed).
     per_task = {
         method: {
-            task: {"runs": int(x.shape[0]), "IQM": bootstrap_interval(x[:, [i]], iqm, reps, seed)}
-            for i, task in enumerate(tasks)
+            task: {
+                "runs": len(values),
+                "IQM": bootstrap_interval(np.asarray([[v] for _, v in sorted(values)]), iqm, reps, seed),
+            }
+            for task, values in sorted(by_task.items())
         }
-        for method, x in matrices.items()
+        for method, by_task in sorted(scored.items())
     }
-    methods = list(matrices)
+    methods = list(per_task)
+    # Across tasks: only the tasks every method ran (the score matrices are [runs, shared tasks]).
+    used = task_ranges(matrices, tasks, ranges) if matrices else {}
+    normalized = {m: normalize(x, tasks, used) for m, x in matrices.items()}
+    estimates = interval_estimates(normalized, reps, seed) if matrices else {}
     # Each unordered pair once: P(Y > X) = 1 - P(X > Y), ties counting half either way.
     improvement = {
         f"{a} > {b}": improvement_interval(normalized[a], normalized[b], reps, seed)
         for index, a in enumerate(methods)
         for b in methods[index + 1 :]
+        if a in normalized and b in normalized
     }
 
     lines = [f"# Aggregate of {len(runs)} runs ({score} score)", ""]
     lines += ["## Per task (raw returns, IQM over runs, 95% stratified bootstrap CI)", ""]
     lines += ["| method | task | runs | IQM [95% CI] |", "|---|---|---|---|"]
     for method in methods:
-        for task in tasks:
-            entry = per_task[method][task]
+        for task, entry in per_task[method].items():
             lines.append(f"| {method} | {task} | {entry['runs']} | {_cell(*entry['IQM'])} |")
-    source = "given ranges" if ranges else "per-task min-max over all runs"
-    lines += ["", f"## Aggregate over {len(tasks)} task(s) (normalized: {source})", ""]
-    lines += ["| method | runs x tasks | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
-    for method in methods:
-        shape = f"{matrices[method].shape[0]} x {matrices[method].shape[1]}"
-        lines.append(f"| {method} | {shape} | " + " | ".join(_cell(*estimates[method][m]) for m in METRICS) + " |")
+    if matrices:
+        source = "given ranges" if ranges else "per-task min-max over all runs"
+        lines += ["", f"## Aggregate over {len(tasks)} task(s) (normalized: {source})", ""]
+        lines += ["| method | runs x tasks | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+        for method in methods:
+            shape = f"{matrices[method].shape[0]} x {matrices[method].shape[1]}"
+            cells = " | ".join(_cell(*estimates[method][m]) for m in METRICS)
+            lines.append(f"| {method} | {shape} | {cells} |")
+    else:
+        shared = f"it needs tasks that every method ran, and {', '.join(methods)} share none"
+        lines += ["", f"No cross-task aggregate: {shared}."]
     if len(tasks) == 1:
         lines += ["", "One task: the normalized metrics are an affine map of the raw ones; read the per-task table."]
     if improvement:
         lines += ["", "## Probability of improvement P(X > Y)", "", "| X > Y | P [95% CI] |", "|---|---|"]
         lines += [f"| {pair} | {_cell(*value)} |" for pair, value in improvement.items()]
-    lines += ["", "Normalization ranges: " + ", ".join(f"{t} [{lo:g}, {hi:g}]" for t, (lo, hi) in used.items())]
+    if used:
+        lines += ["", "Normalization ranges: " + ", ".join(f"{t} [{lo:g}, {hi:g}]" for t, (lo, hi) in used.items())]
     conditions, condition_stats = condition_table(runs)
     if conditions:
         lines += ["", "## Conditions of evaluate.py (newest report per run; mean ± 95% t-interval over seeds)", ""]
@@ -657,21 +676,22 @@ def aggregate_runs(
 
     figures = []
     if plots:
-        taus = np.linspace(0.0, 1.0, 41)
-        profiles = performance_profiles(normalized, taus, min(reps, 1000), seed)
-        series = {m: (taus, p, lo, hi) for m, (p, lo, hi) in profiles.items()}
-        figures.append(
-            plot_interval_curves(
-                series,
-                out_dir / "profile.png",
-                "performance profile",
-                "normalized score tau",
-                "fraction of runs with score > tau",
-                steps=True,
+        if matrices:
+            taus = np.linspace(0.0, 1.0, 41)
+            profiles = performance_profiles(normalized, taus, min(reps, 1000), seed)
+            series = {m: (taus, p, lo, hi) for m, (p, lo, hi) in profiles.items()}
+            figures.append(
+                plot_interval_curves(
+                    series,
+                    out_dir / "profile.png",
+                    "performance profile",
+                    "normalized score tau",
+                    "fraction of runs with score > tau",
+                    steps=True,
+                )
             )
-        )
-        figures.append(plot_intervals(estimates, out_dir / "intervals.png"))
-        for task in tasks:
+            figures.append(plot_intervals(estimates, out_dir / "intervals.png"))
+        for task in sorted(set().union(*(set(by_task) for by_task in per_task.values()))):
             curves = learning_curves(runs, task, min(reps, 500), seed)
             if curves:
                 name = "curves_" + "".join(c if c.isalnum() or c in "-_." else "-" for c in task) + ".png"
@@ -701,8 +721,8 @@ def parse_range(spec: str) -> tuple[str, tuple[float, float]]:
         low, high = (float(v) for v in bounds.split(","))
     except ValueError:
         raise ValueError(f"range {spec!r} is not of the form TASK=LOW,HIGH") from None
-    if not task or not high > low:
-        raise ValueError(f"range {spec!r}: needs a task and LOW < HIGH")
+    if not task or not high > low or not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"range {spec!r}: needs a task and finite LOW < HIGH")
     return task, (low, high)
 
 

@@ -36,6 +36,22 @@ class ConfigError(ValueError):
     """A bad preset, key or value. The message is one line, fit to show a user as it is."""
 
 
+def error_reason(error: BaseException, limit: int = 240) -> str:
+    """One line for the user from an exception whose message may span lines (``load_state_dict``'s
+    heading, then one line per problem): the first specific line, with how many more there are. A
+    line longer than ``limit`` is cut after a whole list item (``, ...``), never mid-word."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    details = lines[1:] if len(lines) > 1 and lines[0].endswith(":") else lines
+    first = details[0]
+    if len(first) > limit:
+        cut = first.rfind(", ", 0, limit)
+        cut = cut if cut > 0 else first.rfind(" ", 0, limit)
+        first = first[: cut if cut > 0 else limit].rstrip(" ,") + ", ..."
+    return first + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
+
+
 def doc(
     text: str,
     default: Any = dataclasses.MISSING,
@@ -47,14 +63,18 @@ def doc(
     lt: float | None = None,
     choices: Sequence[Any] | None = None,
     check: Callable[[Any], str | None] | None = None,
+    min_items: int | None = None,
 ):
     """A dataclass field with a one-line doc (shown by ``--show`` and ``--help``) and its valid values.
 
     ``ge`` / ``gt`` / ``le`` / ``lt`` bound a number (every element of a tuple of numbers);
     ``choices`` lists the valid values of a choice field; ``check(value) -> None or a reason`` is a
-    custom rule (e.g. a torch device string). :func:`validate` enforces them.
+    custom rule (e.g. a torch device string); ``min_items`` is the shortest valid length of a tuple
+    or list (an actor needs one hidden layer). :func:`validate` enforces them.
     """
     metadata = {"doc": text, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "check": check}
+    if min_items is not None:
+        metadata["min_items"] = min_items
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -74,6 +94,34 @@ def check_device(value: str) -> str | None:
 def check_finite(value: float) -> str | None:
     """None for a finite number (any sign), else the reason: for numbers with no natural bounds."""
     return None if math.isfinite(value) else "a finite number"
+
+
+def finite_float(text: str) -> float:
+    """A command-line float option's ``type``: a finite number, else ``argparse.ArgumentTypeError`` (inf
+    and nan are refused like an out-of-range config value)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is out of range; valid: a finite number")
+    return value
+
+
+def command_line_parser(**kwargs: Any):
+    """An ``argparse.ArgumentParser`` whose errors are one line (``PROG: error: MESSAGE``, exit status 2,
+    no usage block) and whose ``type=float`` options take finite numbers only (:func:`finite_float`)."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str):
+            self.exit(2, f"{self.prog}: error: {message}\n")
+
+    parser = Parser(**kwargs)
+    parser.register("type", float, finite_float)  # argparse looks every ``type`` up in this registry
+    return parser
 
 
 @dataclass(frozen=True)
@@ -351,6 +399,9 @@ def _bound_reason(rules: dict[str, Any]) -> str:
     for name, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
         if rules.get(name) is not None:
             parts.append(f"{symbol} {rules[name]:g}")
+    if rules.get("min_items"):  # a list: its length, then the bounds of each entry
+        count = rules["min_items"]
+        return f"at least {count} item{'s' if count > 1 else ''}" + (", each " + " and ".join(parts) if parts else "")
     return " and ".join(parts)
 
 
@@ -377,6 +428,12 @@ def validate(cfg: Any) -> None:
             raise ConfigError(f"{key}={value!r} is not valid; choose from {valid}")
         numbers = value if isinstance(value, (tuple, list)) else (value,)
         bounded = any(rules.get(name) is not None for name in ("ge", "gt", "le", "lt"))
+        if rules.get("min_items") and isinstance(value, (tuple, list)) and len(value) < rules["min_items"]:
+            raise ConfigError(f"{key}={json.dumps(value)} is out of range; valid: {_bound_reason(rules)}")
+        if any(isinstance(n, float) and not math.isfinite(n) for n in numbers):  # inf / nan: never a setting
+            shown = json.dumps(value) if isinstance(value, (tuple, list)) else repr(value)
+            valid = "a finite number" + (f" {_bound_reason(rules)}" if bounded else "")
+            raise ConfigError(f"{key}={shown} is out of range; valid: {valid}")
         if bounded:
             for number in numbers:
                 if isinstance(number, bool) or not isinstance(number, (int, float)):

@@ -1,7 +1,11 @@
-"""Logging: TensorBoard events, ``metrics.jsonl`` and a progress bar.
+"""Logging: TensorBoard events, ``metrics.jsonl`` and a progress bar (or plain progress lines).
 
 This is the only place where tensors become Python floats: metrics arrive as 0-dim tensors, are
 accumulated on the device between log points, and are read back once per log interval.
+
+Where the progress bar cannot be drawn (stderr is not a terminal: a batch job, ``nohup``, a CI log)
+the logger prints a plain line instead every ``plain_every`` seconds of wall-clock time (step of
+total, speed, last evaluation return), and one more when it closes.
 """
 
 from __future__ import annotations
@@ -61,10 +65,21 @@ class Logger:
     can check them (e.g. the loop's NaN guard) without a second host sync.
     """
 
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True):
+    def __init__(
+        self,
+        run_dir: Path,
+        total_steps: int,
+        start_step: int = 0,
+        progress: bool = True,
+        *,
+        plain_every: float = 30.0,
+        clock=time.monotonic,
+    ):
         """``start_step > 0`` resumes a run from its checkpoint at that step: what the killed process
         logged after it is dropped (TensorBoard's ``purge_step``, and the rows of ``metrics.jsonl``),
-        so the resumed run's metrics appear once, as in a straight run."""
+        so the resumed run's metrics appear once, as in a straight run. With ``progress`` and no
+        terminal for the bar, a plain progress line goes to stderr every ``plain_every`` seconds of
+        ``clock``."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = Path(run_dir)
@@ -88,6 +103,11 @@ class Logger:
             )
         self.last_time = time.perf_counter()
         self.last_step = start_step
+        self.last_eval: float | None = None
+        # the bar is off because stderr is not a terminal: plain lines at a steady wall-clock interval
+        self.plain = progress and (self.bar is None or bool(self.bar.disable))
+        self.plain_every, self.clock = plain_every, clock
+        self.plain_time, self.plain_step = clock(), start_step
 
     def log(self, step: int, metrics: dict[str, torch.Tensor | float]) -> dict[str, float]:
         now = time.perf_counter()
@@ -100,6 +120,10 @@ class Logger:
                 self.writer.add_scalar(key, value, step)
         self.jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
         self.jsonl.flush()
+        if math.isfinite(values.get("eval/mean_reward", math.nan)):
+            self.last_eval = values["eval/mean_reward"]
+        if self.plain and self.clock() - self.plain_time >= self.plain_every:
+            self.plain_line()
         if self.bar is not None:
             postfix = {}
             if math.isfinite(values.get("rollout/ep_rew_mean", math.nan)):
@@ -128,7 +152,23 @@ class Logger:
         else:
             print(text, file=sys.stderr)
 
+    def plain_line(self) -> None:
+        """``step 12,000/100,000 (12%), 850 steps/s, last eval return -150.3`` on stderr (speed since the
+        previous line)."""
+        now = self.clock()
+        fps = (self.last_step - self.plain_step) / max(now - self.plain_time, 1e-9)
+        percent = 100.0 * self.last_step / max(self.total_steps, 1)
+        evaluation = "no evaluation yet" if self.last_eval is None else f"last eval return {self.last_eval:.1f}"
+        print(
+            f"step {self.last_step:,}/{self.total_steps:,} ({percent:.0f}%), {fps:,.0f} steps/s, {evaluation}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.plain_time, self.plain_step = now, self.last_step
+
     def close(self) -> None:
+        if self.plain and self.last_step > self.plain_step:
+            self.plain_line()  # where the run stopped, for a log read afterwards
         if self.bar is not None:
             self.bar.close()
         self.writer.flush()
@@ -167,3 +207,21 @@ class MemoryLogger:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def final_evaluation(run_dir: Path) -> tuple[int, float] | None:
+    """``(step, eval/mean_reward)`` of the last evaluation in ``run_dir/metrics.jsonl``, None when the
+    run has none (the end-of-run summary of ``train.py``)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    found = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        value = row.get("eval/mean_reward") if isinstance(row, dict) else None
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            found = (int(row.get("step", 0)), float(value))
+    return found

@@ -106,6 +106,8 @@ class SquashedGaussianActor(nn.Module):
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], act: str = "relu"):
         super().__init__()
+        if not hidden:  # the head reads the last hidden layer
+            raise ValueError("SquashedGaussianActor needs at least one hidden layer width, e.g. (256, 256)")
         self.trunk = mlp(obs_dim, hidden[:-1], hidden[-1], act) if len(hidden) > 1 else nn.Linear(obs_dim, hidden[-1])
         self.trunk_act = activation(act)
         self.head = nn.Linear(hidden[-1], 2 * action_dim)  # mean and log-std in one matmul

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from agents.core.buffers import TransitionBuffer
-from agents.core.checkpoint import Checkpointer, CheckpointError, load_checkpoint
+from agents.core.checkpoint import Checkpointer, CheckpointError
 from agents.core.collect import Collector
-from agents.core.config import ConfigError, RunConfig, from_dict, to_dict
+from agents.core.config import ConfigError, RunConfig, error_reason, from_dict, to_dict
 from agents.core.evaluation import run_episodes, summarize
 from agents.core.family import Family
 from agents.core.logger import Logger
@@ -198,7 +198,9 @@ def make_transition_buffer(cfg, fields: dict, device, seed_offset: int = 0) -> T
     return TransitionBuffer(fields, capacity, device=device, seed=cfg.seed + seed_offset, sampler=sampler)
 
 
-def train(family: Family, config: RunConfig, run_dir: Path, *, resume: bool = False, logger_factory=None) -> Path:
+def train(
+    family: Family, config: RunConfig, run_dir: Path, *, resume: bool | Path = False, logger_factory=None
+) -> Path:
     """Run (or resume) ``config`` in ``run_dir`` with ``family``'s session and loop. Returns ``run_dir``.
 
     The one place that writes a run directory. A resumed run is built and restored from its checkpoint
@@ -212,11 +214,9 @@ def train(family: Family, config: RunConfig, run_dir: Path, *, resume: bool = Fa
     run_dir = Path(run_dir)
     checkpointer = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
     checkpoint, checkpoint_path = None, None
-    if resume:
-        checkpoint_path = checkpointer.latest()
-        if checkpoint_path is None:
-            raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint to resume from")
-        checkpoint = load_checkpoint(checkpoint_path, map_location=device)
+    if resume:  # True: the newest usable checkpoint; a path: that file (train.py --resume RUN/checkpoints/F)
+        chosen = Path(resume) if isinstance(resume, (str, Path)) else None
+        checkpoint_path, checkpoint = checkpointer.load(chosen, map_location=device)
     seed_everything(cfg.seed)
     session = (family.build_session or off_policy_session(family))(config, device)
     try:
@@ -224,7 +224,7 @@ def train(family: Family, config: RunConfig, run_dir: Path, *, resume: bool = Fa
             try:
                 restore_session(session, checkpoint)
             except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                reason = error_reason(e)
                 raise CheckpointError(f"{checkpoint_path}: does not match this run's config ({reason})") from None
         # Built and checked: only now does the run directory change.
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -294,10 +294,7 @@ def load_run(family: Family, run_dir: Path, checkpoint: Path | None = None, devi
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    path = Path(checkpoint) if checkpoint else Checkpointer(run_dir).latest()
-    if path is None:
-        raise CheckpointError(f"{run_dir / 'checkpoints'}: no checkpoint in this run directory")
-    data = load_checkpoint(path, map_location=device)
+    path, data = Checkpointer(run_dir).load(checkpoint, map_location=device)  # a chosen file must load
     probe = make_vec_env(
         config.env.id, 1, device=device, seed=0, options=config.env.options, wrappers=config.env.wrappers
     )
@@ -311,6 +308,6 @@ def load_run(family: Family, run_dir: Path, checkpoint: Path | None = None, devi
     try:
         agent.load_state_dict(data["agent"])
     except (KeyError, RuntimeError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0]
+        reason = error_reason(e)
         raise CheckpointError(f"{path}: does not fit the agent of {run_dir / CONFIG_FILE} ({reason})") from None
     return LoadedRun(config, agent, obs_spec, action_spec, int(data["step"]), device, path, center, scale, family)

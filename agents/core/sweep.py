@@ -67,7 +67,14 @@ from pathlib import Path
 from typing import Any
 
 from agents.core.checkpoint import write_atomic
-from agents.core.config import ConfigError, apply_overrides, flat_fields, to_dict
+from agents.core.config import (
+    ConfigError,
+    apply_overrides,
+    command_line_parser,
+    error_reason,
+    flat_fields,
+    to_dict,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = "manifest.json"
@@ -600,8 +607,7 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, connect_timeou
         try:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as e:
-            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"cannot connect to Ray at {address}: {reason}") from None
+            raise ConfigError(f"cannot connect to Ray at {address}: {error_reason(e)}") from None
         return ray, tune, False
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     ray.init(
@@ -765,6 +771,7 @@ def run_sweep(
         if item.split("=", 1)[0].strip().rsplit(".", 1)[-1] == "seed":
             raise ConfigError(f"override {item!r}: give seeds with --seeds")
     points = parse_grid(grid, base)
+    created = next((p for p in reversed([sweep_dir, *sweep_dir.parents]) if not p.exists()), None)
     manifest = open_sweep(sweep_dir, preset, overrides, plan_trials(seeds, points))
     manifest.extra.setdefault("created", time.strftime("%Y-%m-%d %H:%M:%S"))
     manifest.save()
@@ -774,16 +781,21 @@ def run_sweep(
     if not todo:
         return manifest
     if ray or ray_address:
-        run_ray(
-            manifest,
-            todo,
-            address=ray_address,
-            cpus_per_trial=cpus_per_trial,
-            gpus_per_trial=gpus_per_trial,
-            threads=threads,
-            connect_timeout_s=connect_timeout_s,
-            progress=progress,
-        )
+        try:
+            run_ray(
+                manifest,
+                todo,
+                address=ray_address,
+                cpus_per_trial=cpus_per_trial,
+                gpus_per_trial=gpus_per_trial,
+                threads=threads,
+                connect_timeout_s=connect_timeout_s,
+                progress=progress,
+            )
+        except ConfigError:  # refused before any trial started (no Ray at the address): leave nothing
+            if created is not None:
+                shutil.rmtree(created, ignore_errors=True)
+            raise
     else:
         cores = available_cores()
         parallel = max(1, min(parallel or cores, len(todo)))
@@ -894,11 +906,12 @@ def run_search(
     if sweep_dir.exists() and any(sweep_dir.iterdir()):
         raise ConfigError(f"{sweep_dir} is not empty; a search needs a new --sweep-dir")
     sweep_dir = sweep_dir.resolve()
+    # Ray first: a dead address is refused before anything is written
+    ray, tune, started = init_ray(ray_address, num_cpus=None, connect_timeout_s=connect_timeout_s)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(sweep_dir, preset, list(overrides), [], kind="search", extra={"space": space})
     manifest.save()
 
-    ray, tune, started = init_ray(ray_address, num_cpus=None, connect_timeout_s=connect_timeout_s)
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
@@ -968,7 +981,7 @@ def run_search(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = command_line_parser(
         prog="python -m agents.core.sweep",
         description="Run a preset for several seeds and grid points, or search its hyperparameters.",
     )
