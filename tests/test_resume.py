@@ -107,3 +107,27 @@ def test_resume_from_a_chosen_checkpoint_and_past_a_corrupted_newest(tmp_path, t
     train(config, run, resume=True)  # from step 200, with a warning naming the step-300 file
     assert f"warning: {files[-1]}: checksum mismatch" in capsys.readouterr().err
     assert all(torch.equal(v, final_state(run)["agent"]["actor"][k]) for k, v in expected.items())
+
+
+def snapshot(run_dir) -> dict[str, bytes]:
+    """Every file of a run directory with its bytes."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["agent.hidden=[32,32]", "env.id=CartPole-v1", "env.id=MountainCarContinuous-v0"],
+)
+def test_a_resume_that_does_not_fit_leaves_the_run_directory_byte_for_byte(tmp_path, tiny_sac_overrides, override):
+    """The runner builds and restores before it writes: config.json, metrics and checkpoints stay as they were,
+    and a plain --resume afterwards still works."""
+    import train as train_cli
+
+    run_dir = tmp_path / "run"
+    config = apply_overrides(get_preset("sac"), [*tiny_sac_overrides, "total_steps=200", "checkpoint_every=100"])
+    train(config, run_dir)
+    before = snapshot(run_dir)
+    assert train_cli.main(["--resume", str(run_dir), override]) == 2
+    assert snapshot(run_dir) == before
+    assert train_cli.main(["--resume", str(run_dir), "total_steps=300"]) == 0
+    assert load_checkpoint(Checkpointer(run_dir).latest())["step"] == 300
