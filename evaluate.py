@@ -30,13 +30,13 @@ from pathlib import Path
 def all_conditions() -> list[type]:
     """The generic evaluation conditions and every registered family's own."""
     from agents import families
-    from agents.core.conditions import conditions
+    from agents.robustness.catalog import conditions
 
     return conditions([c for family in families() for c in family.conditions])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    from agents.core.config import command_line_parser
+    from agents.engine.config import command_line_parser
 
     parser = command_line_parser(
         prog="evaluate.py",
@@ -64,7 +64,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--compare":  # aggregate many runs / sweeps (IQM, intervals, profiles, curves)
-        from agents.core.aggregate import main as aggregate_main
+        from agents.experiments.aggregate import main as aggregate_main
 
         return aggregate_main(argv[1:])
     args = parse_args(argv)
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_headless_gl()  # before mujoco is imported: headless rendering for --video
 
     from agents import load_run
-    from agents.core.checkpoint import CheckpointError
-    from agents.core.conditions import Context
-    from agents.core.config import ConfigError
+    from agents.engine.checkpoint import CheckpointError
+    from agents.engine.config import ConfigError
+    from agents.robustness.context import Context
     from envs import EnvError
 
     try:

@@ -60,7 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--seeds",
         metavar="RANGE",
         help="run a sweep: one trial per seed (0-4 or 0,2,5); with --grid, --ray, --search and their options "
-        "(python -m agents.core.sweep --help lists them all)",
+        "(python -m agents.experiments.sweep --help lists them all)",
     )
     parser.add_argument(
         "--run-dir", metavar="DIR", help="where to write the run (default: runs/<algo>_<env>_seed<k>_<time>)"
@@ -84,7 +84,7 @@ def _remove_unstarted(run_dir: Path | None, created: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if any(arg.split("=", 1)[0] in SWEEP_FLAGS for arg in argv):  # many runs: the sweep runner
-        from agents.core.sweep import main as sweep_main
+        from agents.experiments.sweep import main as sweep_main
 
         return sweep_main(argv)
     args = parse_args(argv)
@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from agents import all_presets, get_preset
     from agents import run_training as train
-    from agents.core.agent import NonFiniteLossError
-    from agents.core.checkpoint import CheckpointError, resume_target
-    from agents.core.config import ConfigError, apply_overrides, describe
-    from agents.core.run import default_run_dir, read_config, read_config_file
+    from agents.engine.agent import NonFiniteLossError
+    from agents.engine.checkpoint import CheckpointError, resume_target
+    from agents.engine.config import ConfigError, apply_overrides, describe
+    from agents.engine.run import default_run_dir, read_config, read_config_file
     from envs import EnvError
 
     try:
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; resume with: python train.py --resume " + str(run_dir), file=sys.stderr)
         return 130
 
-    from agents.core.logger import final_evaluation
+    from agents.engine.logger import final_evaluation
 
     print(f"\nDone. Run directory: {run_dir}")
     final = final_evaluation(run_dir)

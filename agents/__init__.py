@@ -1,103 +1,32 @@
-"""regula's agents: the algorithm registry, every named preset, and the Python API.
+"""regula's agents: the registry's calls, every named preset, and the Python API.
 
 The Python API (:mod:`agents.api`, imported on first use): ``agents.train(preset, overrides)`` ->
 run directory, ``agents.load_policy(run_dir)`` -> :class:`agents.api.Policy` with SB3-style
 ``predict``, ``agents.evaluate(policy, env_id, episodes)`` -> the evaluation summary.
 
-Each family module defines one ``FAMILY`` (:class:`agents.core.family.Family`: its presets, how to
-build its agent and session, its loop, its evaluation hooks); :data:`ALGORITHMS` maps algorithm names
-to those modules. Nothing else is looked up on a module. Modules are imported on first use so that
-``--help`` stays fast and one family's optional dependency does not break another.
+The registry (:mod:`agents.registry`): ``get_preset``, ``all_presets``, ``family_of``, ``families``,
+``run_training(config, run_dir)`` and ``load_run(run_dir)``, re-exported here.
 
-``run_training(config, run_dir)`` and ``load_run(run_dir)`` resolve the run's family and call the
-runner (:mod:`agents.core.run`), which never reads the registry itself.
+The packages are rooms, each importing only the ones below it (``tests/test_architecture.py`` keeps it
+so): ``agents.engine`` (the shared engine), ``agents.robustness`` (perturbations, attacks, evaluation
+conditions), the families (``sac``, ``dqn``, ``erc``, ``maddpg``, ``qarl``, ``marl``, ``prompt``), the
+registry, ``agents.experiments`` (sweeps, search, aggregation), and this facade with the API.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-from types import ModuleType
-
-from agents.core.config import ConfigError, RunConfig
-from agents.core.family import Family
+from agents.registry import (
+    ALGORITHMS,
+    algorithm_module,
+    all_presets,
+    families,
+    family_of,
+    get_preset,
+    load_run,
+    run_training,
+)
 
 __version__ = "0.1.0"
-
-# algorithm name -> module that implements it (several names may share a module).
-ALGORITHMS: dict[str, str] = {
-    "sac": "agents.sac",
-    "dqn": "agents.dqn",
-    "erc": "agents.erc",
-    "erc-dqn": "agents.erc",
-    "vdn": "agents.marl",
-    "qmix": "agents.marl",
-    "ddn": "agents.marl",
-    "dmix": "agents.marl",
-    "roe": "agents.marl",
-    "qarl": "agents.qarl",
-    "rarl": "agents.qarl",
-    "sac-adv0": "agents.qarl",
-    "maddpg": "agents.maddpg",
-    "ernie": "agents.maddpg",
-    "pin": "agents.prompt",
-    "rlprompt": "agents.prompt",
-}
-
-
-def algorithm_module(name: str) -> ModuleType:
-    """The module implementing algorithm ``name``; ConfigError naming the closest on a typo."""
-    if name not in ALGORITHMS:
-        close = difflib.get_close_matches(name, list(ALGORITHMS), n=3, cutoff=0.4)
-        raise ConfigError(f"unknown algorithm {name!r}; closest: {', '.join(close) or ', '.join(sorted(ALGORITHMS))}")
-    return importlib.import_module(ALGORITHMS[name])
-
-
-def family_of(name: str) -> Family:
-    """The :class:`Family` of algorithm ``name``; ConfigError naming the closest on a typo."""
-    return algorithm_module(name).FAMILY
-
-
-def families() -> list[Family]:
-    """Every registered family, once each, in registry order."""
-    return [importlib.import_module(module).FAMILY for module in dict.fromkeys(ALGORITHMS.values())]
-
-
-def all_presets() -> dict[str, RunConfig]:
-    """Every preset of every registered algorithm, by name."""
-    out: dict[str, RunConfig] = {}
-    for family in families():
-        out.update(family.presets)
-    return dict(sorted(out.items()))
-
-
-def run_training(config: RunConfig, run_dir, *, resume=False, logger_factory=None):
-    """Train (or resume) ``config`` in ``run_dir`` with its family, through the one runner (``resume``:
-    True for the newest usable checkpoint, or the path of a chosen checkpoint file)."""
-    from agents.core.run import train
-
-    return train(family_of(config.algo), config, run_dir, resume=resume, logger_factory=logger_factory)
-
-
-def load_run(run_dir, checkpoint=None, device: str = "cpu"):
-    """The trained agent of ``run_dir`` (:class:`agents.core.run.LoadedRun`), with its family."""
-    from pathlib import Path
-
-    from agents.core.run import load_run as load
-    from agents.core.run import read_config
-
-    return load(family_of(read_config(Path(run_dir)).algo), run_dir, checkpoint, device)
-
-
-def get_preset(name: str) -> RunConfig:
-    """The preset ``name``; ConfigError naming the closest valid presets otherwise."""
-    presets = all_presets()
-    if name not in presets:
-        close = difflib.get_close_matches(name, list(presets), n=3, cutoff=0.4)
-        hint = ", ".join(close) if close else "run train.py --list"
-        raise ConfigError(f"unknown preset {name!r}; closest: {hint}")
-    return presets[name]
-
 
 _API = ("Policy", "load_policy", "train", "evaluate")
 
@@ -109,3 +38,19 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     raise AttributeError(f"module 'agents' has no attribute {name!r}")
+
+
+__all__ = [
+    "ALGORITHMS",
+    "Policy",
+    "algorithm_module",
+    "all_presets",
+    "evaluate",
+    "families",
+    "family_of",
+    "get_preset",
+    "load_policy",
+    "load_run",
+    "run_training",
+    "train",
+]

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.core.run import LoadedRun
+from agents.engine.run import LoadedRun
 
 
 class Policy:
@@ -91,7 +91,7 @@ def _reset_rows(state: Any, start: torch.Tensor) -> Any:
 
 def load_policy(path: str | Path, device: str = "cpu") -> Policy:
     """The policy of a run directory (its newest checkpoint) or of a checkpoint file inside one."""
-    from agents import load_run
+    from agents.registry import load_run
 
     path = Path(path)
     if path.is_file():  # RUN_DIR/checkpoints/step_N.pt
@@ -111,10 +111,10 @@ def train(
     With ``resume=True`` the run in ``run_dir`` continues from its newest checkpoint (overrides such
     as a larger ``total_steps`` apply on top of its config.json). Bad input raises ConfigError.
     """
-    from agents import get_preset
-    from agents import run_training as train_run
-    from agents.core.config import ConfigError, apply_overrides
-    from agents.core.run import default_run_dir, read_config
+    from agents.engine.config import ConfigError, apply_overrides
+    from agents.engine.run import default_run_dir, read_config
+    from agents.registry import get_preset
+    from agents.registry import run_training as train_run
 
     if resume:
         if run_dir is None:
@@ -146,7 +146,7 @@ def evaluate(
     ``evaluate.py`` reports for the same seed: env ``i`` of ``num_envs`` (default ``min(10, episodes)``)
     starts from ``reset(seed + i)``.
     """
-    from agents.core.evaluation import episode_returns, evaluation_discount, summarize
+    from agents.engine.evaluation import episode_returns, evaluation_discount, summarize
 
     config = policy.config
     if env_id is not None and env_id != config.env.id:

@@ -37,13 +37,13 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from agents.core.config import AgentConfig, EnvConfig, RunConfig, doc
-from agents.core.evaluation import q_estimation_bias
-from agents.core.family import Family
-from agents.core.loops import TD_ERROR, OffPolicyConfig
-from agents.core.losses import hard_update, polyak_update, td_target
-from agents.core.nets import ACTIVATIONS, mlp
-from agents.core.schedules import Linear
+from agents.engine.config import AgentConfig, EnvConfig, RunConfig, doc
+from agents.engine.evaluation import q_estimation_bias
+from agents.engine.family import Family
+from agents.engine.loops import TD_ERROR, OffPolicyConfig
+from agents.engine.losses import hard_update, polyak_update, td_target
+from agents.engine.nets import ACTIVATIONS, mlp
+from agents.engine.schedules import Linear
 from envs.base import DiscreteSpec
 
 

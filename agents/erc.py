@@ -22,7 +22,7 @@ over critics), ``train/td_mean``, ``train/td_std``, ``train/erc_regularizer`` (s
 and every ``diagnostics_every`` updates ``train/erc_grad_ratio`` = ||grad_theta R|| / ||grad_theta TD||
 over all critic parameters (two extra backward passes; skipped under SAC's ``compile``). At each
 evaluation ``eval/q_bias`` and ``eval/q_bias_std``: (Q - G) / |mean G| against Monte-Carlo soft
-returns G of the stochastic policy (agents/core/evaluation.py).
+returns G of the stochastic policy (agents/engine/evaluation.py).
 
 Deviations from the reference: SAC's critic loss carries a factor 1/2, so the SAC variant minimizes
 1/2 sum_k [mean e + R_k], half the reference's loss: same minimizer, and Adam's steps are invariant
@@ -38,10 +38,10 @@ from dataclasses import dataclass
 import torch
 
 from agents import dqn
-from agents.core.config import EnvConfig, RunConfig, doc
-from agents.core.evaluation import q_estimation_bias
-from agents.core.family import Family
-from agents.core.loops import OffPolicyConfig
+from agents.engine.config import EnvConfig, RunConfig, doc
+from agents.engine.evaluation import q_estimation_bias
+from agents.engine.family import Family
+from agents.engine.loops import OffPolicyConfig
 from agents.sac import SAC, SACConfig
 from envs.dmc import DMC_TASKS
 

@@ -14,20 +14,21 @@ Critic k sees everything: Q_k(o, a) with o = (o_1..o_n) ``[n D]`` and a = (a_1..
     L_mu     = sum_k [ -mean_b Q_k(o, a_1..mu_k(o_k)..a_n) + lambda R_k ]                  only slot k is mu_k's
     R_k      = mean_b max_{||delta|| <= eps} ||mu_k(o_k + delta) - mu_k(o_k)||^2          ERNIE (lambda > 0)
 
-R_k is :func:`agents.core.robust.ernie_penalty` (K steps of projected gradient ascent; Stackelberg form by default:
+R_k is :func:`agents.robustness.robust.ernie_penalty` (K steps of projected gradient ascent; Stackelberg form by
+default:
 the actor descends the total derivative through the K ascent steps). ERNIE-A (optional, ``ernie_a_weight``) adds
 lambda_A mean_b (Q_k(o, a) - Q_k(o, a'))^2 to the critic loss, a' the worst joint action with ``ernie_a_budget``
-agents' actions changed (:func:`agents.core.robust.continuous_ernie_a_penalty`). The mean-field form (optional,
+agents' actions changed (:func:`agents.robustness.robust.continuous_ernie_a_penalty`). The mean-field form (optional,
 ``ernie_mean_field``) moves only the atoms of the observation that describe the other agents, inside a
-1-Wasserstein ball (:func:`agents.core.robust.mean_field_penalty`). Weight 0 never calls a penalty (the
+1-Wasserstein ball (:func:`agents.robustness.robust.mean_field_penalty`). Weight 0 never calls a penalty (the
 attacks draw random numbers), so ``maddpg/...`` and ``ernie`` with weight 0 are the same run bit for bit.
 
-The n actors and the n critics are each one batched network (:class:`~agents.core.nets.EnsembleLinear`, one
+The n actors and the n critics are each one batched network (:class:`~agents.engine.nets.EnsembleLinear`, one
 ``baddbmm`` per layer for all agents); ``shared_parameters`` uses one member for every agent, with the agent's one-hot
 id appended to its inputs. Gradient norms are clipped per agent (each agent's own network, as in the reference where
 every agent has its own optimizer); the actor step differentiates only the actors (``backward(inputs=...)``).
 
-Trained by the shared off-policy loop (``agents.core.loops.off_policy``) from the transition buffer: one
+Trained by the shared off-policy loop (``agents.engine.loops.off_policy``) from the transition buffer: one
 ``update`` = one critic step and one actor step of every agent, then the Polyak step.
 
 Deviations from the reference:
@@ -40,7 +41,7 @@ Deviations from the reference:
 * The first ``warmup_steps`` transitions use uniform random actions (the shared loop's warm-up); the reference acts
   with its noisy policy from the start and updates once the buffer holds a batch.
 * ERNIE's penalty is a per-sample mean in an explicit l2 ball, not the public code's batch Frobenius norm of raw
-  gradient steps (see agents/core/robust.py); the penalty is applied to the networks that act (each actor).
+  gradient steps (see agents/robustness/robust.py); the penalty is applied to the networks that act (each actor).
 """
 
 from __future__ import annotations
@@ -53,12 +54,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.core.config import AgentConfig, ConfigError, EnvConfig, RunConfig, doc
-from agents.core.family import Family
-from agents.core.loops import OffPolicyConfig
-from agents.core.losses import polyak_update, td_target
-from agents.core.nets import ACTIVATIONS, EnsembleLinear, activation
-from agents.core.robust import FORMS, SCALES, continuous_ernie_a_penalty, ernie_penalty, mean_field_penalty
+from agents.engine.config import AgentConfig, ConfigError, EnvConfig, RunConfig, doc
+from agents.engine.family import Family
+from agents.engine.loops import OffPolicyConfig
+from agents.engine.losses import polyak_update, td_target
+from agents.engine.nets import ACTIVATIONS, EnsembleLinear, activation
+from agents.robustness.robust import FORMS, SCALES, continuous_ernie_a_penalty, ernie_penalty, mean_field_penalty
 from envs.base import BoxSpec
 
 
@@ -297,7 +298,7 @@ class MADDPG:
     def mean_field_penalty(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ERNIE against the worst mean field: obs ``[n, B, D]``; the slice ``start : start + M w`` of each row is
         the empirical distribution of M atoms of width w (the other agents' relative positions), moved inside
-        {(1/M) sum_i ||delta_i||_2 <= eps} (:func:`agents.core.robust.mean_field_penalty`); the rest of the
+        {(1/M) sum_i ||delta_i||_2 <= eps} (:func:`agents.robustness.robust.mean_field_penalty`); the rest of the
         observation is not perturbed. Returns ``(penalty [], delta [n, B, M, w])``."""
         cfg = self.config
         start, atoms, width = cfg.ernie_mean_field

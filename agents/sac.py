@@ -9,7 +9,7 @@ the version with a learned temperature. For a batch (s, a, r, s', d):
     L_alpha  = -mean_b [ log alpha (log pi(a~|s) + H_target) ]
     Qbar    <- (1 - polyak) Qbar + polyak Q
 
-The K critics are one :class:`~agents.core.nets.QEnsemble` (one batched kernel per layer). The
+The K critics are one :class:`~agents.engine.nets.QEnsemble` (one batched kernel per layer). The
 actor step differentiates only with respect to the actor's parameters (``backward(inputs=...)``),
 so no critic weight gradients are computed and then thrown away. ``policy_delay`` k runs the actor
 and temperature step every k critic steps, ``target_every`` the Polyak step (TD3/ERC cadence).
@@ -36,11 +36,11 @@ from typing import Any
 
 import torch
 
-from agents.core.config import AgentConfig, EnvConfig, RunConfig, check_finite, doc
-from agents.core.family import Family
-from agents.core.loops import TD_ERROR, OffPolicyConfig
-from agents.core.losses import polyak_update, td_target
-from agents.core.nets import ACTIVATIONS, QEnsemble, SquashedGaussianActor
+from agents.engine.config import AgentConfig, EnvConfig, RunConfig, check_finite, doc
+from agents.engine.family import Family
+from agents.engine.loops import TD_ERROR, OffPolicyConfig
+from agents.engine.losses import polyak_update, td_target
+from agents.engine.nets import ACTIVATIONS, QEnsemble, SquashedGaussianActor
 from envs.base import BoxSpec
 
 TEMPERATURES = ("learned", "fixed", "per-sample")  # SACConfig.temperature: where alpha comes from

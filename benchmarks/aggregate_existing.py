@@ -2,7 +2,7 @@
 
 The earlier benchmark scripts each computed their own mean +- std and t-intervals. This script reads
 their raw per-seed results (``benchmarks/results/*.json``: evaluation curves or final scores per seed)
-and feeds them to :func:`agents.core.aggregate.aggregate_runs`, the code behind ``evaluate.py
+and feeds them to :func:`agents.experiments.aggregate.aggregate_runs`, the code behind ``evaluate.py
 --compare``: IQM with 95% stratified-bootstrap intervals per task, probability of improvement between
 the methods, performance profiles and learning curves with interval bands. One report per benchmark
 goes to ``benchmarks/results/aggregate/<name>/`` (summary.md, summary.json, PNGs); ``--doc`` prints
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.core.aggregate import RunRecord, aggregate_runs, curve_record  # noqa: E402
+from agents.experiments.aggregate import RunRecord, aggregate_runs, curve_record  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -84,7 +84,7 @@ def one_run(job: tuple) -> str:
     torch.set_num_threads(1)
     from agents import get_preset
     from agents import run_training as train
-    from agents.core.config import apply_overrides
+    from agents.engine.config import apply_overrides
 
     runs, suite, arm, seed, extra = job
     spec = SUITES[suite]
@@ -109,7 +109,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarize_suite(runs: Path, suite: str, figures: Path) -> dict:
-    from agents.core.plots import curves
+    from agents.robustness.plots import curves
 
     spec = SUITES[suite]
     out: dict = {"title": spec["title"], "presets": spec["arms"], "overrides": spec["overrides"], "arms": {}}

@@ -49,7 +49,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from anywhere without installing
 
-from agents.core.aggregate import _figure, latest_report, read_sweep, report_measures, t_interval  # noqa: E402
+from agents.experiments.aggregate import _figure, latest_report, read_sweep, report_measures, t_interval  # noqa: E402
 
 ARMS = {"0": "MADDPG", "0.2": "ERNIE λ=0.2", "1": "ERNIE λ=1"}  # agent.ernie_weight -> label
 SIGMAS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)

@@ -69,7 +69,7 @@ Deviations from the reference (what cannot be matched without rewriting regula's
 
 MADDPG (``--algorithm maddpg``, results to ``benchmarks/results/marl_benchmarl_maddpg.json``): regula's
 off-policy MADDPG (``agents/maddpg.py``, preset ``maddpg/vmas-navigation``) trained by the suite's own
-off-policy entry point (``agents.core.run.train``, the runner ``train.py`` reaches for a
+off-policy entry point (``agents.engine.run.train``, the runner ``train.py`` reaches for a
 ``maddpg`` run) against BenchMARL's ``MaddpgConfig.get_from_yaml()``; the same rounds, medians, ratio
 and split as above. The timed region is the loop itself (``Experiment.run()`` / the ``off_policy`` loop
 that the runner drives), after envs, networks, replay buffer and evaluator are built::
@@ -263,7 +263,7 @@ def maddpg_settings(args: argparse.Namespace) -> dict[str, Any]:
     come out as U.
     """
     sys.path.insert(0, str(ROOT))
-    from agents.core.loops import UpdateCredit
+    from agents.engine.loops import UpdateCredit
 
     if args.regula_agent != "mlp":
         raise SystemExit("--regula-agent is a QMIX option (regula's MADDPG networks are MLPs)")
@@ -291,7 +291,7 @@ def maddpg_settings(args: argparse.Namespace) -> dict[str, Any]:
         "exploration_sigma": [0.8, 0.01, args.frames // 3],
         "regula": {
             "preset": "maddpg/vmas-navigation",
-            "entry_point": "agents.core.run.train (the runner; timed: its off_policy loop)",
+            "entry_point": "agents.engine.run.train (the runner; timed: its off_policy loop)",
             "warmup_steps": warmup,
             "warmup_actions": "uniform random (no actor pass)",
             "updates_per_step": ratio,
@@ -420,7 +420,7 @@ def run_regula_qmix(s: dict[str, Any]) -> dict[str, Any]:
     """regula's QMIX on ``vmas:navigation`` (discrete actions), timed around ``train_episodic``."""
     import dataclasses
 
-    from agents.core.config import EnvConfig, RunConfig
+    from agents.engine.config import EnvConfig, RunConfig
     from agents.marl import ALGORITHM_CONFIGS, EpisodicConfig, build, make_envs, train_episodic
 
     r = s["regula"]
@@ -472,7 +472,7 @@ def run_regula_qmix(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_regula_maddpg(s: dict[str, Any]) -> dict[str, Any]:
-    """regula's MADDPG on continuous ``vmas:navigation`` through the runner ``agents.core.run.train``.
+    """regula's MADDPG on continuous ``vmas:navigation`` through the runner ``agents.engine.run.train``.
 
     The entry point builds env, agent, replay buffer, collector and evaluator, then hands the session to
     its ``off_policy`` loop; the timed region is that loop call (patched in this worker process only with
@@ -482,10 +482,10 @@ def run_regula_maddpg(s: dict[str, Any]) -> dict[str, Any]:
     import shutil
 
     from agents import maddpg
-    from agents.core import run as core_run
-    from agents.core.config import RunConfig
-    from agents.core.family import Family
-    from agents.core.loops import OffPolicyConfig, off_policy
+    from agents.engine import run as core_run
+    from agents.engine.config import RunConfig
+    from agents.engine.family import Family
+    from agents.engine.loops import OffPolicyConfig, off_policy
 
     r = s["regula"]
     preset = maddpg.PRESETS[r["preset"]]

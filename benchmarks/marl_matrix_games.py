@@ -39,7 +39,7 @@ ABLATIONS = {
 
 def run_config(game: str, mixer: str, variant: str, seed: int, payoff: str | None, total_steps: int | None):
     """The RunConfig of one cell, built from the presets plus command-line style overrides."""
-    from agents.core.config import apply_overrides
+    from agents.engine.config import apply_overrides
     from agents.marl import PRESETS
 
     base = "wqmix" if game == "custom" else game

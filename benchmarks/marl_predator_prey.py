@@ -52,7 +52,7 @@ def one_run(job: tuple) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from agents.core.config import apply_overrides
+    from agents.engine.config import apply_overrides
     from agents.marl import PRESETS, train_config
 
     variant, task, seed, steps, extra, out = job
@@ -85,7 +85,7 @@ def summarize(pattern: str, markdown: Path, figure: Path, title: str, digits: in
     import math
     import statistics
 
-    from agents.core.plots import curves
+    from agents.robustness.plots import curves
 
     runs: dict[str, dict[int, list]] = {}
     for path in sorted(Path().glob(pattern)):

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 def steps_per_second(num_envs: int, repeats: int, preset: str) -> float:
     from agents import get_preset
-    from agents.core.episodes import EpisodeCollector
+    from agents.engine.episodes import EpisodeCollector
     from agents.marl import build
     from envs.multiagent import make_marl_env
 

@@ -2,7 +2,7 @@
 """Cost of prioritized experience replay against uniform sampling, on CPU, at a million rows.
 
 Prioritized replay: Schaul et al., "Prioritized Experience Replay", ICLR 2016 (arXiv:1511.05952);
-the sampler is :class:`agents.core.prioritized.PrioritizedSampler`. One full buffer of
+the sampler is :class:`agents.engine.prioritized.PrioritizedSampler`. One full buffer of
 ``--capacity`` rows with a MuJoCo-sized field spec (obs 17 floats, action 6, reward, next_obs,
 terminated) is sampled uniformly and, sharing the same storage tensors, through the sampler whose
 priorities were set from random TD errors. Timed per call, batch ``--batch``:
@@ -39,8 +39,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-from agents.core.buffers import TransitionBuffer  # noqa: E402
-from agents.core.prioritized import PrioritizedConfig, PrioritizedSampler  # noqa: E402
+from agents.engine.buffers import TransitionBuffer  # noqa: E402
+from agents.engine.prioritized import PrioritizedConfig, PrioritizedSampler  # noqa: E402
 
 FIELDS = {
     "obs": ((17,), torch.float32),

@@ -120,7 +120,7 @@ def random_prompts(count: int, seed: int, task: str, device: str = "cpu", extra:
     import torch
 
     from agents import get_preset
-    from agents.core.config import apply_overrides
+    from agents.engine.config import apply_overrides
     from agents.prompt import make_envs
     from envs.prompt_env import evaluate_prompt
 

@@ -4,7 +4,7 @@
 Paper: Reddi, Tölle, Peters, Chalvatzaki, D'Eramo, "Robust Adversarial Reinforcement Learning via
 Bounded Rationality Curricula", ICLR 2024 (arXiv:2311.01642); RARL: Pinto et al., ICML 2017
 (arXiv:1703.02702). The methods are the suite's presets ``qarl/<task>``, ``rarl/<task>`` and
-``sac-adv0/<task>`` (agents/qarl.py), for ``--task inverted-pendulum`` (tier 1, InvertedPendulum-v5,
+``sac-adv0/<task>`` (agents/qarl/), for ``--task inverted-pendulum`` (tier 1, InvertedPendulum-v5,
 the default) or ``--task hopper`` (tier 2, Hopper-v5).
 
 The plan, as one resumable job graph run by at most ``--workers`` processes:
@@ -75,7 +75,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from anywhere without installing
 
-from agents.core.aggregate import t_interval  # noqa: E402
+from agents.experiments.aggregate import t_interval  # noqa: E402
 
 METHODS = ("sac", "rarl", "qarl")
 CUT_BAND = (0.30, 0.60)  # the fraction of nominal return the calibrating adversary should remove
@@ -256,7 +256,7 @@ def _threads() -> None:
 def job_train(spec: dict) -> dict:
     """Train (or resume, or find finished) one run directory; returns its path and final step."""
     import agents
-    from agents.core.checkpoint import Checkpointer
+    from agents.engine.checkpoint import Checkpointer
 
     _threads()
     run_dir = Path(spec["run_dir"])
@@ -273,9 +273,9 @@ def job_train(spec: dict) -> dict:
 
 
 def _nominal(run, episodes: int, explore: bool, wrappers=()) -> dict:
-    """``evaluate.py``'s nominal score (:meth:`agents.core.conditions.Context.score`: the suite's summary,
+    """``evaluate.py``'s nominal score (:meth:`agents.robustness.context.Context.score`: the suite's summary,
     with the discounted return at the protagonist's gamma) on the benchmark's episode seed."""
-    from agents.core.conditions import Context
+    from agents.robustness.context import Context
 
     context = Context(run, episodes, EVAL_SEED, explore, num_envs=10, out_dir=Path(run.checkpoint).parent)
     return context.score(wrappers)
@@ -284,7 +284,7 @@ def _nominal(run, episodes: int, explore: bool, wrappers=()) -> dict:
 def job_calibrate(spec: dict) -> dict:
     """A fresh adversary at force ``F`` against the frozen calibration protagonist; the return it removes."""
     from agents import load_run
-    from agents.core.evaluation import evaluation_discount
+    from agents.engine.evaluation import evaluation_discount
     from agents.qarl import score_against, train_fresh_adversary
 
     _threads()
@@ -311,7 +311,7 @@ def job_evaluate(spec: dict) -> dict:
     evaluation restarts after its last finished stage instead of from the beginning.
     """
     from agents import load_run
-    from agents.core.evaluation import evaluation_discount
+    from agents.engine.evaluation import evaluation_discount
     from agents.qarl import score_against, train_fresh_adversary
 
     _threads()
@@ -725,7 +725,7 @@ def summarize(args) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from agents.core.plots import heatmap
+    from agents.robustness.plots import heatmap
 
     if not Path(args.results).exists():
         raise SystemExit(f"no results at {args.results}: run the plan first (same --task, --tag, --results)")

@@ -37,9 +37,9 @@ RUNS = Path("benchmarks/runs/sac_learning")
 def regula_run(env_id: str, seed: int, args) -> list[tuple[int, float]]:
     from agents import get_preset
     from agents import run_training as train
-    from agents.core.checkpoint import Checkpointer
-    from agents.core.config import apply_overrides
-    from agents.core.run import read_config
+    from agents.engine.checkpoint import Checkpointer
+    from agents.engine.config import apply_overrides
+    from agents.engine.run import read_config
 
     run_dir = RUNS / f"regula_{env_id}_seed{seed}"
     overrides = [
@@ -138,7 +138,7 @@ def summarize(results: dict, env_id: str) -> dict:
 
 
 def plot(results: dict, env_id: str) -> Path:
-    from agents.core.plots import curves
+    from agents.robustness.plots import curves
 
     series = {}
     for lib in ("regula", "sb3"):

@@ -3,7 +3,7 @@
 
 Both use the same hyperparameters and networks (256x256 ReLU actor and twin critics, batch 256,
 Adam 3e-4, one gradient update per env step, one env). Each measurement is a fresh training run
-through the library's own public entry point (regula: ``agents.core.run.train``; SB3:
+through the library's own public entry point (regula: ``agents.engine.run.train``; SB3:
 ``SAC.learn``): ``--warmup`` random steps, ``--burn-in`` steps with updates (allocator and caches
 settle), then ``--measure`` timed steps. The two libraries alternate for ``--rounds`` rounds, and
 the reported ratio is the median of per-round ratios. A second part times the bare update step
@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 def regula_env_steps_per_second(args, compile_: bool) -> float:
     from agents import get_preset
     from agents import run_training as train
-    from agents.core.config import apply_overrides
-    from agents.core.logger import Logger
+    from agents.engine.config import apply_overrides
+    from agents.engine.logger import Logger
 
     total = args.warmup + args.burn_in + args.measure
     config = apply_overrides(

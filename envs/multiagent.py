@@ -54,7 +54,7 @@ from envs.base import BoxSpec, DiscreteSpec, StepOut
 
 
 def _doc(text: str, default: Any) -> Any:
-    """A dataclass field with a one-line doc in its metadata (the form of ``agents.core.config.doc``, which
+    """A dataclass field with a one-line doc in its metadata (the form of ``agents.engine.config.doc``, which
     ``envs`` may not import)."""
     return field(default=default, metadata={"doc": text})
 

@@ -76,7 +76,7 @@ def tensor_hash(state, digest=None):
 def run_hash(preset: str, root: Path) -> str:
     """Train ``preset`` with its pinned overrides in ``root``; the hash of its final learners."""
     from agents import train
-    from agents.core.checkpoint import Checkpointer, load_checkpoint
+    from agents.engine.checkpoint import Checkpointer, load_checkpoint
 
     overrides, learners = PINNED[preset]
     name = preset.removesuffix("-per")  # "sac-per": the sac preset with prioritized replay

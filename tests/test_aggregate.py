@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from agents.core import aggregate as agg
+from agents.experiments import aggregate as agg
 
 # ---- metrics by hand -------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import aggregate_existing  # noqa: E402
 
-from agents.core.aggregate import aggregate_runs, curve_record  # noqa: E402
+from agents.experiments.aggregate import aggregate_runs, curve_record  # noqa: E402
 
 
 def test_curve_records_aggregate_like_runs(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from agents.core.buffers import TransitionBuffer
+from agents.engine.buffers import TransitionBuffer
 
 FIELDS = {"obs": ((2,), torch.float32), "action": ((), torch.int64), "done": ((), torch.bool)}
 

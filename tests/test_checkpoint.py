@@ -3,8 +3,8 @@ import pickle
 import pytest
 import torch
 
-from agents.core import checkpoint as ckpt
-from agents.core.checkpoint import Checkpointer, CheckpointError, load_checkpoint, restore_generator, save_atomic
+from agents.engine import checkpoint as ckpt
+from agents.engine.checkpoint import Checkpointer, CheckpointError, load_checkpoint, restore_generator, save_atomic
 
 
 def test_save_load_and_retention(tmp_path):

@@ -140,7 +140,7 @@ def test_config_file_from_a_search_is_accepted(tmp_path):
     import json
 
     from agents import get_preset
-    from agents.core.config import apply_overrides, to_dict
+    from agents.engine.config import apply_overrides, to_dict
 
     path = tmp_path / "best_config.json"
     path.write_text(json.dumps(to_dict(apply_overrides(get_preset("dqn/cartpole"), ["agent.lr=0.00042"]))))

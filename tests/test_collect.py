@@ -1,6 +1,6 @@
 import torch
 
-from agents.core.collect import Collector, EpisodeStats
+from agents.engine.collect import Collector, EpisodeStats
 from envs import make_vec_env
 
 

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from agents import get_preset
-from agents.core.config import ConfigError, RunConfig, apply_overrides, describe, from_dict, to_dict
+from agents.engine.config import ConfigError, RunConfig, apply_overrides, describe, from_dict, to_dict
 
 
 def test_typed_overrides_by_section_and_bare_key():
@@ -86,7 +86,7 @@ FREE_TEXT = {"algo", "env.id"}  # validated where they are used (registry, env f
 
 def test_every_loop_has_the_shared_keys_with_the_same_meaning():
     from agents import all_presets
-    from agents.core.config import flat_fields
+    from agents.engine.config import flat_fields
 
     docs = {}
     for name, preset in all_presets().items():
@@ -99,7 +99,7 @@ def test_every_loop_has_the_shared_keys_with_the_same_meaning():
 
 def test_every_number_has_a_range_and_every_choice_its_choices():
     from agents import all_presets
-    from agents.core.config import field_rules, flat_fields
+    from agents.engine.config import field_rules, flat_fields
 
     for name, preset in all_presets().items():
         rules, fields = field_rules(preset), flat_fields(preset)
@@ -172,7 +172,7 @@ def test_a_config_json_with_a_non_finite_number_is_refused():
 
 
 def test_an_actor_without_hidden_layers_is_a_value_error_not_an_index_error():
-    from agents.core.nets import SquashedGaussianActor
+    from agents.engine.nets import SquashedGaussianActor
 
     with pytest.raises(ValueError, match="at least one hidden layer"):
         SquashedGaussianActor(3, 1, ())
@@ -181,7 +181,7 @@ def test_an_actor_without_hidden_layers_is_a_value_error_not_an_index_error():
 def test_error_reason_is_one_whole_line_not_a_cut_at_200_characters():
     import torch
 
-    from agents.core.config import error_reason
+    from agents.engine.config import error_reason
 
     net = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(40)])
     wrong = {f"{i}.weight": torch.zeros(3, 3) for i in range(40)}

@@ -9,8 +9,8 @@ import torch
 from agents import get_preset
 from agents import run_training as train
 from agents.api import load_policy
-from agents.core.buffers import TransitionBuffer
-from agents.core.config import apply_overrides
+from agents.engine.buffers import TransitionBuffer
+from agents.engine.config import apply_overrides
 
 
 def test_buffer_samples_on_its_device(device):

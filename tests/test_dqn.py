@@ -5,8 +5,8 @@ import io
 import pytest
 import torch
 
-from agents.core.evaluation import q_estimation_bias
 from agents.dqn import DQN, PRESETS, DQNConfig
+from agents.engine.evaluation import q_estimation_bias
 from envs.base import BoxSpec, DiscreteSpec, StepOut
 
 OBS, ACT = BoxSpec((3,)), DiscreteSpec(4)

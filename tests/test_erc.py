@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from agents import run_training as train
-from agents.core.checkpoint import Checkpointer, load_checkpoint
-from agents.core.config import apply_overrides
-from agents.core.run import read_config
 from agents.dqn import DQN, DQNConfig
+from agents.engine.checkpoint import Checkpointer, load_checkpoint
+from agents.engine.config import apply_overrides
+from agents.engine.run import read_config
 from agents.erc import ERC, ERCDQN, PRESETS, ERCConfig, ERCDQNConfig, erc_regularizer
 from agents.sac import SAC, SACConfig
 from envs.base import BoxSpec, DiscreteSpec

@@ -7,7 +7,7 @@ import pytest
 import evaluate
 from agents import get_preset
 from agents import run_training as train
-from agents.core.config import apply_overrides
+from agents.engine.config import apply_overrides
 
 # A run of a few hundred steps with tiny networks: enough to have a checkpoint to evaluate.
 TINY = [
@@ -53,7 +53,7 @@ def test_same_seed_same_run(tmp_path):
     overrides = [*TINY, "total_steps=200"]
     import torch
 
-    from agents.core.checkpoint import Checkpointer, load_checkpoint
+    from agents.engine.checkpoint import Checkpointer, load_checkpoint
 
     def final_actor(name, seed):
         train(apply_overrides(get_preset("sac"), [*overrides, f"seed={seed}"]), tmp_path / name)

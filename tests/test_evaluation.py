@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from agents.core.evaluation import run_episodes, summarize
+from agents.engine.evaluation import run_episodes, summarize
 from envs.base import StepOut
 
 

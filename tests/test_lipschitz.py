@@ -1,18 +1,19 @@
-"""The Lipschitz meter (agents/core/lipschitz.py): exact on linear maps, agrees with an independent per-row Jacobian
+"""The Lipschitz meter (agents/robustness/lipschitz.py): exact on linear maps, agrees with an independent per-row
+Jacobian
 on the suite's networks (in-place ReLU), orders its estimators as theory says, and summarizes them as floats."""
 
 import numpy as np
 import pytest
 import torch
 
-from agents.core.lipschitz import (
+from agents.engine.nets import SquashedGaussianActor, mlp
+from agents.robustness.lipschitz import (
     jacobian_spectral_norm,
     layer_spectral_product,
     lipschitz_report,
     pgd_ratio,
     random_direction_ratio,
 )
-from agents.core.nets import SquashedGaussianActor, mlp
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agents.core.logger import Logger
+from agents.engine.logger import Logger
 
 
 def _steps(run_dir) -> list[int]:
@@ -82,7 +82,7 @@ def test_no_plain_lines_when_progress_is_off(tmp_path, capsys):
 
 
 def test_final_evaluation_is_the_last_evaluation_row(tmp_path):
-    from agents.core.logger import final_evaluation
+    from agents.engine.logger import final_evaluation
 
     assert final_evaluation(tmp_path) is None
     logger = Logger(tmp_path, 300, progress=False)

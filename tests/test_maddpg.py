@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from agents import all_presets, get_preset
-from agents.core.buffers import TransitionBuffer
-from agents.core.collect import EpisodeStats, multi_agent_box
-from agents.core.config import ConfigError
-from agents.core.run import transition_fields
+from agents.engine.buffers import TransitionBuffer
+from agents.engine.collect import EpisodeStats, multi_agent_box
+from agents.engine.config import ConfigError
+from agents.engine.run import transition_fields
 from agents.maddpg import MADDPG, MADDPGConfig, _clip_per_member
 from envs.base import BoxSpec, DiscreteSpec
 
@@ -222,7 +222,7 @@ def test_transition_fields_and_collector_rows_per_agent():
 
 
 def test_team_reward_env_rows_are_copied_to_every_agent():
-    from agents.core.collect import Collector
+    from agents.engine.collect import Collector
     from envs import make_vec_env
 
     env = make_vec_env("mpe:simple_spread", 2, seed=0, options={"actions": "continuous", "N": 2})  # team reward

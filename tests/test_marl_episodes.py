@@ -4,7 +4,7 @@ EpisodeCollector (one episode per env, final rows, recurrent state carried, mask
 import pytest
 import torch
 
-from agents.core.episodes import EpisodeBuffer, EpisodeCollector, episode_fields
+from agents.engine.episodes import EpisodeBuffer, EpisodeCollector, episode_fields
 from envs.predator_prey import PredatorPrey
 
 FIELDS = {"x": ((2,), torch.float32), "filled": ((), torch.bool)}

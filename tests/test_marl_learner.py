@@ -8,7 +8,7 @@ import pytest
 import torch
 from marl_checks import check_clone_acts_and_updates_like_the_original
 
-from agents.core.losses import quantile_huber_loss
+from agents.engine.losses import quantile_huber_loss
 from agents.marl import ALGORITHM_CONFIGS, FactorizedQLearner, MarlConfig
 from agents.marl.learner import greedy_actions
 from agents.marl.loop import EpisodicConfig, train_episodic
@@ -348,7 +348,7 @@ def test_run_writes_a_run_directory_and_resumes(tmp_path):
     import json
 
     from agents import run_training as run
-    from agents.core.config import apply_overrides
+    from agents.engine.config import apply_overrides
     from agents.marl import PRESETS
 
     cfg = apply_overrides(

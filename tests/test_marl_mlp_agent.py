@@ -7,7 +7,7 @@ import pytest
 import torch
 from marl_checks import check_clone_acts_and_updates_like_the_original
 
-from agents.core.config import apply_overrides
+from agents.engine.config import apply_overrides
 from agents.marl import PRESETS, FactorizedQLearner, MarlConfig, build
 from agents.marl.loop import EpisodicConfig, train_episodic
 from agents.marl.nets import FeedForwardAgentNet, RecurrentAgentNet, make_agent_net

@@ -1,5 +1,5 @@
 """Robustness evaluation of multi-agent continuous runs: the torch-level perturbation wrappers (envs/perturb_torch.py),
-the policy-side attack and malicious agents (agents/core/marl_robustness.py), and evaluate.py end to end on tiny
+the policy-side attack and malicious agents (agents/robustness/multi_agent.py), and evaluate.py end to end on tiny
 ``maddpg/simple-spread`` and ``ernie/simple-spread`` runs, with its one-line errors on bad input."""
 
 import dataclasses
@@ -11,9 +11,9 @@ import torch
 import evaluate
 from agents import get_preset
 from agents import run_training as train
-from agents.core.config import apply_overrides
-from agents.core.marl_robustness import AttackedAgent, MaliciousAgent, RecordingAgent
+from agents.engine.config import apply_overrides
 from agents.maddpg import MADDPG, MADDPGConfig
+from agents.robustness.multi_agent import AttackedAgent, MaliciousAgent, RecordingAgent
 from envs import make_vec_env
 from envs.perturb_torch import AgentMass, ObservationNoiseVec
 

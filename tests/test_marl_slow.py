@@ -2,7 +2,7 @@
 
 import pytest
 
-from agents.core.config import apply_overrides
+from agents.engine.config import apply_overrides
 from agents.marl import PRESETS, train_config
 
 

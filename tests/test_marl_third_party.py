@@ -21,9 +21,9 @@ from mpe2 import simple_spread_v3
 import evaluate
 import train
 from agents import run_training as marl_run
-from agents.core.checkpoint import Checkpointer, load_checkpoint
-from agents.core.config import apply_overrides
-from agents.core.run import read_config
+from agents.engine.checkpoint import Checkpointer, load_checkpoint
+from agents.engine.config import apply_overrides
+from agents.engine.run import read_config
 from agents.marl import PRESETS
 from envs import EnvError, make_vec_env
 from envs.multiagent import MultiAgentVecEnv, make_marl_env

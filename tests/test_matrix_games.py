@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from agents.core.config import apply_overrides
+from agents.engine.config import apply_overrides
 from envs.matrix_games import GAMES, MatrixGame, payoff_tensor
 from envs.multiagent import MultiAgentVecEnv, make_marl_env
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from agents import algorithm_module, all_presets
-from agents.core.buffers import TransitionBuffer
-from agents.core.collect import Collector
-from agents.core.config import validate
-from agents.core.episodes import EpisodeBuffer, EpisodeCollector
-from agents.core.loops import EpisodicConfig, OffPolicyConfig
-from agents.core.run import transition_fields
+from agents.engine.buffers import TransitionBuffer
+from agents.engine.collect import Collector
+from agents.engine.config import validate
+from agents.engine.episodes import EpisodeBuffer, EpisodeCollector
+from agents.engine.loops import EpisodicConfig, OffPolicyConfig
+from agents.engine.run import transition_fields
 from envs import make_vec_env
 
 PRESETS = all_presets()

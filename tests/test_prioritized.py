@@ -4,10 +4,10 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from agents.core.buffers import TransitionBuffer
-from agents.core.episodes import EpisodeBuffer
-from agents.core.prioritized import SERIAL_QUERIES, PrioritizedConfig, PrioritizedSampler, SumTree, searchsorted
-from agents.core.schedules import Linear
+from agents.engine.buffers import TransitionBuffer
+from agents.engine.episodes import EpisodeBuffer
+from agents.engine.prioritized import SERIAL_QUERIES, PrioritizedConfig, PrioritizedSampler, SumTree, searchsorted
+from agents.engine.schedules import Linear
 
 FIELDS = {"obs": ((2,), torch.float32), "action": ((), torch.int64), "done": ((), torch.bool)}
 

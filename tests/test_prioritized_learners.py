@@ -10,14 +10,14 @@ import torch
 
 from agents import get_preset
 from agents import run_training as train
-from agents.core.buffers import TransitionBuffer
-from agents.core.checkpoint import Checkpointer, load_checkpoint
-from agents.core.config import ConfigError, RunConfig, apply_overrides, from_dict, to_dict
-from agents.core.logger import MetricAccumulator
-from agents.core.loops import TD_ERROR, EpisodicConfig, OffPolicyConfig, beta_horizon, train_learner
-from agents.core.prioritized import PrioritizedConfig, PrioritizedSampler
-from agents.core.run import read_config
 from agents.dqn import DQN, DQNConfig
+from agents.engine.buffers import TransitionBuffer
+from agents.engine.checkpoint import Checkpointer, load_checkpoint
+from agents.engine.config import ConfigError, RunConfig, apply_overrides, from_dict, to_dict
+from agents.engine.logger import MetricAccumulator
+from agents.engine.loops import TD_ERROR, EpisodicConfig, OffPolicyConfig, beta_horizon, train_learner
+from agents.engine.prioritized import PrioritizedConfig, PrioritizedSampler
+from agents.engine.run import read_config
 from agents.erc import ERC, ERCConfig
 from agents.marl import FactorizedQLearner
 from agents.marl.learner import episode_td_error

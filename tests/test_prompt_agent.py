@@ -18,8 +18,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 import evaluate
 import train
 from agents import get_preset
-from agents.core.config import ConfigError
-from agents.core.episodes import EPISODE_REPLAYS, make_episode_buffer
+from agents.engine.config import ConfigError
+from agents.engine.episodes import EPISODE_REPLAYS, make_episode_buffer
 from agents.prompt import PRESETS, PromptAgent, PromptConfig, build
 from agents.prompt.agent import episode_layout
 from agents.prompt.evaluation import whole_word_fraction
@@ -257,8 +257,8 @@ def test_train_and_evaluate_pin_end_to_end(tmp_path, capsys):
 
 def test_resume_equals_straight(tmp_path):
     from agents import run_training as run_train
-    from agents.core.checkpoint import Checkpointer, load_checkpoint
-    from agents.core.config import apply_overrides
+    from agents.engine.checkpoint import Checkpointer, load_checkpoint
+    from agents.engine.config import apply_overrides
 
     config = apply_overrides(get_preset("rlprompt/fsc-sentiment"), TINY)
     run_train(config, tmp_path / "straight")

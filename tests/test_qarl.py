@@ -14,9 +14,9 @@ import torch
 
 from agents import get_preset
 from agents import run_training as train
-from agents.core.checkpoint import Checkpointer, load_checkpoint
-from agents.core.config import apply_overrides
-from agents.core.run import read_config
+from agents.engine.checkpoint import Checkpointer, load_checkpoint
+from agents.engine.config import apply_overrides
+from agents.engine.run import read_config
 from agents.sac import SAC, SACConfig
 from envs.base import BoxSpec
 

@@ -1,4 +1,4 @@
-"""Tests for agents/qarl_teacher.py: Gamma KL and importance weights, the self-paced temperature
+"""Tests for agents/qarl/teacher.py: Gamma KL and importance weights, the self-paced temperature
 teacher (floor, gate, trust region, the no-floor path from k = 50 to k = 1), its variants, exact
 resume, and the per-episode discounted return helper."""
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from agents.core.config import ConfigError
+from agents.engine.config import ConfigError
 from agents.qarl.teacher import (
     GammaTeacher,
     TeacherConfig,

@@ -5,9 +5,9 @@ import torch
 
 from agents import get_preset
 from agents import run_training as train
-from agents.core.checkpoint import Checkpointer, load_checkpoint
-from agents.core.config import apply_overrides
-from agents.core.run import read_config
+from agents.engine.checkpoint import Checkpointer, load_checkpoint
+from agents.engine.config import apply_overrides
+from agents.engine.run import read_config
 
 
 def final_state(run_dir):
@@ -53,7 +53,7 @@ def test_run_shorter_than_warmup_trains_and_resume_keeps_its_warmup(tmp_path, ti
 def test_resume_inside_the_random_warmup_replays_the_same_random_actions(tmp_path, tiny_sac_overrides):
     """A run killed after its step-200 checkpoint, inside a 300-step warm-up, resumes with the same random
     actions: the collector's generator must come back with the checkpoint."""
-    from agents.core.logger import Logger
+    from agents.engine.logger import Logger
 
     config = apply_overrides(
         get_preset("sac"), [*tiny_sac_overrides, "train.total_steps=400", "train.warmup_steps=300"]
@@ -86,7 +86,7 @@ def test_resume_from_a_chosen_checkpoint_and_past_a_corrupted_newest(tmp_path, t
     """``resume=PATH`` (train.py --resume RUN/checkpoints/FILE) continues from that file; a plain resume
     whose newest checkpoint was overwritten says so and continues from the one before. Either way the
     step-300 checkpoint equals the straight run's."""
-    from agents.core.checkpoint import CheckpointError
+    from agents.engine.checkpoint import CheckpointError
 
     config = apply_overrides(get_preset("sac"), tiny_sac_overrides)  # checkpoints at 100, 200, 300
     train(config, tmp_path / "straight")

@@ -1,4 +1,4 @@
-"""ERNIE's robustness math (agents/core/robust.py): PGD projection, attack strength, the Stackelberg gradient as a
+"""ERNIE's robustness math (agents/robustness/robust.py): PGD projection, attack strength, the Stackelberg gradient as a
 total derivative (against float64 central finite differences), the plain gradient with a frozen perturbation, the
 KL contract, ERNIE-A's greedy search against brute force, the mean-field form and the evaluation attack."""
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from agents.core import robust
-from agents.core.nets import SquashedGaussianActor, mlp
-from agents.core.robust import (
+from agents.engine.nets import SquashedGaussianActor, mlp
+from agents.robustness import robust
+from agents.robustness.robust import (
     action_deviation,
     ernie_a_penalty,
     ernie_penalty,
@@ -235,7 +235,7 @@ def test_the_attack_leaves_parameter_grads_alone_and_the_penalty_backpropagates(
 
 @pytest.mark.parametrize("form", ["plain", "stackelberg"])
 def test_minimizing_the_penalty_lowers_the_measured_lipschitz_constant(form):
-    from agents.core.lipschitz import jacobian_spectral_norm
+    from agents.robustness.lipschitz import jacobian_spectral_norm
 
     torch.manual_seed(0)
     net = mlp(4, (16, 16), 2)

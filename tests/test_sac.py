@@ -4,7 +4,7 @@ import io
 import torch
 from torch import nn
 
-from agents.core.nets import QEnsemble
+from agents.engine.nets import QEnsemble
 from agents.sac import SAC, SACConfig
 from envs.base import BoxSpec
 

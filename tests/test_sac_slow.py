@@ -5,8 +5,8 @@ import torch
 
 from agents import get_preset, load_run
 from agents import run_training as train
-from agents.core.config import apply_overrides
-from agents.core.evaluation import run_episodes, summarize
+from agents.engine.config import apply_overrides
+from agents.engine.evaluation import run_episodes, summarize
 from envs import make_vec_env
 
 

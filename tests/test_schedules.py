@@ -1,4 +1,4 @@
-from agents.core.schedules import Linear
+from agents.engine.schedules import Linear
 
 
 def test_linear_ramp_holds_its_ends():

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from agents import get_preset
-from agents.core import sweep
-from agents.core.config import ConfigError
+from agents.engine.config import ConfigError
+from agents.experiments import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,7 +176,7 @@ def test_an_address_that_does_not_answer_fails_fast():
 
 def test_tune_logger_reports_every_evaluation(tmp_path, tiny_sac_overrides):
     from agents import run_training as train
-    from agents.core.config import apply_overrides
+    from agents.engine.config import apply_overrides
 
     config = apply_overrides(get_preset("sac"), [*tiny_sac_overrides, "train.eval_every=100", "train.eval_episodes=1"])
     reports = []
@@ -287,7 +287,7 @@ def test_killed_sweep_resumes_unfinished_trials_from_their_checkpoints(tmp_path,
         "sac", *tiny_sac_overrides, "--seeds", "0", "--grid", "train.total_steps=300,900", "--parallel", "1",
         "--threads", "1", "--sweep-dir", str(sweep_dir), "--no-progress",
     ]  # fmt: skip
-    code = f"import sys; from agents.core.sweep import main; sys.exit(main({argv!r}))"
+    code = f"import sys; from agents.experiments.sweep import main; sys.exit(main({argv!r}))"
     driver = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     long_dir = sweep_dir / "trials" / "g01_seed0"
     deadline = time.monotonic() + 120
@@ -370,7 +370,7 @@ def test_ray_address_that_does_not_answer_is_one_line(tmp_path, tiny_sac_overrid
 def test_search_writes_a_loadable_best_config(tmp_path, tiny_sac_overrides):
     pytest.importorskip("ray", reason="search needs ray[tune]")
     pytest.importorskip("optuna", reason="search needs optuna")
-    from agents.core.config import RunConfig, from_dict
+    from agents.engine.config import RunConfig, from_dict
 
     overrides = [*tiny_sac_overrides, "train.eval_every=100", "train.eval_episodes=1", "train.checkpoint_every=0"]
     space = sweep.parse_space(["agent.actor_lr=loguniform(1e-4,1e-2)", "train.batch_size=choice(16,32)"])

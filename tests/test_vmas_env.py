@@ -13,7 +13,7 @@ from marl_checks import (
     random_actions,
 )
 
-from agents.core.config import apply_overrides
+from agents.engine.config import apply_overrides
 from agents.marl import PRESETS, evaluate_agent, train_config
 from envs import make_vec_env
 from envs.multiagent import MultiAgentVecEnv, make_marl_env

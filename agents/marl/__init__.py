@@ -4,12 +4,12 @@ One learner (:class:`agents.marl.learner.FactorizedQLearner`) covers all five; a
 selects its default config (``ALGORITHM_CONFIGS``), ``PRESETS`` holds the named runs. The episodic
 loop is :func:`agents.marl.loop.train_episodic`.
 
-Family contract (:mod:`agents.core.family`): ``FAMILY`` names the presets, :func:`build` (the learner),
+Family contract (:mod:`agents.engine.family`): ``FAMILY`` names the presets, :func:`build` (the learner),
 :func:`build_session` (the training and evaluation envs, the learner, its episode buffer and the two
 collectors) and the engine's episodic loop; the runner writes the run directory. :func:`train_config`
 trains in memory (benchmarks, tests) and returns the summary.
 
-``train.prioritized`` (a :class:`agents.core.prioritized.PrioritizedConfig`, or ``true`` on the command line)
+``train.prioritized`` (a :class:`agents.engine.prioritized.PrioritizedConfig`, or ``true`` on the command line)
 replays whole episodes in proportion to their TD errors, PyMARL2's episode-level prioritized replay: the
 episodic loop builds the sampler, the learner weights each episode's loss and returns its priority error.
 
@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from agents.core.episodes import episodic, episodic_components, evaluate
-from agents.core.family import Family
-from agents.core.loops import EpisodicConfig, Session
+from agents.engine.episodes import episodic, episodic_components, evaluate
+from agents.engine.family import Family
+from agents.engine.loops import EpisodicConfig, Session
 from agents.marl.learner import FactorizedQLearner, MarlConfig
 from agents.marl.loop import LogFn, train_episodic
 from agents.marl.presets import ALGORITHM_CONFIGS, PRESETS
@@ -71,7 +71,7 @@ def episode_returns(
 ) -> dict[str, torch.Tensor]:
     """``{"returns": [episodes], "lengths": [episodes]}`` of one episode per env on ``episodes`` fresh envs
     (greedy: epsilon 0, fractions U[0, 1], masks respected, unless ``explore``)."""
-    from agents.core.episodes import EpisodeCollector
+    from agents.engine.episodes import EpisodeCollector
     from envs.multiagent import make_marl_env
 
     env = make_marl_env(config.env.id, episodes, device=agent.device, seed=seed, **dict(config.env.options))
@@ -81,7 +81,7 @@ def episode_returns(
 
 def evaluate_agent(config: Any, agent: FactorizedQLearner, episodes: int = 10, seed: int = 100_000) -> dict[str, float]:
     """Greedy test episodes summarized in the suite's one evaluation schema (``summarize``)."""
-    from agents.core.evaluation import summarize
+    from agents.engine.evaluation import summarize
 
     result = episode_returns(config, agent, episodes, seed)
     return summarize(result["returns"], result["lengths"])

@@ -63,11 +63,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.core.checkpoint import restore_generator
-from agents.core.config import AgentConfig, doc
-from agents.core.loops import TD_ERROR
-from agents.core.losses import hard_update, quantile_huber_loss, td_target
-from agents.core.schedules import Linear
+from agents.engine.checkpoint import restore_generator
+from agents.engine.config import AgentConfig, doc
+from agents.engine.loops import TD_ERROR
+from agents.engine.losses import hard_update, quantile_huber_loss, td_target
+from agents.engine.schedules import Linear
 from agents.marl.mixers import make_mixer
 from agents.marl.nets import FeedForwardAgentNet, RecurrentAgentNet, make_agent_net
 from agents.marl.risk import UniformTaus, make_sampler

@@ -23,8 +23,8 @@ episodes, here ``updates_per_collect`` per collection of ``num_envs`` episodes (
 
 from __future__ import annotations
 
-# The loop is the engine's (agents.core.episodes); the MARL family and its tests use it from here.
-from agents.core.episodes import LogFn, SaveFn, evaluate, train_episodic
-from agents.core.loops import EpisodicConfig
+# The loop is the engine's (agents.engine.episodes); the MARL family and its tests use it from here.
+from agents.engine.episodes import LogFn, SaveFn, evaluate, train_episodic
+from agents.engine.loops import EpisodicConfig
 
 __all__ = ["EpisodicConfig", "LogFn", "SaveFn", "evaluate", "train_episodic"]

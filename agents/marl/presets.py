@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.core.config import EnvConfig, RunConfig
-from agents.core.loops import EpisodicConfig
+from agents.engine.config import EnvConfig, RunConfig
+from agents.engine.loops import EpisodicConfig
 from agents.marl.learner import MarlConfig
 
 # Per-algorithm defaults: the same learner, three switches (see agents.marl.learner).

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from agents.core.schedules import Linear
+from agents.engine.schedules import Linear
 
 
 def risk_schedule(start: float, end: float, anneal_steps: int) -> Linear:

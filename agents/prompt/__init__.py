@@ -12,7 +12,7 @@ token filter), ``losses`` (the v1 / v1_mc / v2 / v3 / v2_v3 losses and the Polya
 factory), ``evaluation`` (prompt measures, the final report, ``evaluate.py --prompt``), ``presets``
 (``rlprompt/...``, ``pin/...``, ``pin-nofilter/...``). transformers is imported only when a model is loaded.
 
-Family contract (:mod:`agents.core.family`): ``FAMILY`` with :func:`build_session` (the prompt env,
+Family contract (:mod:`agents.engine.family`): ``FAMILY`` with :func:`build_session` (the prompt env,
 the agent, its episode buffer, uniform or the newest episodes, and the collector, on the engine's
 episodic loop), ``episode_returns`` (test accuracy of the greedy prompt) and the ``--prompt`` condition.
 """
@@ -21,9 +21,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agents.core.episodes import EPISODE_REPLAYS, episodic, episodic_components, make_episode_buffer
-from agents.core.family import Family
-from agents.core.loops import Session
+from agents.engine.episodes import EPISODE_REPLAYS, episodic, episodic_components, make_episode_buffer
+from agents.engine.family import Family
+from agents.engine.loops import Session
 from agents.prompt.agent import (
     ENV_ID,
     PromptAgent,

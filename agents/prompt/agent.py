@@ -7,7 +7,7 @@ Regularization for Prompt Tuning with RL" (PIN), ACL 2024 (arXiv 2407.14733).
 One agent (:class:`PromptAgent`) writes fixed-length prompts token by token with
 :class:`agents.prompt.policy.PromptQNetwork` (frozen causal LM, trainable adapter, frozen tied head,
 ``Q(s_t, .) = E MLP(h_t)``) and learns from whole prompt episodes on the suite's episodic loop
-(:func:`agents.core.episodes.train_episodic`). Three switches separate the methods:
+(:func:`agents.engine.episodes.train_episodic`). Three switches separate the methods:
 
 =====================  ===================================  =====================================
 switch                 RLPrompt (``rlprompt/...``)          PIN (``pin/...``)
@@ -52,9 +52,9 @@ from typing import Any
 
 import torch
 
-from agents.core.checkpoint import restore_generator
-from agents.core.config import AgentConfig, ConfigError, check_finite, doc
-from agents.core.loops import EpisodicConfig
+from agents.engine.checkpoint import restore_generator
+from agents.engine.config import AgentConfig, ConfigError, check_finite, doc
+from agents.engine.loops import EpisodicConfig
 from agents.prompt.losses import LOSSES
 from agents.prompt.policy import PromptQNetwork
 from agents.prompt.sparse import REGULARIZERS, make_regularizer

@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agents.core.losses import polyak_update
+from agents.engine.losses import polyak_update
 from agents.prompt.sparse import Regularizer
 
 LOSSES = ("v1", "v1_mc", "v2", "v3", "v2_v3")

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.core.config import EnvConfig, RunConfig
+from agents.engine.config import EnvConfig, RunConfig
 from agents.prompt.agent import ENV_ID, PromptConfig, PromptLoopConfig
 
 PROMPTS_PER_STEP = 16  # both papers' few-shot classification

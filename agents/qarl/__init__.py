@@ -8,7 +8,7 @@ measurements: docs/algorithms/qarl.md.
 Two independent SAC learners share one MuJoCo env: the protagonist P acts on the body, the adversary A
 pushes chosen bodies with external forces (``envs.adversarial.AdversarialForce``). Each critic sees
 ``x = obs (+) alpha`` and its own action only. With alpha_i the temperature of the episode sample i
-came from (drawn per episode by the Gamma teacher, ``agents.qarl_teacher``):
+came from (drawn per episode by the Gamma teacher, ``agents.qarl.teacher``):
 
     P:  y = r + gamma (1 - d) [min_j Qbar_P,j(x', a') - beta log mu(a'|x')],      beta learned (SAC)
     A:  y = -r + gamma (1 - d) [min_j Qbar_A,j(x', f') - alpha_i log nu(f'|x')],  alpha_i per sample [B]
@@ -33,7 +33,7 @@ temperatures; the teacher checks for an update after every episode with the newe
 exact tanh correction) rather than the authors' separate mean / log-std MLPs.
 """
 
-from agents.core.family import Family
+from agents.engine.family import Family
 from agents.qarl.conditions import AdversaryConditions, score_against, train_fresh_adversary
 from agents.qarl.loop import (
     METHODS,

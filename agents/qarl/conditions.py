@@ -11,13 +11,13 @@ from typing import Any
 
 import torch
 
-from agents.core.buffers import TransitionBuffer
-from agents.core.checkpoint import MemoryCheckpointer
-from agents.core.collect import Collector
-from agents.core.config import ConfigError, RunConfig
-from agents.core.logger import MemoryLogger
-from agents.core.loops import Session
-from agents.core.run import transition_fields
+from agents.engine.buffers import TransitionBuffer
+from agents.engine.checkpoint import MemoryCheckpointer
+from agents.engine.collect import Collector
+from agents.engine.config import ConfigError, RunConfig
+from agents.engine.logger import MemoryLogger
+from agents.engine.loops import Session
+from agents.engine.run import transition_fields
 from agents.qarl.loop import JointActor, PhaseLoopConfig, force_dims, force_wrapper, phase_loop
 from agents.qarl.presets import PLAYER
 from agents.sac import SAC
@@ -100,7 +100,7 @@ def score_against(
 ) -> dict:
     """Episodes of the protagonist against ``adversary`` (a SAC, 'random' or 'zero'), in the suite's schema
     (with the mean discounted return given ``gamma``)."""
-    from agents.core.evaluation import run_episodes, summarize
+    from agents.engine.evaluation import run_episodes, summarize
 
     config, device = run.config, torch.device(run.device)
     wrapper = force_wrapper(config, force_limit)
@@ -157,7 +157,7 @@ class AdversaryConditions:
             raise EnvError(f"--adversary on {context.run.config.env.id}: {str(e).splitlines()[0]}") from None
 
     def run(self, context) -> dict:
-        from agents.core.conditions import cells, table
+        from agents.robustness.context import cells, table
 
         out, rows = {}, []
         common = dict(

@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-from agents.core.collect import Collector
-from agents.core.config import AgentConfig, ConfigError, RunConfig, doc
-from agents.core.logger import MetricAccumulator
-from agents.core.loops import Cadence, OffPolicyConfig, Session, UpdateCredit, report, train_learner
-from agents.core.run import make_evaluator, make_run_env, make_transition_buffer, transition_fields
+from agents.engine.collect import Collector
+from agents.engine.config import AgentConfig, ConfigError, RunConfig, doc
+from agents.engine.logger import MetricAccumulator
+from agents.engine.loops import Cadence, OffPolicyConfig, Session, UpdateCredit, report, train_learner
+from agents.engine.run import make_evaluator, make_run_env, make_transition_buffer, transition_fields
 from agents.qarl.teacher import GammaTeacher, TeacherConfig
 from agents.sac import SAC, SACConfig
 from envs.base import BoxSpec

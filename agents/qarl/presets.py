@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from agents.core.config import EnvConfig, RunConfig
+from agents.engine.config import EnvConfig, RunConfig
 from agents.qarl.loop import PhaseLoopConfig, QARLConfig
 from agents.qarl.teacher import TeacherConfig
 from agents.sac import SACConfig

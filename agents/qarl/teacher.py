@@ -65,7 +65,7 @@ import numpy as np
 import torch
 from scipy import special
 
-from agents.core.config import Config, ConfigError, check_finite, doc, validate
+from agents.engine.config import Config, ConfigError, check_finite, doc, validate
 
 VARIANTS = ("self_paced", "linear", "point", "single", "homogeneous", "force")
 SOLVERS = ("bracket", "trust_constr")

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.core.buffers import TransitionBuffer
-from agents.core.checkpoint import Checkpointer, CheckpointError
-from agents.core.collect import Collector
-from agents.core.config import ConfigError, RunConfig, error_reason, from_dict, to_dict
-from agents.core.evaluation import run_episodes, summarize
-from agents.core.family import Family
-from agents.core.logger import Logger
-from agents.core.loops import Session, off_policy, restore_session
+from agents.engine.buffers import TransitionBuffer
+from agents.engine.checkpoint import Checkpointer, CheckpointError
+from agents.engine.collect import Collector
+from agents.engine.config import ConfigError, RunConfig, error_reason, from_dict, to_dict
+from agents.engine.evaluation import run_episodes, summarize
+from agents.engine.family import Family
+from agents.engine.logger import Logger
+from agents.engine.loops import Session, off_policy, restore_session
 from envs import make_vec_env
 from envs.base import BoxSpec, DiscreteSpec
 
@@ -106,11 +106,11 @@ def transition_fields(obs_spec, action_spec) -> dict:
 
     Single-agent: obs ``obs_spec.shape``, action ``action_spec.shape``, reward ``()``. Multi-agent with
     continuous actions (obs ``[agents, D]``, Box actions ``[agents, A]``, see
-    :func:`agents.core.collect.multi_agent_box`): the same obs and action fields and a reward per agent,
+    :func:`agents.engine.collect.multi_agent_box`): the same obs and action fields and a reward per agent,
     ``[agents]``; the collector stores an env's per-agent rewards (``reward='agent'``) as they are and copies
     a team reward to every agent, so the field's shape follows from the specs alone.
     """
-    from agents.core.collect import multi_agent_box
+    from agents.engine.collect import multi_agent_box
 
     if isinstance(action_spec, DiscreteSpec):
         action_field = (action_spec.shape, torch.int64)
@@ -188,8 +188,8 @@ def off_policy_session(family: Family):
 def make_transition_buffer(cfg, fields: dict, device, seed_offset: int = 0) -> TransitionBuffer:
     """The run's replay of ``fields``: ``min(buffer_size, total_steps)`` rows, sampling uniformly or,
     with ``train.prioritized``, through a prioritized sampler (its beta ramp is set by the loop,
-    :func:`agents.core.loops.resolve_beta`)."""
-    from agents.core.loops import beta_horizon, prioritized_sampler
+    :func:`agents.engine.loops.resolve_beta`)."""
+    from agents.engine.loops import beta_horizon, prioritized_sampler
 
     capacity = min(cfg.buffer_size, max(cfg.total_steps, 1))
     sampler = None

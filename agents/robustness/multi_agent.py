@@ -8,18 +8,19 @@ learner whose agent exposes the deterministic joint policy ``policy(obs [N, agen
 
 * ``--attack EPS ...`` (:class:`ObservationAttack`): at every step each agent's observation is replaced by the worst
   one in the l-inf ball of radius eps around it, found by 10 sign-PGD steps maximizing ||mu(o + delta) - mu(o)||^2
-  from a random start (:func:`agents.core.robust.observation_attack`); the episodes use the clean evaluation's seeds,
+  from a random start (:func:`agents.robustness.robust.observation_attack`); the episodes use the clean
+  evaluation's seeds,
   so the loss Delta = R(clean) - R(attacked) is paired.
 * ``--agent-mass SCALE ...`` (:class:`AgentMassSweep`): every agent's mass scaled (MPE, VMAS), through
   :class:`envs.perturb_torch.AgentMass`.
 * ``--malicious I ... --malicious-mode random|adversarial`` (:class:`MaliciousAgents`): the agents at those indices
   act uniformly at random, or adversarially: 10 sign-gradient steps on their own actions (in the box) that minimize
   the critic's team value mean_k Q_k(o, a) given the others' actions.
-* ``--lipschitz`` (:class:`LipschitzMeter`): the Lipschitz meter (:mod:`agents.core.lipschitz`; local Jacobian
+* ``--lipschitz`` (:class:`LipschitzMeter`): the Lipschitz meter (:mod:`agents.robustness.lipschitz`; local Jacobian
   spectral norm, PGD ratio, random-direction ratio) on a bank of each agent's observations from clean rollouts;
   mean, p95 and max over the bank, and each agent's mean.
 
-Gaussian observation noise for these runs is :class:`agents.core.conditions.NoiseSweep` with the torch-level
+Gaussian observation noise for these runs is :class:`agents.robustness.conditions.NoiseSweep` with the torch-level
 :class:`envs.perturb_torch.ObservationNoiseVec`. Attacks live on the policy side (they need the policy's
 gradients): :class:`AttackedAgent` and :class:`MaliciousAgent` wrap an agent and perturb before or after ``act``.
 
@@ -35,9 +36,9 @@ from typing import Any
 
 import torch
 
-from agents.core.conditions import Context, cells, table
-from agents.core.evaluation import episode_returns, summarize
-from agents.core.robust import action_deviation, observation_attack
+from agents.engine.evaluation import episode_returns, summarize
+from agents.robustness.context import Context, cells, table
+from agents.robustness.robust import action_deviation, observation_attack
 
 
 class AgentWrapper:
@@ -153,7 +154,7 @@ def _generator(context: Context) -> torch.Generator:
 
 def sweep_png(context: Context, name: str, xlabel: str, points: list[tuple[float, dict]]) -> str:
     """A PNG of mean return (+- std) against the swept value, ``RUN_DIR/eval/NAME.png``; returns its path."""
-    from agents.core.plots import curves
+    from agents.robustness.plots import curves
 
     config = context.run.config
     series = {config.algo: [(x, stats["mean_reward"], stats["std_reward"]) for x, stats in points]}
@@ -189,7 +190,7 @@ class ObservationAttack:
         return [cls(args.attack, args.attack_steps)] if args.attack else []
 
     def check(self, context: Context) -> None:
-        from agents.core.config import ConfigError
+        from agents.engine.config import ConfigError
 
         require_continuous_multi_agent(context, "--attack")
         if any(not eps > 0 for eps in self.radii):
@@ -233,7 +234,7 @@ class AgentMassSweep:
         return [cls(args.agent_mass)] if args.agent_mass else []
 
     def check(self, context: Context) -> None:
-        from agents.core.config import ConfigError
+        from agents.engine.config import ConfigError
         from envs import EnvError
 
         require_continuous_multi_agent(context, "--agent-mass")
@@ -275,7 +276,7 @@ class MaliciousAgents:
         return [cls(args.malicious, args.malicious_mode)] if args.malicious else []
 
     def check(self, context: Context) -> None:
-        from agents.core.config import ConfigError
+        from agents.engine.config import ConfigError
 
         require_continuous_multi_agent(context, "--malicious")
         agents = context.run.agent.n_agents
@@ -327,14 +328,14 @@ class LipschitzMeter:
         return [cls(args.lipschitz_radius, args.lipschitz_bank)] if args.lipschitz else []
 
     def check(self, context: Context) -> None:
-        from agents.core.config import ConfigError
+        from agents.engine.config import ConfigError
 
         require_continuous_multi_agent(context, "--lipschitz")
         if not self.radius > 0 or self.bank < 1:
             raise ConfigError("--lipschitz-radius must be > 0 and --lipschitz-bank at least 1")
 
     def run(self, context: Context) -> dict:
-        from agents.core.lipschitz import jacobian_spectral_norm, pgd_ratio, random_direction_ratio
+        from agents.robustness.lipschitz import jacobian_spectral_norm, pgd_ratio, random_direction_ratio
 
         recorder = RecordingAgent(context.run.agent)
         _paired(context, recorder)

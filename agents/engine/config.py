@@ -484,9 +484,34 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 # Sections whose class moved: old "module:qualname" -> new one (config.json of earlier runs).
-MOVED_TYPES: dict[str, str] = {"agents.marl.loop:EpisodicConfig": "agents.core.loops:EpisodicConfig"}
-# Modules that moved: old module -> new module (the qualname stays).
-MOVED_MODULES: dict[str, str] = {"agents.qarl_teacher": "agents.qarl.teacher"}
+MOVED_TYPES: dict[str, str] = {"agents.marl.loop:EpisodicConfig": "agents.engine.loops:EpisodicConfig"}
+# Modules that moved: old module -> new module (the qualname stays). agents/core/ became the engine
+# (agents/engine/), the robustness room (agents/robustness/) and the experiments room (agents/experiments/).
+MOVED_MODULES: dict[str, str] = {
+    "agents.qarl_teacher": "agents.qarl.teacher",
+    "agents.core.agent": "agents.engine.agent",
+    "agents.core.buffers": "agents.engine.buffers",
+    "agents.core.collect": "agents.engine.collect",
+    "agents.core.config": "agents.engine.config",
+    "agents.core.checkpoint": "agents.engine.checkpoint",
+    "agents.core.logger": "agents.engine.logger",
+    "agents.core.nets": "agents.engine.nets",
+    "agents.core.losses": "agents.engine.losses",
+    "agents.core.schedules": "agents.engine.schedules",
+    "agents.core.prioritized": "agents.engine.prioritized",
+    "agents.core.loops": "agents.engine.loops",
+    "agents.core.episodes": "agents.engine.episodes",
+    "agents.core.family": "agents.engine.family",
+    "agents.core.run": "agents.engine.run",
+    "agents.core.evaluation": "agents.engine.evaluation",
+    "agents.core.robust": "agents.robustness.robust",
+    "agents.core.lipschitz": "agents.robustness.lipschitz",
+    "agents.core.conditions": "agents.robustness.conditions",
+    "agents.core.marl_robustness": "agents.robustness.multi_agent",
+    "agents.core.plots": "agents.robustness.plots",
+    "agents.core.sweep": "agents.experiments.sweep",
+    "agents.core.aggregate": "agents.experiments.aggregate",
+}
 
 
 def section_class(type_name: str) -> type:

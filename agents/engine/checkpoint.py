@@ -34,7 +34,7 @@ from typing import IO, Any
 
 import torch
 
-from agents.core.config import error_reason
+from agents.engine.config import error_reason
 
 FORMAT = "regula-checkpoint-v1"
 _NAME = re.compile(r"^step_(\d+)\.pt$")

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from agents.core.checkpoint import restore_generator
+from agents.engine.checkpoint import restore_generator
 from envs.base import BoxSpec, DiscreteSpec, VecEnv
 
 
@@ -135,7 +135,7 @@ class Collector:
         self.seed = seed
         self.obs: torch.Tensor | None = None
         self.state: Any = None
-        # Multi-agent continuous envs store a reward per agent (see agents.core.run.transition_fields).
+        # Multi-agent continuous envs store a reward per agent (see agents.engine.run.transition_fields).
         self._per_agent_rows = multi_agent_box(env.obs_spec, env.action_spec)
 
     def reset(self) -> None:

@@ -3,13 +3,13 @@ load and evaluate its runs.
 
 Every family module (``agents/sac.py``, ``agents/marl/``, ``agents/qarl/`` ...) defines one
 ``FAMILY = Family(...)``; the registry (``agents/__init__.py``) maps algorithm names to those modules
-and nothing else is looked up on a module. The runner (:mod:`agents.core.run`) is the only place that
+and nothing else is looked up on a module. The runner (:mod:`agents.engine.run`) is the only place that
 creates run directories, loggers, checkpointers and progress bars: a family builds a
-:class:`~agents.core.loops.Session` (env and named components) and names the loop that drives it.
+:class:`~agents.engine.loops.Session` (env and named components) and names the loop that drives it.
 
 Adding an algorithm: write its agent (``act`` / ``update`` / ``state_dict``, see
-:mod:`agents.core.agent`), its presets, and a ``Family``. A single-agent off-policy learner needs only
-``build_agent``: :func:`agents.core.run.off_policy_session` and :func:`agents.core.loops.off_policy`
+:mod:`agents.engine.agent`), its presets, and a ``Family``. A single-agent off-policy learner needs only
+``build_agent``: :func:`agents.engine.run.off_policy_session` and :func:`agents.engine.loops.off_policy`
 are the defaults (see ``agents/sac.py``, the shortest example).
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.core.config import RunConfig
+from agents.engine.config import RunConfig
 
 BuildAgent = Callable[[RunConfig, Any, Any, Any], Any]  # (config, obs_spec, action_spec, device) -> agent
 BuildSession = Callable[[RunConfig, Any], Any]  # (config, device) -> Session (no logger, no checkpointer yet)
@@ -36,8 +36,8 @@ class Family:
       ``agent`` entry restores (evaluation, the Python API). Specs may be None for families that probe
       their own env (multi-agent learners, prompts).
     - ``build_session(config, device)``: the run's env and named components (None: the off-policy
-      session of one ``build_agent`` learner, :func:`agents.core.run.off_policy_session`).
-    - ``loop(session)``: the loop (None: :func:`agents.core.loops.off_policy`).
+      session of one ``build_agent`` learner, :func:`agents.engine.run.off_policy_session`).
+    - ``loop(session)``: the loop (None: :func:`agents.engine.loops.off_policy`).
     - ``evaluation_metrics(agent, env, config, step)``: extra metrics of the in-training evaluation of
       the default off-policy session (ERC's and DQN's Q-estimation bias).
     - ``episode_returns``: the family plays its own evaluation episodes (multi-agent masks and

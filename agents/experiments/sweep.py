@@ -2,16 +2,16 @@
 
 A *sweep* trains one preset for several seeds and, optionally, every point of a grid of overrides::
 
-    python -m agents.core.sweep sac --seeds 0-4 --grid agent.actor_lr=1e-4,3e-4 --sweep-dir sweeps/lr
-    python -m agents.core.sweep sac --seeds 0-4 --ray                       # same trials as Ray Tune trials
-    python -m agents.core.sweep sac --seeds 0-4 --ray-address HOST:6379     # on an existing Ray cluster
-    python -m agents.core.sweep sac --search --space 'agent.actor_lr=loguniform(1e-5,1e-3)' --samples 16
+    python -m agents.experiments.sweep sac --seeds 0-4 --grid agent.actor_lr=1e-4,3e-4 --sweep-dir sweeps/lr
+    python -m agents.experiments.sweep sac --seeds 0-4 --ray                       # same trials as Ray Tune trials
+    python -m agents.experiments.sweep sac --seeds 0-4 --ray-address HOST:6379     # on an existing Ray cluster
+    python -m agents.experiments.sweep sac --search --space 'agent.actor_lr=loguniform(1e-5,1e-3)' --samples 16
 
 The sweep directory holds ``manifest.json`` (preset, overrides, and per trial: id, seed, overrides,
 run_dir, status) and one ordinary run directory per trial, ``trials/<id>``. Each trial is exactly
 ``python train.py PRESET --run-dir SWEEP/trials/<id> seed=K OVERRIDES... train.threads=T`` in a child
 process (or ``train.py --resume SWEEP/trials/<id>``), so a trial's directory is indistinguishable from a
-run started by hand and ``evaluate.py`` / :mod:`agents.core.aggregate` read it as they read any run.
+run started by hand and ``evaluate.py`` / :mod:`agents.experiments.aggregate` read it as they read any run.
 The child's output goes to ``SWEEP/logs/<id>.log``.
 
 Local runner: as many trials at once as the machine has cores (``parallel``), each with
@@ -32,11 +32,11 @@ results on CPU equal the local runner's bit for bit. On a cluster every node nee
 same path and the sweep directory on a shared filesystem.
 
 Search: Ray Tune with Optuna's TPE sampler proposing configs and an ASHA scheduler stopping weak trials
-early on ``eval/mean_reward``. Each trial trains in-process through :func:`agents.core.run.train` with a
+early on ``eval/mean_reward``. Each trial trains in-process through :func:`agents.engine.run.train` with a
 logger that also reports every evaluation to Tune (so ``train.eval_every`` must be positive). The space
 comes from ``key=dist(...)`` arguments (``loguniform``, ``uniform``, ``randint``, ``choice``) or a small
 JSON file; the budget is a number of trials and/or seconds. The best config is printed and written as
-``SWEEP/best_config.json`` (:func:`agents.core.config.to_dict` of its ``RunConfig``) next to
+``SWEEP/best_config.json`` (:func:`agents.engine.config.to_dict` of its ``RunConfig``) next to
 ``SWEEP/search.json`` with every trial's parameters and score.
 
 Deviations from the reference (Ray Tune's own experiment resumption): we keep our own manifest and
@@ -66,8 +66,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.core.checkpoint import write_atomic
-from agents.core.config import (
+from agents.engine.checkpoint import write_atomic
+from agents.engine.config import (
     ConfigError,
     apply_overrides,
     command_line_parser,
@@ -392,7 +392,7 @@ def open_sweep(sweep_dir: Path, preset: str | None, overrides: list[str], trials
 
 def has_checkpoint(run_dir: Path) -> int | None:
     """The newest checkpoint step in ``run_dir/checkpoints`` (None when there is none)."""
-    from agents.core.checkpoint import Checkpointer
+    from agents.engine.checkpoint import Checkpointer
 
     latest = Checkpointer(run_dir).latest()
     return None if latest is None else int(re.search(r"(\d+)", latest.name).group(1))
@@ -751,7 +751,7 @@ def run_sweep(
     ``threads`` torch threads each (default ``cores // parallel``). ``ray`` or ``ray_address`` runs the
     trials on Ray instead. Returns the manifest; raises ConfigError (one line) on bad input.
     """
-    from agents import get_preset
+    from agents.registry import get_preset
 
     if not seeds:
         raise ConfigError("no seeds given")
@@ -821,7 +821,7 @@ def tune_space(space: dict[str, tuple[str, list]], tune) -> dict[str, Any]:
 
 def search_config(preset: str, overrides: Sequence[str], params: dict[str, Any], seed: int, threads: int):
     """The RunConfig of one search trial: preset, base overrides, sampled params, seed and threads."""
-    from agents import get_preset
+    from agents.registry import get_preset
 
     items = [*overrides, *(f"{k}={format_value(v)}" for k, v in params.items()), f"seed={seed}"]
     config = apply_overrides(get_preset(preset), items)
@@ -831,9 +831,9 @@ def search_config(preset: str, overrides: Sequence[str], params: dict[str, Any],
 
 
 def make_tune_logger_factory(run_dir: Path, total_steps: int, report):
-    """A ``logger_factory`` for :func:`agents.core.run.train` whose Logger also calls
+    """A ``logger_factory`` for :func:`agents.engine.run.train` whose Logger also calls
     ``report({"step", "eval/mean_reward"})`` whenever a logged row holds an evaluation."""
-    from agents.core.logger import Logger
+    from agents.engine.logger import Logger
 
     class TuneLogger(Logger):
         def log(self, step, metrics):
@@ -850,7 +850,7 @@ def _search_trial(config: dict) -> None:
     import torch
     from ray import tune
 
-    from agents import run_training as train
+    from agents.registry import run_training as train
 
     job = config["job"]
     params = {k: v for k, v in config.items() if k != "job"}
@@ -890,7 +890,7 @@ def run_search(
     (default grace: a quarter of ``train.total_steps``, at least one ``eval_every``). Returns
     ``{"best": {...}, "trials": [...]}``; ConfigError on bad input or when no trial reported ``metric``.
     """
-    from agents import get_preset
+    from agents.registry import get_preset
 
     space = dict(space or {})
     if not space:
@@ -982,7 +982,7 @@ def run_search(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = command_line_parser(
-        prog="python -m agents.core.sweep",
+        prog="python -m agents.experiments.sweep",
         description="Run a preset for several seeds and grid points, or search its hyperparameters.",
     )
     parser.add_argument("preset", nargs="?", help="preset name (omit to resume the sweep in --sweep-dir)")

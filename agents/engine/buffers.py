@@ -6,7 +6,7 @@ subclasses. Rows are written N at a time (one per env) and sampled uniformly wit
 from the buffer's own generator, so sampling is reproducible and does not touch the global RNG.
 
 Sampling can instead be delegated to a *sampler* strategy (:class:`Sampler`; prioritized replay,
-:class:`agents.core.prioritized.PrioritizedSampler`). Without one (the default) the buffer draws
+:class:`agents.engine.prioritized.PrioritizedSampler`). Without one (the default) the buffer draws
 exactly as before, bit for bit. With one, ``sample`` adds two entries to the batch,
 ``index [B]`` (int64, the rows drawn) and ``weights [B]`` (float32 importance weights that
 multiply each row's loss), and the learner hands new TD errors back through
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import torch
 
-from agents.core.checkpoint import restore_generator
+from agents.engine.checkpoint import restore_generator
 
 FieldSpec = dict[str, tuple[tuple[int, ...], torch.dtype]]
 

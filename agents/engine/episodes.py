@@ -6,7 +6,7 @@ The cooperative-MARL learners (recurrent agents over padded episodes) and the LM
 (``info_fields``) and those its ``act`` takes (``act_fields``). The defaults are the multi-agent layout
 below.
 
-``EpisodeBuffer`` is the episode counterpart of :class:`agents.core.buffers.TransitionBuffer`: the
+``EpisodeBuffer`` is the episode counterpart of :class:`agents.engine.buffers.TransitionBuffer`: the
 same field spec (``{name: (shape, dtype)}`` for one *time step*), storage ``[capacity, T+1, *shape]``
 preallocated on the device, ``extend`` writing E episodes in one indexed copy per field, and
 uniform sampling with ``torch.randint`` from the buffer's own generator. A ``filled [capacity, T+1]``
@@ -45,10 +45,10 @@ from typing import Any
 
 import torch
 
-from agents.core.buffers import FieldSpec, Sampler, TransitionBuffer
-from agents.core.checkpoint import restore_generator
-from agents.core.logger import MetricAccumulator
-from agents.core.loops import (
+from agents.engine.buffers import FieldSpec, Sampler, TransitionBuffer
+from agents.engine.checkpoint import restore_generator
+from agents.engine.logger import MetricAccumulator
+from agents.engine.loops import (
     Cadence,
     EpisodicConfig,
     Session,
@@ -258,7 +258,7 @@ def evaluate(collector: EpisodeCollector, step: int) -> dict[str, torch.Tensor]:
 
 def make_episode_buffer(config: EpisodicConfig, fields: FieldSpec, env: Any, kind: type | None = None) -> EpisodeBuffer:
     """The run's episode buffer (``kind``, default :class:`EpisodeBuffer`), with a prioritized sampler when
-    ``train.prioritized`` is set (its beta ramp is the loop's, see :func:`agents.core.loops.resolve_beta`)."""
+    ``train.prioritized`` is set (its beta ramp is the loop's, see :func:`agents.engine.loops.resolve_beta`)."""
     sampler = None
     if config.prioritized is not None:
         horizon = beta_horizon(config.prioritized, config.total_steps)
@@ -334,8 +334,8 @@ def train_episodic(
     "final_eval", "buffer"}``."""
     from types import SimpleNamespace
 
-    from agents.core.checkpoint import MemoryCheckpointer
-    from agents.core.logger import MemoryLogger
+    from agents.engine.checkpoint import MemoryCheckpointer
+    from agents.engine.logger import MemoryLogger
 
     memory = MemoryLogger(on_log=log)
     session = Session(

@@ -1,7 +1,7 @@
 """Training loops and the parts they are built from.
 
 A loop receives a :class:`Session` (the run's env, named components, logger, checkpointer and
-evaluator, built by :mod:`agents.core.run`) and drives it to ``total_steps``. Steps count env
+evaluator, built by :mod:`agents.engine.run`) and drives it to ``total_steps``. Steps count env
 transitions: a collector step with N envs advances the step by N.
 
 The parts every loop shares:
@@ -18,14 +18,14 @@ alternating phases) writes a short loop from the same parts.
 
 Prioritized replay (Schaul, Quan, Antonoglou, Silver, "Prioritized Experience Replay", ICLR 2016,
 arXiv:1511.05952) is a loop setting, ``train.prioritized`` (None: uniform replay, exactly as without
-it). With it the run's buffer samples through a :class:`agents.core.prioritized.PrioritizedSampler`,
+it). With it the run's buffer samples through a :class:`agents.engine.prioritized.PrioritizedSampler`,
 each batch carries ``index [B]`` and importance ``weights [B]``, the agent weights its TD loss by them
 and returns each row's TD error as the non-scalar metric ``td_error [B]`` (:data:`TD_ERROR`), which
 :func:`train_learner` takes out of the metrics and hands back to the buffer as the rows' new priorities.
 
 Deviations from the reference (prioritized replay): ``train.prioritized=true`` on the command line
 anneals beta over the whole run (``beta_steps=0``: the run's ``total_steps`` at its start, kept on
-resume), as the paper does; a :class:`~agents.core.prioritized.PrioritizedConfig` built in Python keeps
+resume), as the paper does; a :class:`~agents.engine.prioritized.PrioritizedConfig` built in Python keeps
 its own ``beta_steps``.
 """
 
@@ -38,11 +38,11 @@ from typing import Any
 
 import torch
 
-from agents.core.agent import NonFiniteLossError
-from agents.core.config import LoopConfig, doc
-from agents.core.logger import MetricAccumulator
-from agents.core.prioritized import PrioritizedConfig, PrioritizedSampler
-from agents.core.schedules import Linear
+from agents.engine.agent import NonFiniteLossError
+from agents.engine.config import LoopConfig, doc
+from agents.engine.logger import MetricAccumulator
+from agents.engine.prioritized import PrioritizedConfig, PrioritizedSampler
+from agents.engine.schedules import Linear
 
 # The metric key under which an agent returns each sampled row's TD error ``[B]`` when its batch was
 # drawn by a prioritized sampler (the batch holds ``weights``). It is not a scalar: train_learner and
@@ -222,7 +222,7 @@ def train_learner(
 @dataclass
 class Session:
     """Everything a loop drives, built once per run by a family's ``build_session`` (see
-    :mod:`agents.core.family`); the runner (:mod:`agents.core.run`) adds the logger and checkpointer.
+    :mod:`agents.engine.family`); the runner (:mod:`agents.engine.run`) adds the logger and checkpointer.
 
     ``components`` are named objects with ``state_dict`` / ``load_state_dict`` (agents, buffers, the
     collectors, a curriculum teacher); a checkpoint holds each under its name. The evaluated policy is

@@ -1,8 +1,8 @@
 """Aggregate many runs into robust scores with intervals: IQM, mean, median, optimality gap, performance
 profiles, probability of improvement and learning curves, as a markdown table and PNGs.
 
-    python -m agents.core.aggregate sweeps/sac_lr sweeps/erc_lr --out reports/lr
-    python -m agents.core.aggregate ours=sweeps/a base=sweeps/b --range dmc:cheetah-run=0,1000
+    python -m agents.experiments.aggregate sweeps/sac_lr sweeps/erc_lr --out reports/lr
+    python -m agents.experiments.aggregate ours=sweeps/a base=sweeps/b --range dmc:cheetah-run=0,1000
 
 Paper: Agarwal, Schwarzer, Castro, Courville, Bellemare, "Deep Reinforcement Learning at the Edge of the
 Statistical Precipice", NeurIPS 2021, arXiv:2108.13264 (the ``rliable`` library). With few runs per task,
@@ -727,7 +727,9 @@ def parse_range(spec: str) -> tuple[str, tuple[float, float]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.core.aggregate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.experiments.aggregate", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("paths", nargs="+", help="sweep dirs, run dirs or folders of them; LABEL=PATH names a method")
     parser.add_argument("--out", default="aggregate", help="where to write summary.md, summary.json and PNGs")
     parser.add_argument("--score", choices=("final", "eval", "rollout"), default="final", help="which score per run")

@@ -164,7 +164,7 @@ def _q_estimation_bias(policy, env: VecEnv, gamma: float, seed: int | None, max_
 
 def evaluation_discount(family, agent) -> float | None:
     """The discount to report discounted returns with: the agent's ``gamma`` for single-agent runs of
-    ``family`` (a :class:`agents.core.family.Family`), None for multi-agent ones (every multi-agent
+    ``family`` (a :class:`agents.engine.family.Family`), None for multi-agent ones (every multi-agent
     summary keeps one schema, whichever loop plays it) and for families that play their own episodes."""
     if family.multi_agent or family.episode_returns is not None:
         return None

@@ -8,7 +8,7 @@ under observation perturbations of size eps. Three estimates per observation o o
 
 * local Jacobian norm  L_J(o) = sigma_max(df/do (o)) (torch.func: vmap of jacrev, then the largest singular value);
 * finite-radius adversarial ratio  L_r(o) = max_{0 < ||d||_2 <= r} ||f(o + d) - f(o)||_2 / ||d||_2, the max found
-  by PGD (agents/core/robust.py) on ||f(o + d) - f(o)||^2 from a random point of the sphere;
+  by PGD (agents/robustness/robust.py) on ||f(o + d) - f(o)||^2 from a random point of the sphere;
 * random-direction ratio  max over random unit directions u of ||f(o + r u) - f(o)||_2 / r (a lower bound of L_r,
   a sanity check).
 
@@ -36,7 +36,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from agents.core.robust import pgd
+from agents.robustness.robust import pgd
 
 _TINY = 1e-12
 

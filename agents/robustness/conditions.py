@@ -1,7 +1,8 @@
 """Evaluation conditions for ``evaluate.py``: each one a named set of episodes and its report section.
 
 ``evaluate.py`` is conditions x episodes x report: it loads a run, asks every condition in
-:data:`CONDITIONS` whether the command line asked for it, checks them all before any episode runs
+the catalog (:func:`agents.robustness.catalog.conditions`) whether the command line asked for it, checks them
+all before any episode runs
 (so a bad option fails in one line, at once), then runs each and writes one JSON report (plus PNGs)
 under ``RUN_DIR/eval/``. A condition is a small class:
 
@@ -9,82 +10,20 @@ under ``RUN_DIR/eval/``. A condition is a small class:
 * ``from_args(args) -> condition or None`` - None when not asked for;
 * ``check(context)`` - raise ``EnvError`` / ``ConfigError`` when it cannot apply to this run;
 * ``run(context) -> dict`` - the JSON section (episode summaries in the suite's one schema,
-  :func:`agents.core.evaluation.summarize`), printing its own table;
+  :func:`agents.engine.evaluation.summarize`), printing its own table;
 * ``key`` - the section's name in the JSON report.
 
-:class:`Context` gives a condition what it needs: the loaded run, the evaluation settings and
+:class:`agents.robustness.context.Context` gives a condition what it needs: the loaded run, the evaluation settings and
 ``score(wrappers)``, which plays the configured episodes on fresh envs with extra env wrappers (the
 same episode seeds under every condition, so differences come from the condition alone). New
-conditions (a freshly trained adversary, multi-agent noise, attacks) plug in by adding a class here.
+conditions plug in by adding a class here (generic ones) or to a family's ``Family.conditions``.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
-from typing import Any
 
-from agents.core.evaluation import episode_returns, evaluation_discount, summarize
-
-
-def table(title: str, header: list[str], rows: list[list]) -> str:
-    """A right-aligned plain-text table."""
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([title, line(header), line(["-" * w for w in widths]), *map(line, rows)])
-
-
-def cells(stats: dict[str, float]) -> list[str]:
-    return [f"{stats['mean_reward']:.1f}", f"{stats['std_reward']:.1f}", f"{stats['min_reward']:.1f}"]
-
-
-@dataclass
-class Context:
-    """What a condition sees: the loaded run (:class:`agents.core.run.LoadedRun`) and the settings."""
-
-    run: Any
-    episodes: int
-    seed: int
-    explore: bool
-    num_envs: int
-    out_dir: Path
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def multi_agent(self) -> bool:
-        """The run acts for several agents (its family says so)."""
-        return self.run.multi_agent
-
-    @cached_property
-    def gamma(self) -> float | None:
-        """The agent's discount where summaries carry the mean discounted return too (else None)."""
-        return evaluation_discount(self.run.family, self.run.agent)
-
-    def score(self, wrappers=()) -> dict[str, float]:
-        """Summary of ``episodes`` episodes of the run's policy on fresh envs with ``wrappers`` added
-        (with the mean discounted return where :attr:`gamma` is known)."""
-        result = episode_returns(
-            self.run.family,
-            self.run.config,
-            self.run.agent,
-            self.episodes,
-            seed=self.seed,
-            explore=self.explore,
-            step=self.run.step,
-            num_envs=min(self.num_envs, self.episodes),
-            wrappers=wrappers,
-            gamma=self.gamma,
-        )
-        return summarize(result["returns"], result["lengths"], result.get("discounted_returns"))
-
-
-def _refuse_multi_agent(context: Context, what: str) -> None:
-    from envs import EnvError
-
-    if context.multi_agent:
-        raise EnvError(f"{what} is not available for multi-agent runs yet ({context.run.config.algo})")
+from agents.robustness.context import Context, cells, refuse_multi_agent, table
 
 
 class NoiseSweep:
@@ -109,12 +48,12 @@ class NoiseSweep:
         return out
 
     def check(self, context: Context) -> None:
-        from agents.core.config import ConfigError
-        from agents.core.marl_robustness import continuous_multi_agent
+        from agents.engine.config import ConfigError
+        from agents.robustness.multi_agent import continuous_multi_agent
 
         # Multi-agent runs with continuous actions take observation noise through the torch-level wrapper.
         if not (self.key == "observation_noise" and continuous_multi_agent(context)):
-            _refuse_multi_agent(context, self.key.replace("_", " "))
+            refuse_multi_agent(context, self.key.replace("_", " "))
         if any(sigma < 0 for sigma in self.sigmas):
             raise ConfigError(f"--{self.key.split('_')[0].replace('observation', 'obs')}-noise: stds must be >= 0")
 
@@ -129,7 +68,7 @@ class NoiseSweep:
         print()
         print(table(f"{title}:", ["sigma", "mean", "std", "min"], [[r["sigma"], *cells(r)] for r in results]))
         if context.multi_agent:
-            from agents.core.marl_robustness import sweep_png
+            from agents.robustness.multi_agent import sweep_png
 
             sweep_png(context, self.key, "observation noise sigma", [(r["sigma"], r) for r in results])
         return results
@@ -155,11 +94,11 @@ class MassFriction:
         return [cls(args.mass or [1.0], args.friction or [1.0])]
 
     def check(self, context: Context) -> None:
-        from agents.core.config import ConfigError
+        from agents.engine.config import ConfigError
         from envs import EnvError, make_env
         from envs.perturb import mujoco_model
 
-        _refuse_multi_agent(context, "--mass/--friction")
+        refuse_multi_agent(context, "--mass/--friction")
         config = context.run.config
         if mujoco_model(make_env(config.env.id, config.env.options)) is None:
             raise EnvError(f"--mass/--friction need a MuJoCo env; {config.env.id} is not one")
@@ -167,7 +106,7 @@ class MassFriction:
             raise ConfigError("--mass scales must be > 0 and --friction scales >= 0")
 
     def run(self, context: Context) -> dict:
-        from agents.core.plots import heatmap
+        from agents.robustness.plots import heatmap
 
         grid = [
             [context.score([{"name": "model_scaling", "mass_scale": m, "friction_scale": f}]) for f in self.frictions]
@@ -207,7 +146,7 @@ class Video:
         return [cls()] if args.video else []
 
     def check(self, context: Context) -> None:
-        _refuse_multi_agent(context, "--video")
+        refuse_multi_agent(context, "--video")
 
     def run(self, context: Context) -> dict:
         import torch
@@ -231,18 +170,3 @@ class Video:
         )
         print(f"video: {video['path']} ({video['frames']} frames, return {video['return']:.1f})")
         return {"path": str(video["path"]), "frames": video["frames"], "return": video["return"]}
-
-
-# The generic conditions of evaluate.py, in the order they run and appear in the report; families add
-# their own (Family.conditions, e.g. QARL's force adversaries) after the single-agent ones.
-def generic_conditions() -> tuple[list[type], list[type]]:
-    """(single-agent conditions, multi-agent conditions) that every family's runs may use."""
-    from agents.core.marl_robustness import AgentMassSweep, LipschitzMeter, MaliciousAgents, ObservationAttack
-
-    return [NoiseSweep, MassFriction], [Video, ObservationAttack, AgentMassSweep, MaliciousAgents, LipschitzMeter]
-
-
-def conditions(family_conditions: list[type] = ()) -> list[type]:
-    """Every condition class evaluate.py offers: the generic ones with ``family_conditions`` in between."""
-    single, multi = generic_conditions()
-    return [*single, *family_conditions, *multi]

@@ -22,7 +22,7 @@ updates never synchronize with a GPU. Every sum is recomputed from the leaves (n
 difference), so rounding errors do not accumulate over millions of updates.
 
 :class:`PrioritizedSampler` is the strategy object that a
-:class:`agents.core.buffers.TransitionBuffer` (and so an episode buffer) consults instead of its
+:class:`agents.engine.buffers.TransitionBuffer` (and so an episode buffer) consults instead of its
 uniform ``torch.randint``: ``on_insert`` gives new rows the running maximum priority, ``sample``
 draws stratified indices and importance weights, ``update`` writes new priorities from TD errors.
 
@@ -39,7 +39,7 @@ Deviations from the reference:
   ring also enter at it.
 - The tree is float64: prefix sums over a million float32 priorities would lose low-order mass.
 - The paper anneals beta to 1 at the end of learning; here beta is any schedule of the env step
-  (:class:`agents.core.schedules.Linear` by default), so the end point is a setting.
+  (:class:`agents.engine.schedules.Linear` by default), so the end point is a setting.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ from typing import Any
 
 import torch
 
-from agents.core.config import doc
-from agents.core.schedules import Linear
+from agents.engine.config import doc
+from agents.engine.schedules import Linear
 
 # PyTorch's CPU searchsorted splits work over threads from 200 queries on. A batch search is a few
 # microseconds of work, less than waking a second thread; when the other core is busy the wake-up
