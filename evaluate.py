@@ -8,6 +8,7 @@
   python evaluate.py RUN_DIR --mass 0.5 1 1.5 --friction 0.5 1 1.5     # MuJoCo envs: heatmap PNG
   python evaluate.py RUN_DIR --adversary --random-force   # MuJoCo: a fresh worst-case force adversary
   python evaluate.py MARL_RUN --obs-noise 0 0.1 0.5 --attack 0.05 0.2 --agent-mass 2 --lipschitz
+  python evaluate.py MARL_RUN --value-attack 0.05 0.2     # perturbations that lower the run's own critic
   python evaluate.py MARL_RUN --malicious 0 --malicious-mode adversarial   # agent 0 turns against the team
   python evaluate.py --compare SWEEP_DIR [LABEL=DIR ...] --out DIR   # many runs: IQM, 95% intervals, PNGs
 

@@ -59,7 +59,14 @@ from agents.engine.family import Family
 from agents.engine.loops import OffPolicyConfig
 from agents.engine.losses import polyak_update, td_target
 from agents.engine.nets import ACTIVATIONS, EnsembleLinear, activation
-from agents.robustness.robust import FORMS, SCALES, continuous_ernie_a_penalty, ernie_penalty, mean_field_penalty
+from agents.robustness.robust import (
+    FORMS,
+    SCALES,
+    continuous_ernie_a_penalty,
+    ernie_penalty,
+    mean_field_penalty,
+    padding_mask,
+)
 from envs.base import BoxSpec
 
 
@@ -84,7 +91,12 @@ class MADDPGConfig(AgentConfig):
     ernie_form: str = doc(
         "'stackelberg' (differentiate through the K steps) or 'plain' (ERNIE w/o ST)", "stackelberg", choices=FORMS
     )
-    ernie_scale: str = doc("'absolute' perturbation, or 'relative' (delta = u |o|)", "absolute", choices=SCALES)
+    ernie_scale: str = doc(
+        "'absolute' perturbation; 'relative' (delta = u |o|); 'spread' (delta = u s, s each feature's std over the "
+        "first training batch, measured once and checkpointed: a ball sized for the task)",
+        "absolute",
+        choices=(*SCALES, "spread"),
+    )
     ernie_baseline_gaussian: bool = doc("Baseline-Gaussian: the penalty at a random delta of the PGD size", False)
     ernie_action_scale: float = doc(
         "half-width h of the env's own action range, in which D is measured: D = h^2 ||mu(o + delta) - mu(o)||^2 "
@@ -144,7 +156,7 @@ def _clip_per_member(params: list[torch.Tensor], max_norm: float, members: int) 
 class MADDPG:
     """MADDPG (+ ERNIE); see the module docstring for the losses. Acts on obs ``[N, n, D]``."""
 
-    def __init__(self, obs_spec: BoxSpec, action_spec: BoxSpec, config: MADDPGConfig, device="cpu"):
+    def __init__(self, obs_spec: BoxSpec, action_spec: BoxSpec, config: MADDPGConfig, device="cpu", obs_dims=None):
         field = config.ernie_mean_field
         if field and (len(field) != 3 or min(field[1:]) < 1 or field[0] + field[1] * field[2] > obs_spec.shape[-1]):
             raise ConfigError(
@@ -175,6 +187,9 @@ class MADDPG:
         self.critic_optimizer = torch.optim.Adam(self.critic_params, lr=config.critic_lr)
         self._agent_ids = torch.eye(n, device=self.device)  # [n, n]
         self._own_slot = torch.eye(n, dtype=torch.bool, device=self.device)[:, None, :, None]  # [k, 1, j, 1]
+        # each agent's own observation length (the env's obs_dims): the penalty never moves the zero padding
+        self.obs_mask = padding_mask(obs_dims, self.obs_dim, self.device)  # [n, D] or None
+        self.obs_spread: torch.Tensor | None = None  # [n, D]: ernie_scale='spread', set by the first update
         self.updates = 0
 
     # ---- networks -----------------------------------------------------------------------------
@@ -279,10 +294,15 @@ class MADDPG:
         if cfg.ernie_weight > 0 and cfg.ernie_mean_field:
             penalty, delta = self.mean_field_penalty(obs)
         elif cfg.ernie_weight > 0:  # weight 0 must not call it: the attack draws random numbers
+            spread = cfg.ernie_scale == "spread"
+            if spread and self.obs_spread is None:
+                raise RuntimeError("ernie_scale='spread' needs the observation spread: update() measures it")
             penalty, delta = ernie_penalty(
                 self.policy_per_agent, obs, radius=cfg.ernie_radius, steps=cfg.ernie_steps,
-                step_size=cfg.ernie_step_size, norm=cfg.ernie_norm, form=cfg.ernie_form, scale=cfg.ernie_scale,
-                baseline_gaussian=cfg.ernie_baseline_gaussian, init_std=cfg.ernie_init_std,
+                step_size=cfg.ernie_step_size, norm=cfg.ernie_norm, form=cfg.ernie_form,
+                scale="absolute" if spread else cfg.ernie_scale, baseline_gaussian=cfg.ernie_baseline_gaussian,
+                init_std=cfg.ernie_init_std, mask=None if self.obs_mask is None else self.obs_mask[:, None],
+                feature_scale=self.obs_spread[:, None] if spread else None,
             )  # fmt: skip
         if cfg.ernie_weight > 0:
             # D in the env's own action units: h^2 times the canonical distance. The ascent that finds delta* is
@@ -324,6 +344,9 @@ class MADDPG:
     def update(self, batch: dict[str, torch.Tensor], *, step: int) -> dict[str, torch.Tensor]:
         """One critic step and one actor step of every agent, then the Polyak step of both targets."""
         self.updates += 1
+        if self.config.ernie_scale == "spread" and self.obs_spread is None:
+            # the ball's per-feature size: each agent's observation spread over the first batch (warm-up data)
+            self.obs_spread = batch["obs"].detach().std(0)  # [n, D]
         critic_loss, metrics = self.critic_loss(batch)
         self._step(critic_loss, self.critic_optimizer, self.critic_params, self.config.max_grad_norm)
         actor_loss, actor_metrics = self.actor_loss(batch)
@@ -344,12 +367,15 @@ class MADDPG:
             "actor_optimizer": self.actor_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "updates": self.updates,
+            **({} if self.obs_spread is None else {"obs_spread": self.obs_spread}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in ("actor", "critic", "actor_target", "critic_target", "actor_optimizer", "critic_optimizer"):
             getattr(self, name).load_state_dict(state[name])
         self.updates = int(state["updates"])
+        if "obs_spread" in state:
+            self.obs_spread = state["obs_spread"].to(self.device)
 
 
 # ---- presets ------------------------------------------------------------------------------------
@@ -412,7 +438,12 @@ PRESETS["ernie-gaussian/simple-spread"] = RunConfig(
 
 
 def build(config: RunConfig, obs_spec, action_spec, device) -> MADDPG:
-    return MADDPG(obs_spec, action_spec, config.agent, device)
+    obs_dims = None
+    if config.agent.ernie_weight > 0:  # the penalty's padding mask; weight 0 (MADDPG) never probes the env
+        from agents.robustness.multi_agent import env_obs_dims
+
+        obs_dims = env_obs_dims(config)
+    return MADDPG(obs_spec, action_spec, config.agent, device, obs_dims=obs_dims)
 
 
 FAMILY = Family(presets=PRESETS, build_agent=build, multi_agent=True)

@@ -78,3 +78,68 @@ def test_summary_criteria_by_hand(sweep, capsys):
     assert (sweep / "ernie_simple-spread_robustness.png").stat().st_size > 0
     text = capsys.readouterr().out
     assert "FAIL  clean >= maddpg - 15%" in text and "| MADDPG (2) | -51.0 ± " in text
+
+
+def _single_arm_sweep(root, name, preset, rows, value=True):
+    trials = []
+    for seed, row in enumerate(rows):
+        run_dir = f"trials/seed{seed}"
+        (root / name / run_dir / "eval").mkdir(parents=True)
+        config = {"config": {"algo": "ernie", "env": {"id": "mpe:simple_spread"}, "train": {"seed": seed}}}
+        (root / name / run_dir / "config.json").write_text(json.dumps(config))
+        metrics = [{"step": s, "eval/mean_reward": row[0] - 10.0 / s} for s in (1, 2)]
+        (root / name / run_dir / "metrics.jsonl").write_text("\n".join(map(json.dumps, metrics)))
+        data = report(*row[:6])
+        if value:
+            data["value_attack"] = {"clean": {"mean_reward": row[3]}, "results": [{"eps": 0.2, "mean_reward": row[6]}]}
+        (root / name / run_dir / "eval" / "eval_1.json").write_text(json.dumps(data))
+        trials.append({"run_dir": run_dir, "seed": seed, "status": "done", "overrides": []})
+    (root / name / "manifest.json").write_text(json.dumps({"preset": preset, "overrides": [], "trials": trials}))
+
+
+def test_ablation_sweeps_join_a_reused_summary_with_the_value_attack(sweep, capsys):
+    """Single-arm sweeps of the ablation presets are labelled by preset; an earlier summary fills the arms and
+    seeds no sweep holds; the value-aimed attack's loss is against its own clean episodes; a measure older reports
+    lack is averaged over the seeds that have it and shows their number."""
+    earlier = sweep / "earlier.json"
+    bench.summarize(
+        bench.parse(["summarize", "--root", str(sweep), "--results", str(earlier), "--figures", str(sweep)])
+    )
+    (sweep / "simple-spread" / "manifest.json").unlink()  # the old runs are gone: only their summary is left
+    _single_arm_sweep(
+        sweep,
+        "wo",
+        "ernie-wo-st/simple-spread",
+        [(-55.0, -57.0, -60.0, -55.0, -57.0, 2.0, -59.0), (-57.0, -59.0, -62.0, -57.0, -59.0, 2.0, -61.0)],
+    )
+    _single_arm_sweep(sweep, "gauss", "ernie-gaussian/simple-spread", [(-54.0, -58.0, -63.0, -54.0, -60.0, 3.0, -64.0)])
+    # a fresh MADDPG seed 0 with the value attack replaces the reused seed 0; seed 1 stays reused
+    _single_arm_sweep(sweep, "base", "maddpg/simple-spread", [(-50.0, -55.0, -60.0, -50.0, -60.0, 6.0, -70.0)])
+    manifest = json.loads((sweep / "base" / "manifest.json").read_text())
+    manifest["trials"][0]["overrides"] = ["agent.ernie_weight=0"]
+    (sweep / "base" / "manifest.json").write_text(json.dumps(manifest))
+    out = sweep / "ablations.json"
+    summary = bench.summarize(bench.parse([
+        "summarize", "--root", str(sweep), "--name", "ablations", "--sweeps", "base", "wo", "gauss",
+        "--reuse", str(earlier), "--results", str(out), "--figures", str(sweep),
+    ]))  # fmt: skip
+    assert list(summary["seeds"]) == ["MADDPG", "ERNIE λ=0.2", "ERNIE λ=1", "ERNIE w/o ST", "Baseline-Gaussian"]
+    assert summary["seeds"]["ERNIE w/o ST"] == [0, 1] and summary["seeds"]["MADDPG"] == [0, 1]
+    assert summary["sources"]["MADDPG"] == {"0": "sweep base", "1": "reused earlier.json"}
+    wo = summary["stats"]["ERNIE w/o ST"]
+    assert wo["loss value_attack 0.2"]["mean"] == 4.0 and wo["loss observation_attack 0.2"]["mean"] == 2.0
+    maddpg = summary["stats"]["MADDPG"]
+    assert maddpg["value_attack 0.2"]["n"] == 1 and maddpg["nominal"]["n"] == 2
+    assert "ERNIE λ=1" in summary["criteria"] and "value_attack 0.2" not in summary["stats"]["ERNIE λ=1"]
+    text = capsys.readouterr().out
+    assert "value attack ε = 0.2 (Δ)" in text and "-70.0 [1 seeds] (20.0)" in text
+    assert (sweep / "ernie_ablations_robustness.png").stat().st_size > 0
+
+
+def test_run_names_the_sweep_after_the_preset():
+    args = bench.parse(["run", "--preset", "ernie-wo-st", "--seeds", "0-4"])
+    assert bench.sweep_name(args) == "simple-spread-wo-st"
+    assert bench.sweep_name(bench.parse(["run"])) == "simple-spread"
+    assert bench.arm_of({"overrides": ["agent.ernie_weight=1"], "sweep_overrides": ["agent.ernie_scale=spread"]},
+                        "ernie/vmas-navigation") == "ERNIE λ=1 (ball spread)"  # fmt: skip
+    assert bench.arm_of({"overrides": []}, "ernie-gaussian/simple-spread") == "Baseline-Gaussian"

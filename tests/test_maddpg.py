@@ -7,12 +7,14 @@ import io
 import pytest
 import torch
 
+import agents.maddpg as agents_maddpg
 from agents import all_presets, get_preset
 from agents.engine.buffers import TransitionBuffer
 from agents.engine.collect import EpisodeStats, multi_agent_box
-from agents.engine.config import ConfigError
+from agents.engine.config import ConfigError, apply_overrides
 from agents.engine.run import transition_fields
-from agents.maddpg import MADDPG, MADDPGConfig, _clip_per_member
+from agents.maddpg import MADDPG, MADDPGConfig, _clip_per_member, build
+from envs import make_vec_env
 from envs.base import BoxSpec, DiscreteSpec
 
 AGENTS, OBS, ACT = 3, 4, 2
@@ -301,3 +303,121 @@ def test_action_scale_measures_the_penalty_in_the_env_units():
     assert get_preset("ernie/simple-spread").agent.ernie_action_scale == 0.5
     assert get_preset("ernie-0.2/simple-tag").agent.ernie_action_scale == 0.5
     assert get_preset("ernie/vmas-navigation").agent.ernie_action_scale == 1.0
+
+
+def test_actor_loss_composition_by_hand_on_two_rows():
+    """L_mu = sum_k [-mean_b Q_k(o, a with a_k = mu_k(o_k))] + lambda n h^2 mean_{k,b} ||mu_k(o_k + d) - mu_k(o_k)||^2,
+    every term computed by hand from the networks' weights and the attack's delta: a wrong sign (or a missing n or
+    h^2) of the ERNIE term fails."""
+    weight, scale, rows = 0.7, 0.5, 2
+    agent = make(dataclasses.replace(TINY, ernie_weight=weight, ernie_action_scale=scale, ernie_radius=1.0))
+    data = batch(rows=rows)
+    seen = {}
+    original = agents_maddpg.ernie_penalty
+
+    def spy(*args, **kwargs):
+        seen["out"] = original(*args, **kwargs)
+        return seen["out"]
+
+    agents_maddpg.ernie_penalty = spy
+    try:
+        torch.manual_seed(5)
+        loss, metrics = agent.actor_loss(data)
+    finally:
+        agents_maddpg.ernie_penalty = original
+    delta = seen["out"][1]  # [n, B, D], the attack's perturbation (its search is tested in tests/test_robust.py)
+    assert delta.abs().sum() > 0
+    q_term, distance = 0.0, 0.0
+    for b in range(rows):
+        obs, stored = data["obs"][b], data["action"][b]  # [n, D], [n, A]
+        mu = [torch.tanh(_forward(_member(agent.actor, k), obs[k])) for k in range(AGENTS)]
+        for k in range(AGENTS):
+            joint = stored.clone()
+            joint[k] = mu[k]
+            q_term -= _forward(_member(agent.critic, k), torch.cat([obs.reshape(-1), joint.reshape(-1)]))[0] / rows
+            moved = torch.tanh(_forward(_member(agent.actor, k), obs[k] + delta[k, b]))
+            distance += scale**2 * (moved - mu[k]).pow(2).sum() / (AGENTS * rows)
+    assert distance > 1e-3  # the ERNIE term is large enough for its sign to matter
+    expected = q_term + weight * AGENTS * distance
+    torch.testing.assert_close(loss.detach(), expected.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(metrics["train/ernie_penalty"], distance.detach(), rtol=1e-5, atol=1e-7)
+
+
+def _speaker_listener_agent(**agent_options):
+    config = apply_overrides(get_preset("ernie/speaker-listener"), ["agent.hidden=[8,8]"])
+    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, **agent_options))
+    env = make_vec_env(config.env.id, 1, seed=0, options=config.env.options)
+    obs_spec, action_spec, dims = env.obs_spec, env.action_spec, list(env.obs_dims)
+    env.close()
+    torch.manual_seed(0)
+    return build(config, obs_spec, action_spec, "cpu"), dims
+
+
+@pytest.mark.parametrize("gaussian", [False, True])
+def test_penalty_moves_only_the_real_features_of_padded_observations(gaussian):
+    """Speaker-listener: the speaker sees 3 features, the listener 11; the speaker's row is zero-padded to 11. The
+    penalty's delta (PGD and Baseline-Gaussian) is 0 on the padding and uses the whole ball on the real features."""
+    agent, dims = _speaker_listener_agent(ernie_baseline_gaussian=gaussian, ernie_radius=0.3)
+    assert dims == [3, 11] and agent.obs_mask is not None
+    width = agent.obs_dim
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(32, 2, width, generator=g)
+    obs[:, 0, dims[0] :] = 0.0  # the padding
+    data = {"obs": obs, "action": torch.rand(32, 2, agent.action_dim, generator=g) * 2 - 1}
+    seen = {}
+    original = agents_maddpg.ernie_penalty
+
+    def spy(*args, **kwargs):
+        seen["out"] = original(*args, **kwargs)
+        return seen["out"]
+
+    agents_maddpg.ernie_penalty = spy
+    try:
+        agent.actor_loss(data)
+    finally:
+        agents_maddpg.ernie_penalty = original
+    delta = seen["out"][1]  # [n, B, D]
+    assert torch.equal(delta[0, :, dims[0] :], torch.zeros_like(delta[0, :, dims[0] :]))  # fails without the mask
+    assert delta[0, :, : dims[0]].abs().min() > 0 and delta[1].abs().min() > 0
+    if not gaussian:  # the PGD ends on the sphere of its real features
+        torch.testing.assert_close(delta.norm(dim=-1), torch.full((2, 32), 0.3), rtol=1e-4, atol=1e-5)
+
+
+def test_spread_ball_is_measured_once_scales_delta_and_is_checkpointed():
+    """ernie_scale='spread': delta = u * s, s each agent's per-feature std over the first training batch; a feature
+    that never varies (s = 0) never moves; s survives save/load and is not re-measured."""
+    config = dataclasses.replace(TINY, ernie_weight=1.0, ernie_scale="spread", ernie_radius=0.4)
+    agent = make(config)
+    first = batch(rows=64)
+    first["obs"][:, :, 1] *= 10.0
+    first["obs"][:, :, 3] = 0.5  # constant: spread 0
+    agent.update(first, step=0)
+    spread = agent.obs_spread
+    torch.testing.assert_close(spread, first["obs"].std(0))
+    assert torch.all(spread[:, 3] == 0) and torch.all(spread[:, 1] > 5 * spread[:, 0])
+    agent.update(batch(rows=64, seed=7), step=1)
+    assert torch.equal(agent.obs_spread, spread)  # measured once
+    seen = {}
+    original = agents_maddpg.ernie_penalty
+
+    def spy(*args, **kwargs):
+        seen["out"] = original(*args, **kwargs)
+        return seen["out"]
+
+    agents_maddpg.ernie_penalty = spy
+    try:
+        agent.actor_loss(first)
+    finally:
+        agents_maddpg.ernie_penalty = original
+    delta = seen["out"][1]  # [n, B, D]
+    assert torch.all(delta[..., 3] == 0)
+    u = (delta / spread[:, None].clamp_min(1e-12))[..., :3].norm(dim=-1)  # the ball is in spread units
+    assert u.max() <= 0.4 + 1e-5 and u.median() > 0.4 - 1e-4  # (rows on a dead ReLU stay at their start)
+    state = io.BytesIO()
+    torch.save(agent.state_dict(), state)
+    state.seek(0)
+    fresh = make(config)
+    fresh.load_state_dict(torch.load(state))
+    assert torch.equal(fresh.obs_spread, spread)
+    with pytest.raises(RuntimeError, match="spread"):
+        make(config).actor_loss(first)  # no spread measured yet

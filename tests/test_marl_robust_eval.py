@@ -240,3 +240,70 @@ def test_python_api_loads_and_scores_a_maddpg_run(runs):
     summary = agents.evaluate(policy, episodes=2)
     assert summary["episodes"] == 2 and summary["mean_ep_length"] == 25
     assert "mean_discounted_reward" not in summary  # multi-agent summaries keep one schema
+
+
+@pytest.mark.parametrize("target", ["action", "value"])
+def test_attacks_perturb_only_the_real_features(target):
+    """Zero-padded observations (an agent with fewer features): both attacks leave the padding at 0."""
+    agent = tiny_agent()
+    mask = torch.ones(3, 6)
+    mask[1, 2:] = 0.0  # agent 1 has 2 real features
+    obs = torch.randn(8, 3, 6)
+    obs[:, 1, 2:] = 0.0
+    seen = RecordingAgent(agent)
+    AttackedAgent(seen, eps=0.2, generator=torch.Generator().manual_seed(0), target=target, mask=mask).act(
+        obs, step=0, explore=False
+    )
+    moved = seen.seen[0] - obs
+    assert torch.equal(moved[:, 1, 2:], torch.zeros(8, 4))  # fails without the mask
+    assert (moved[:, 1, :2] != 0).float().mean() > 0.5 and (moved[:, [0, 2]] != 0).float().mean() > 0.5
+    assert moved.abs().max() <= 0.2 + 1e-6
+
+
+def test_value_attack_lowers_the_critic_more_than_the_action_attack():
+    """The value-aimed attack picks o' to minimize team_value(o, mu(o')), with o the true observations."""
+    agent = tiny_agent()
+    obs = torch.randn(64, 3, 6)
+
+    def value_after(target, seed=0):
+        seen = RecordingAgent(agent)
+        attacked = AttackedAgent(seen, eps=0.2, generator=torch.Generator().manual_seed(seed), target=target)
+        attacked.act(obs, step=0, explore=False)
+        with torch.no_grad():
+            return agent.team_value(obs, agent.policy(seen.seen[0])).mean(), attacked
+
+    with torch.no_grad():
+        clean = agent.team_value(obs, agent.policy(obs)).mean()
+        corners = (torch.randint(0, 2, obs.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1) * 0.2
+        random = agent.team_value(obs, agent.policy(obs + corners)).mean()
+    value, attacked = value_after("value")
+    action_aimed, _ = value_after("action")
+    assert value < clean and value < random and value < action_aimed
+    assert attacked.value_drop == pytest.approx(float(clean - value), rel=1e-4)
+
+
+def test_env_obs_dims_of_a_padded_task_and_no_rng_drawn():
+    from agents.robustness.multi_agent import env_obs_dims
+    from agents.robustness.robust import padding_mask
+
+    state = torch.get_rng_state()
+    dims = env_obs_dims(get_preset("maddpg/speaker-listener"))
+    assert torch.equal(state, torch.get_rng_state())
+    assert dims == [3, 11]
+    mask = padding_mask(dims, 11)
+    assert mask[0].tolist() == [1.0] * 3 + [0.0] * 8 and mask[1].sum() == 11
+    assert padding_mask(env_obs_dims(get_preset("maddpg/simple-spread")), 18) is None
+
+
+def test_evaluate_value_attack_end_to_end(runs, capsys):
+    run_dir = runs["maddpg/simple-spread"]
+    argv = [str(run_dir), "--episodes", "2", "--envs", "2", "--attack", "0.1", "--value-attack", "0.1"]
+    assert evaluate.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "value-aimed observation attack" in out and "observation attack (l-inf" in out
+    report = latest_report(run_dir)
+    value, action = report["value_attack"], report["observation_attack"]
+    assert value["target"] == "value" and action["target"] == "action" and not value["masked"]
+    assert value["clean"] == report["nominal"] and value["results"][0]["eps"] == 0.1
+    assert value["results"][0]["value_drop"] > 0
+    assert (run_dir / "eval" / "value_attack.png").is_file()

@@ -49,5 +49,27 @@ class Agent(Protocol):
         ...
 
 
+@runtime_checkable
+class DifferentiablePolicy(Protocol):
+    """A multi-agent learner whose deterministic joint policy can be differentiated (MADDPG, ERNIE):
+    what observation attacks and the Lipschitz meter need."""
+
+    n_agents: int
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs ``[N, agents, D]`` -> actions ``[N, agents, A]`` in [-1, 1], differentiable in ``obs``."""
+        ...
+
+
+@runtime_checkable
+class TeamCritic(Protocol):
+    """A learner with a centralized critic of the joint action: what value-aimed attacks and adversarial
+    malicious agents minimize."""
+
+    def team_value(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """obs ``[N, agents, D]``, actions ``[N, agents, A]`` -> the team's value ``[N]``, differentiable."""
+        ...
+
+
 class NonFiniteLossError(RuntimeError):
     """Raised by the loop when a logged loss is NaN or infinite; the message names the loss."""

@@ -167,13 +167,13 @@ class EpisodeCollector:
         self.num_envs = env.num_envs
         self.episode_limit = env.episode_limit
         self.device = env.device
-        multi_agent = hasattr(env, "n_agents")
-        # The family's layout; by default the cooperative multi-agent one (module table).
-        if fields is None:
+        # The family's layout (fields, the step-info tensors recorded per step with their final_* value at
+        # the episode's end, and those passed to ``act`` as keywords); by default the cooperative
+        # multi-agent one (module table): the global state and the action mask.
+        multi_agent = fields is None
+        if multi_agent:
             fields = episode_fields(env.n_agents, env.obs_spec.shape[-1], env.state_spec.shape[0], env.n_actions)
         self.fields = fields
-        # Step-info tensors recorded per step (with their final_* value at the episode's end) and those
-        # passed to ``act`` as keywords: the multi-agent state and action mask by default.
         self.info_fields = (
             info_fields if info_fields is not None else (("state", "avail_actions") if multi_agent else ())
         )

@@ -137,7 +137,7 @@ EPISODE_LAYOUT_FIELDS = {
 
 
 def episode_layout(env: Any) -> dict[str, Any]:
-    """``train_episodic``'s ``layout`` for prompt episodes: ``obs [H]`` float32 and no info / act fields."""
+    """The episode collector's ``layout`` for prompt episodes: ``obs [H]`` float32 and no info / act fields."""
     fields = {"obs": ((env.obs_spec.shape[-1],), torch.float32), **EPISODE_LAYOUT_FIELDS}
     return {"fields": fields, "info_fields": (), "act_fields": ()}
 

@@ -102,9 +102,7 @@ def evaluate_greedy(agent: PromptAgent, env: Any, step: int, logger: Any = None)
         agent.best = {"tokens": measures["tokens"], "dev_accuracy": acc, "dev_reward": reward, "step": int(step)}
         if logger is not None:
             logger.message(f"step {step:,}: best prompt so far {measures['prompt']!r} (dev accuracy {acc:.3f})")
-            text = getattr(logger, "text", None)
-            if text is not None:
-                text("eval/best_prompt", f"{measures['prompt']} (dev accuracy {acc:.3f}, step {step})", step)
+            logger.text("eval/best_prompt", f"{measures['prompt']} (dev accuracy {acc:.3f}, step {step})", step)
     return {
         "eval/mean_reward": torch.tensor(100.0 * acc),
         "eval/dev_accuracy": torch.tensor(acc),

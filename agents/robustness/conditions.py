@@ -152,6 +152,7 @@ class Video:
         import torch
 
         from envs import make_env
+        from envs.base import BoxSpec
         from envs.video import record_episode
 
         run, config = context.run, context.run.config
@@ -166,7 +167,7 @@ class Video:
             policy,
             context.out_dir / "episode.mp4",
             seed=context.seed,
-            canonical_actions=hasattr(run.agent, "actor"),
+            canonical_actions=isinstance(run.action_spec, BoxSpec),  # Box actions are canonical [-1, 1]
         )
         print(f"video: {video['path']} ({video['frames']} frames, return {video['return']:.1f})")
         return {"path": str(video["path"]), "frames": video["frames"], "return": video["return"]}

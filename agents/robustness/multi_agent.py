@@ -11,6 +11,13 @@ learner whose agent exposes the deterministic joint policy ``policy(obs [N, agen
   from a random start (:func:`agents.robustness.robust.observation_attack`); the episodes use the clean
   evaluation's seeds,
   so the loss Delta = R(clean) - R(attacked) is paired.
+* ``--value-attack EPS ...`` (the same class, ``target='value'``): the same ball, steps and random start, but the
+  perturbation is chosen to LOWER the centralized critic's value of the joint action the perturbed agents take,
+  -mean_k Q_k(o, mu(o + delta)) with o the true (clean) observations
+  (:func:`agents.robustness.robust.value_drop`); needs ``team_value`` (:class:`agents.engine.agent.TeamCritic`). The critic is each run's own (MADDPG's, ERNIE's, ...), so the attacker knows exactly what the
+  run's learner believes; an inaccurate critic makes a weaker attack, which the action-change attack does not
+  depend on. Both attacks perturb only each agent's real features when observations are zero-padded to one width
+  (``env.obs_dims``, the source of the Gaussian-noise mask).
 * ``--agent-mass SCALE ...`` (:class:`AgentMassSweep`): every agent's mass scaled (MPE, VMAS), through
   :class:`envs.perturb_torch.AgentMass`.
 * ``--malicious I ... --malicious-mode random|adversarial`` (:class:`MaliciousAgents`): the agents at those indices
@@ -36,9 +43,10 @@ from typing import Any
 
 import torch
 
+from agents.engine.agent import DifferentiablePolicy, TeamCritic
 from agents.engine.evaluation import episode_returns, summarize
 from agents.robustness.context import Context, cells, table
-from agents.robustness.robust import action_deviation, observation_attack
+from agents.robustness.robust import action_deviation, observation_attack, padding_mask, value_drop
 
 
 class AgentWrapper:
@@ -56,23 +64,48 @@ class AgentWrapper:
         return self.agent.initial_state(num_envs)
 
 
+ATTACK_TARGETS = ("action", "value")
+
+
 class AttackedAgent(AgentWrapper):
     """Acts on o' = argmax_{||o' - o||_inf <= eps} ||mu(o') - mu(o)||^2 (``steps`` sign-PGD steps, random start).
 
     Every (env, agent) row of obs ``[N, agents, D]`` has its own ball. ``generator`` (on the agent's device) draws the
     random starts. ``deviation`` accumulates the mean squared action change the attack caused.
+
+    ``target='value'`` instead picks o' to minimize the critic's team value of the joint action,
+    ``team_value(o, mu(o'))`` (:func:`agents.robustness.robust.value_drop`); ``value_drop`` accumulates the mean drop
+    team_value(o, mu(o)) - team_value(o, mu(o')). ``mask`` (``[agents, D]`` 0/1): only those features move.
     """
 
-    def __init__(self, agent: Any, eps: float, steps: int = 10, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        agent: Any,
+        eps: float,
+        steps: int = 10,
+        generator: torch.Generator | None = None,
+        target: str = "action",
+        mask: torch.Tensor | None = None,
+    ):
         super().__init__(agent)
-        self.eps, self.steps, self.generator = eps, steps, generator
-        self.deviation, self.calls = 0.0, 0
+        if target not in ATTACK_TARGETS:
+            raise ValueError(f"unknown attack target {target!r}; choose from {list(ATTACK_TARGETS)}")
+        self.eps, self.steps, self.generator, self.target, self.mask = eps, steps, generator, target, mask
+        self.deviation, self.value_drop, self.calls = 0.0, 0.0, 0
 
     def act(self, obs: torch.Tensor, state: Any = None, *, step: int, explore: bool = False, **kwargs):
-        objective = action_deviation(self.agent.policy, obs)
-        attacked = observation_attack(objective, obs, eps=self.eps, steps=self.steps, generator=self.generator)
+        deviation = action_deviation(self.agent.policy, obs)
+        if self.target == "value":
+            objective = value_drop(self.agent.team_value, self.agent.policy, obs)
+        else:
+            objective = deviation
+        attacked = observation_attack(
+            objective, obs, eps=self.eps, steps=self.steps, generator=self.generator, mask=self.mask
+        )
         with torch.no_grad():
-            self.deviation += float(objective(attacked).mean())
+            self.deviation += float(deviation(attacked).mean())
+            if self.target == "value":
+                self.value_drop += float((objective(attacked) - objective(obs)).mean())
             self.calls += 1
         return self.agent.act(attacked, state, step=step, explore=explore, **kwargs)
 
@@ -122,7 +155,7 @@ def continuous_multi_agent(context: Context) -> bool:
     from envs.base import BoxSpec
 
     run = context.run
-    return context.multi_agent and isinstance(run.action_spec, BoxSpec) and hasattr(run.agent, "policy")
+    return context.multi_agent and isinstance(run.action_spec, BoxSpec) and isinstance(run.agent, DifferentiablePolicy)
 
 
 def require_continuous_multi_agent(context: Context, option: str) -> None:
@@ -146,6 +179,35 @@ def _paired(context: Context, agent: Any) -> dict[str, float]:
     return summarize(result["returns"], result["lengths"])
 
 
+def env_obs_dims(config: Any) -> list[int] | None:
+    """Each agent's own observation length in the run's env (``env.obs_dims``; None if the env does not say), from a
+    one-env probe. The global random states (torch, numpy, random) are left as they were."""
+    import random
+
+    import numpy as np
+
+    from envs import make_vec_env
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            env = make_vec_env(config.env.id, 1, device="cpu", seed=0, options=config.env.options,
+                               wrappers=config.env.wrappers)  # fmt: skip
+            try:
+                dims = getattr(env, "obs_dims", None)
+            finally:
+                env.close()
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+    return None if dims is None else [int(d) for d in dims]
+
+
+def run_padding_mask(context: Context) -> torch.Tensor | None:
+    """``[agents, D]`` mask of the run's real observation features (None: nothing padded)."""
+    return padding_mask(env_obs_dims(context.run.config), context.run.obs_spec.shape[-1], context.run.agent.device)
+
+
 def _generator(context: Context) -> torch.Generator:
     generator = torch.Generator(device=context.run.agent.device)
     generator.manual_seed(context.seed + 7)
@@ -166,12 +228,17 @@ def sweep_png(context: Context, name: str, xlabel: str, points: list[tuple[float
 
 
 class ObservationAttack:
-    """The worst-case observation attack at each radius eps (l-inf, observation units); a PNG against eps."""
+    """The worst-case observation attack at each radius eps (l-inf, observation units); a PNG against eps.
 
-    key = "observation_attack"
+    ``target='action'`` (``--attack``, JSON key ``observation_attack``): maximize the change of actions;
+    ``target='value'`` (``--value-attack``, key ``value_attack``): minimize the run's own critic's value of the
+    joint action. Same steps (``--attack-steps``), ball and random start, on the clean episodes' seeds.
+    """
 
-    def __init__(self, radii: list[float], steps: int):
-        self.radii, self.steps = radii, steps
+    def __init__(self, radii: list[float], steps: int, target: str = "action"):
+        self.radii, self.steps, self.target = radii, steps, target
+        self.key = "observation_attack" if target == "action" else "value_attack"
+        self.option = "--attack" if target == "action" else "--value-attack"
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -182,38 +249,56 @@ class ObservationAttack:
             metavar="EPS",
             help="worst-case observation attack radii (l-inf, multi-agent continuous runs)",
         )
+        parser.add_argument(
+            "--value-attack",
+            type=float,
+            nargs="+",
+            metavar="EPS",
+            help="value-aimed observation attack radii (l-inf): lower the run's own critic's value of the joint "
+            "action (multi-agent continuous runs with a centralized critic)",
+        )
         parser.add_argument("--attack-steps", type=int, default=10, metavar="K",
-                            help="sign-PGD steps of the attack (default: 10)")  # fmt: skip
+                            help="sign-PGD steps of both attacks (default: 10)")  # fmt: skip
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> list[ObservationAttack]:
-        return [cls(args.attack, args.attack_steps)] if args.attack else []
+        out = [cls(args.attack, args.attack_steps)] if args.attack else []
+        if getattr(args, "value_attack", None):
+            out.append(cls(args.value_attack, args.attack_steps, target="value"))
+        return out
 
     def check(self, context: Context) -> None:
         from agents.engine.config import ConfigError
 
-        require_continuous_multi_agent(context, "--attack")
+        require_continuous_multi_agent(context, self.option)
         if any(not eps > 0 for eps in self.radii):
-            raise ConfigError(f"--attack: radii must be > 0, got {self.radii}")
+            raise ConfigError(f"{self.option}: radii must be > 0, got {self.radii}")
         if self.steps < 1:
             raise ConfigError(f"--attack-steps must be at least 1, got {self.steps}")
+        if self.target == "value" and not isinstance(context.run.agent, TeamCritic):
+            raise ConfigError(f"--value-attack needs a centralized critic; {context.run.config.algo} has none")
 
     def run(self, context: Context) -> dict:
         clean = context.score()
+        mask = run_padding_mask(context)
         results = []
         for eps in self.radii:
-            attacked = AttackedAgent(context.run.agent, eps, self.steps, _generator(context))
+            attacked = AttackedAgent(context.run.agent, eps, self.steps, _generator(context), self.target, mask)
             stats = _paired(context, attacked)
-            deviation = attacked.deviation / max(attacked.calls, 1)
-            results.append({"eps": eps, **stats, "delta": clean["mean_reward"] - stats["mean_reward"],
-                            "action_deviation": deviation})  # fmt: skip
+            calls = max(attacked.calls, 1)
+            row = {"eps": eps, **stats, "delta": clean["mean_reward"] - stats["mean_reward"],
+                   "action_deviation": attacked.deviation / calls}  # fmt: skip
+            if self.target == "value":
+                row["value_drop"] = attacked.value_drop / calls
+            results.append(row)
         rows = [[r["eps"], *cells(r), f"{r['delta']:.2f}"] for r in results]
+        title = "observation attack" if self.target == "action" else "value-aimed observation attack (own critic)"
         print()
-        print(table("observation attack (l-inf sign PGD, paired episodes):", ["eps", "mean", "std", "min", "delta"],
+        print(table(f"{title} (l-inf sign PGD, paired episodes):", ["eps", "mean", "std", "min", "delta"],
                     [[0, *cells(clean), "0.00"], *rows]))  # fmt: skip
-        png = sweep_png(context, "observation_attack", "attack radius eps",
-                        [(0.0, clean)] + [(r["eps"], r) for r in results])  # fmt: skip
-        return {"clean": clean, "steps": self.steps, "norm": "linf", "results": results, "png": png}
+        png = sweep_png(context, self.key, "attack radius eps", [(0.0, clean)] + [(r["eps"], r) for r in results])
+        return {"clean": clean, "steps": self.steps, "norm": "linf", "target": self.target,
+                "masked": mask is not None, "results": results, "png": png}  # fmt: skip
 
 
 class AgentMassSweep:
@@ -283,7 +368,7 @@ class MaliciousAgents:
         unknown = [i for i in self.indices if not 0 <= i < agents]
         if unknown:
             raise ConfigError(f"--malicious: unknown agent index {unknown}; this run has agents 0..{agents - 1}")
-        if self.mode == "adversarial" and not hasattr(context.run.agent, "team_value"):
+        if self.mode == "adversarial" and not isinstance(context.run.agent, TeamCritic):
             raise ConfigError(f"--malicious-mode adversarial needs a centralized critic; {context.run.config.algo} "
                               "has none")  # fmt: skip
 

@@ -25,7 +25,9 @@ Everything here is a pure function of its arguments (no module state), independe
 * :func:`greedy_action_attack`, :func:`ernie_a_penalty` - ERNIE-A: a centralized Q made smooth in the Hamming
   distance between joint actions, the worst joint action within K changed agents found greedily;
   :func:`greedy_continuous_action_attack`, :func:`continuous_ernie_a_penalty` extend it to box actions.
-* :func:`observation_attack`, :func:`action_deviation` - the evaluation-time worst-case observation attack.
+* :func:`observation_attack` with :func:`action_deviation` (the largest change of actions) or :func:`value_drop`
+  (the lowest critic value of the joint action) - the evaluation-time worst-case observation attacks;
+  :func:`padding_mask` - which features of zero-padded observations are real.
 
 Policy contract (what ``policy(obs)`` may return):
 
@@ -61,7 +63,7 @@ Deviations from the reference:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -167,6 +169,7 @@ def pgd(
     init_std: float | None = None,
     generator: torch.Generator | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Projected gradient ascent on ``objective`` inside a ball around 0, one ball per row.
 
@@ -182,14 +185,19 @@ def pgd(
     ``create_graph=True``: the steps are recorded (``autograd.grad(create_graph=True)``), so delta^K is a
     differentiable function of whatever the objective depends on (the Stackelberg follower). Gradients are taken
     only with respect to delta, so no parameter's ``.grad`` is touched. Works inside ``torch.no_grad()``.
-    Returns delta^K ``[*like.shape]``.
+
+    ``mask`` (0/1, broadcastable to ``like``): only the features where it is 1 move. The start and every step are
+    multiplied by it, so delta is exactly 0 elsewhere and the whole budget goes to the real features (the padding
+    of agents with shorter observations, see :func:`padding_mask`). Returns delta^K ``[*like.shape]``.
     """
     _check("norm", norm, NORMS)
     eta = 2.5 * radius / max(steps, 1) if step_size is None else step_size
+    keep = (lambda t: t) if mask is None else (lambda t: t * mask.to(like.dtype))
     if init is None:
         delta = random_start(like.detach(), radius, norm, init_std=init_std, generator=generator)
+        delta = delta if mask is None else keep(delta)  # a masked start is still inside the ball
     else:
-        delta = project(init.detach().to(like.dtype), radius, norm)
+        delta = project(keep(init.detach().to(like.dtype)), radius, norm)
     if on_step is not None:
         on_step(0, delta.detach().clone())
     with torch.enable_grad():
@@ -199,7 +207,7 @@ def pgd(
             value = objective(delta).sum()
             # retain_graph: the objective may share a graph with tensors the caller still needs (the clean output).
             (grad,) = torch.autograd.grad(value, delta, create_graph=create_graph, retain_graph=True)
-            step = ascent_direction(grad, norm)
+            step = ascent_direction(keep(grad), norm)
             delta = project((delta if create_graph else delta.detach()) + eta * step, radius, norm)
             if on_step is not None:
                 on_step(t, delta.detach().clone())
@@ -245,14 +253,19 @@ def _penalty(
     init_std: float | None,
     generator: torch.Generator | None,
     on_step: Callable[[int, torch.Tensor], None] | None,
+    mask: torch.Tensor | None = None,
+    feature_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """mean_rows D(apply(x + delta*), apply(x)) with delta* from PGD on ``x``; shared by the penalties."""
     _check("form", form, FORMS)
     _check("scale", scale, SCALES)
     _check("distance", distance, DISTANCES)
+    if scale == "relative" and feature_scale is not None:
+        raise ValueError("give either scale='relative' or a feature_scale, not both")
     stackelberg = form == "stackelberg"
-    # relative: delta = u * |x| with u in the ball; the scale is data, never differentiated.
-    magnitude = x.detach().abs() if scale == "relative" else None
+    # relative: delta = u * |x| with u in the ball; feature_scale: delta = u * s (a fixed per-feature spread).
+    # The scale is data, never differentiated.
+    magnitude = x.detach().abs() if scale == "relative" else feature_scale
     perturb = (lambda u: x + u * magnitude) if magnitude is not None else (lambda u: x + u)
     clean = apply(x)  # not detached: the clean branch also sends gradient to theta (as in the reference)
 
@@ -263,10 +276,12 @@ def _penalty(
     u = pgd(
         objective, x, radius=radius, steps=steps, step_size=step_size, norm=norm,
         create_graph=stackelberg and not baseline_gaussian, init_std=init_std, generator=generator, on_step=on_step,
+        mask=mask,
     )  # fmt: skip
     if baseline_gaussian:
         # Baseline-Gaussian: a random direction with exactly the PGD perturbation's size, no gradient through it.
         noise = _randn(u, generator)
+        noise = noise if mask is None else noise * mask.to(noise.dtype)
         u = noise * ball_norm(u.detach(), norm) / ball_norm(noise, norm).clamp_min(_TINY)
     penalty = policy_distance(apply(perturb(u)), clean, distance, row_dims).mean()
     return penalty, (u if magnitude is None else u * magnitude).detach()
@@ -287,6 +302,8 @@ def ernie_penalty(
     init_std: float | None = None,
     generator: torch.Generator | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
+    mask: torch.Tensor | None = None,
+    feature_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """ERNIE's observation regularizer R = mean_b D(f(o_b + delta*_b), f(o_b)) and the perturbation delta*.
 
@@ -300,6 +317,10 @@ def ernie_penalty(
       partial_theta D + (partial_delta D) (d delta^K / d theta), d delta^k/d theta propagated through every ascent
       step and every active projection.
     * ``scale='relative'``: delta = u * |o| with u in the ball.
+    * ``feature_scale`` s (broadcastable to ``obs``, e.g. each feature's spread ``[D]``): delta = u * s with u in the
+      ball, a ball sized per feature (a feature with s = 0 never moves).
+    * ``mask`` (0/1, broadcastable to ``obs``): only the real features move (:func:`padding_mask`); the padded ones
+      keep delta = 0 in the attack, in Baseline-Gaussian's random direction and in the returned delta.
     * ``baseline_gaussian=True``: the penalty at a random Gaussian direction with the same per-row size as the PGD
       delta* (the paper's "Baseline-Gaussian" control); the returned delta is that random one.
 
@@ -311,8 +332,21 @@ def ernie_penalty(
     return _penalty(
         policy, obs, row_dims=obs.dim() - 1, norm=norm, radius=radius, steps=steps, step_size=step_size, form=form,
         distance=distance, scale=scale, baseline_gaussian=baseline_gaussian, init_std=init_std, generator=generator,
-        on_step=on_step,
+        on_step=on_step, mask=mask, feature_scale=feature_scale,
     )  # fmt: skip
+
+
+def padding_mask(obs_dims: Sequence[int] | None, width: int, device: Any = None) -> torch.Tensor | None:
+    """``[agents, width]`` 0/1 float mask of each agent's own observation features, or None when every agent's
+    observation fills ``width`` (nothing padded).
+
+    Agents with shorter observations are zero-padded at the end to the common ``width`` (``env.obs_dims`` gives each
+    agent's own length; the same source as the Gaussian-noise evaluation's mask in envs/perturb_torch.py).
+    """
+    if obs_dims is None or all(int(d) == width for d in obs_dims):
+        return None
+    columns = torch.arange(width, device=device)
+    return (columns[None, :] < torch.tensor([int(d) for d in obs_dims], device=device)[:, None]).float()
 
 
 def mean_field_penalty(
@@ -503,6 +537,7 @@ def observation_attack(
     random_start: bool = True,
     generator: torch.Generator | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The evaluation-time worst-case observation: o' = o + delta, delta = PGD argmax of ``objective(o + delta)``.
 
@@ -511,8 +546,9 @@ def observation_attack(
     ``[N, agents, D]``: every row (every agent of every env) has its own ball. ``objective(obs') -> [N]``,
     ``[N, agents]`` or a scalar: what to maximize, e.g. :func:`action_deviation` or minus a critic's Q of the
     attacked actions; rows are attacked independently when it is a sum of per-row terms. ``scale='relative'``
-    perturbs by u * |o| as in :func:`ernie_penalty`. Works under ``torch.no_grad()``; no parameter ``.grad`` is
-    written. Returns o' detached, the shape of ``obs``.
+    perturbs by u * |o| as in :func:`ernie_penalty`. ``mask`` (0/1, broadcastable to ``obs``, e.g. ``[agents, D]``
+    from :func:`padding_mask`): only those features are perturbed. Works under ``torch.no_grad()``; no parameter
+    ``.grad`` is written. Returns o' detached, the shape of ``obs``.
     """
     _check("norm", norm, ("l2", "linf"))
     _check("scale", scale, SCALES)
@@ -520,6 +556,22 @@ def observation_attack(
     magnitude = obs.abs() if scale == "relative" else torch.ones_like(obs)
     u = pgd(
         lambda u: objective(obs + u * magnitude), obs, radius=eps, steps=steps, step_size=step_size, norm=norm,
-        init_std=None if random_start else 0.0, generator=generator, on_step=on_step,
+        init_std=None if random_start else 0.0, generator=generator, on_step=on_step, mask=mask,
     )  # fmt: skip
     return (obs + u * magnitude).detach()
+
+
+def value_drop(
+    team_value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    policy: Callable[[torch.Tensor], torch.Tensor],
+    obs: torch.Tensor,
+) -> Callable:
+    """The value-aimed attack objective -Q(s, mu(o')) per env, for :func:`observation_attack`.
+
+    ``obs [N, agents, D]`` is the true state the centralized critic sees (s = the clean joint observation);
+    ``policy(obs') -> actions [N, agents, A]`` acts on the perturbed observations; ``team_value(obs, actions) ->
+    [N]`` is the critic's value of that joint action (MADDPG: mean_k Q_k). Maximizing the objective lowers the value
+    of the joint action the perturbed agents take. Returns ``objective(perturbed [N, agents, D]) -> [N]``.
+    """
+    clean = obs.detach()
+    return lambda perturbed: -team_value(clean, policy(perturbed))
