@@ -14,8 +14,9 @@ learner whose agent exposes the deterministic joint policy ``policy(obs [N, agen
 * ``--value-attack EPS ...`` (the same class, ``target='value'``): the same ball, steps and random start, but the
   perturbation is chosen to LOWER the centralized critic's value of the joint action the perturbed agents take,
   -mean_k Q_k(o, mu(o + delta)) with o the true (clean) observations
-  (:func:`agents.robustness.robust.value_drop`); needs ``team_value`` (:class:`agents.engine.agent.TeamCritic`). The critic is each run's own (MADDPG's, ERNIE's, ...), so the attacker knows exactly what the
-  run's learner believes; an inaccurate critic makes a weaker attack, which the action-change attack does not
+  (:func:`agents.robustness.robust.value_drop`); needs ``team_value`` (:class:`agents.engine.agent.TeamCritic`).
+  The critic is each run's own (MADDPG's, ERNIE's, ...), so the attacker knows exactly what the run's learner
+  believes; an inaccurate critic makes a weaker attack, which the action-change attack does not
   depend on. Both attacks perturb only each agent's real features when observations are zero-padded to one width
   (``env.obs_dims``, the source of the Gaussian-noise mask).
 * ``--agent-mass SCALE ...`` (:class:`AgentMassSweep`): every agent's mass scaled (MPE, VMAS), through
