@@ -21,9 +21,12 @@ pure function of the global env step (nothing to checkpoint). Variants override 
 :meth:`DQN.critic_loss` (ERC-DQN adds its regularizer there, see agents/erc.py).
 
 Deviations from the reference (the ERC authors' CartPole DQN, docs/algorithms/dqn.md): none in the update.
-``update_after_steps`` delays updates while acting stays epsilon-greedy (the reference has no random
-warm-up), so presets set the loop's ``warmup_steps=0``; the loop still samples (and the agent
-ignores) one batch per step before ``update_after_steps``. Evaluation is greedy (epsilon 0); the
+``agent.update_after_steps`` delays updates while acting stays epsilon-greedy (the reference has no
+random warm-up), so presets set the loop's ``train.update_after_steps=0`` (the loop's random warm-up);
+the loop still samples (and the agent ignores) one batch per step before ``agent.update_after_steps``.
+The two share one name because they are one concept, "no updates before env step N": a bare
+``update_after_steps=N`` sets both, which is stable-baselines3's ``learning_starts`` (random actions
+and no updates before N). Evaluation is greedy (epsilon 0); the
 reference evaluated with epsilon 0.1. Time-limit ends bootstrap (the reference treated them as
 terminal).
 """
@@ -182,7 +185,7 @@ def cartpole(algo: str = "dqn", agent: DQNConfig | None = None) -> RunConfig:
         env=EnvConfig(id="CartPole-v1"),
         train=OffPolicyConfig(
             total_steps=60_000,
-            warmup_steps=0,
+            update_after_steps=0,
             batch_size=256,
             eval_every=2_000,
             eval_episodes=5,

@@ -134,7 +134,7 @@ def dmc(task: str, weight: float = 0.005) -> RunConfig:
     """The authors' DMC setting: SAC 256x256, lr 3e-4, alpha_0 0.1 with lr 1e-4, delayed
     actor/alpha/target (every 2nd critic step), batch 256, 25k random steps, UTD 1, 1M steps."""
     agent = ERCConfig(temperature_lr=1e-4, initial_temperature=0.1, policy_delay=2, target_every=2)
-    train = OffPolicyConfig(total_steps=1_000_000, warmup_steps=25_000, eval_every=10_000, eval_episodes=10)
+    train = OffPolicyConfig(total_steps=1_000_000, update_after_steps=25_000, eval_every=10_000, eval_episodes=10)
     return RunConfig("erc", EnvConfig(id=f"dmc:{task}"), train, dataclasses.replace(agent, regularizer_weight=weight))
 
 

@@ -38,8 +38,8 @@ Deviations from the reference:
   original MADDPG samples a Gumbel-softmax over discrete MPE actions); no pre-activation penalty on the actor.
 * Observations and actions of agents with shorter vectors are zero-padded to the widest (the env's layout); the
   padded action components are never sent to the simulator, the critics just see them.
-* The first ``warmup_steps`` transitions use uniform random actions (the shared loop's warm-up); the reference acts
-  with its noisy policy from the start and updates once the buffer holds a batch.
+* The first ``train.update_after_steps`` transitions use uniform random actions (the shared loop's warm-up); the
+  reference acts with its noisy policy from the start and updates once the buffer holds a batch.
 * ERNIE's penalty is a per-sample mean in an explicit l2 ball, not the public code's batch Frobenius norm of raw
   gradient steps (see agents/robustness/robust.py); the penalty is applied to the networks that act (each actor).
 """
@@ -386,7 +386,7 @@ SIMPLE_SPREAD = EnvConfig(
     id="mpe:simple_spread", options={"actions": "continuous", "reward": "agent", "N": 3, "local_ratio": 0.5}
 )
 MPE_TRAIN = OffPolicyConfig(
-    total_steps=200_000, warmup_steps=1_024, buffer_size=1_000_000, batch_size=1_024, updates_per_step=1 / 25,
+    total_steps=200_000, update_after_steps=1_024, buffer_size=1_000_000, batch_size=1_024, updates_per_step=1 / 25,
     eval_every=10_000, eval_episodes=10, log_every=2_500, checkpoint_every=50_000,
 )  # fmt: skip
 # VMAS navigation (3 agents, 100-step episodes, per-agent rewards), 10 batched worlds; a project choice.

@@ -239,7 +239,7 @@ def _mujoco(env_id: str, **train: Any) -> RunConfig:
     return RunConfig(
         algo="sac",
         env=EnvConfig(id=env_id),
-        train=OffPolicyConfig(**{"total_steps": 1_000_000, "warmup_steps": 10_000, **train}),
+        train=OffPolicyConfig(**{"total_steps": 1_000_000, "update_after_steps": 10_000, **train}),
         agent=SACConfig(),
     )
 
@@ -249,7 +249,7 @@ PRESETS: dict[str, RunConfig] = {
     "sac": RunConfig(
         algo="sac",
         env=EnvConfig(id="Pendulum-v1"),
-        train=OffPolicyConfig(total_steps=20_000, warmup_steps=1_000, eval_every=2_000, checkpoint_every=5_000),
+        train=OffPolicyConfig(total_steps=20_000, update_after_steps=1_000, eval_every=2_000, checkpoint_every=5_000),
         agent=SACConfig(actor_lr=1e-3, critic_lr=1e-3, temperature_lr=1e-3),
     ),
     "sac/hopper": _mujoco("Hopper-v5"),

@@ -47,7 +47,7 @@ SUITES = {
         "arms": {"base": "erc-base/dmc-cartpole-swingup", "erc": "erc/dmc-cartpole-swingup"},
         "labels": {"base": "SAC (ERC weight 0)", "erc": "SAC + ERC (beta 0.005, c 0.01)"},
         "seeds": 3,
-        "overrides": ["total_steps=50000", "warmup_steps=5000", "eval_every=5000", "eval_episodes=10"],
+        "overrides": ["total_steps=50000", "update_after_steps=5000", "eval_every=5000", "eval_episodes=10"],
         "final_evals": 1,
         "figure": "erc_sac_cartpole_swingup.png",
     },

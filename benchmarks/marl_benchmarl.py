@@ -86,8 +86,8 @@ Matched settings (BenchMARL's ``base_experiment.yaml``, ``maddpg.yaml``, ``layer
 * frames: one iteration of ``frames_per_batch`` (6,000) frames from E = 10 envs, then 1,000
   optimizer steps of 128 sampled frames each. regula's off-policy loop has one update ratio after its
   warm-up, so it warms up for all but the last collector step of the first batch
-  (``warmup_steps = frames_per_batch - E``, 5,990) and spreads the rest of the updates over the
-  remaining frames (``updates_per_step = total updates / (frames - warmup_steps)``, 1,000 / 10 = 100:
+  (``update_after_steps = frames_per_batch - E``, 5,990) and spreads the rest of the updates over the
+  remaining frames (``updates_per_step = total updates / (frames - update_after_steps)``, 1,000 / 10 = 100:
   all 1,000 updates after the collector step that completes the batch, as BenchMARL). One regula
   update = one critic step and one actor step (and the Polyak step), as one BenchMARL optimizer step
   (its DDPG loss has a value and an actor term, each with its own Adam step). ``batch_size`` 128
@@ -292,7 +292,7 @@ def maddpg_settings(args: argparse.Namespace) -> dict[str, Any]:
         "regula": {
             "preset": "maddpg/vmas-navigation",
             "entry_point": "agents.engine.run.train (the runner; timed: its off_policy loop)",
-            "warmup_steps": warmup,
+            "update_after_steps": warmup,
             "warmup_actions": "uniform random (no actor pass)",
             "updates_per_step": ratio,
             "total_updates": regula_updates,
@@ -493,7 +493,7 @@ def run_regula_maddpg(s: dict[str, Any]) -> dict[str, Any]:
     env = dataclasses.replace(preset.env, num_envs=s["envs_per_collection"], options=options)
     train = OffPolicyConfig(
         total_steps=s["frames"],
-        warmup_steps=r["warmup_steps"],
+        update_after_steps=r["update_after_steps"],
         buffer_size=s["memory_frames"],
         batch_size=r["batch_size"],
         updates_per_step=r["updates_per_step"],

@@ -104,7 +104,7 @@ def sb3_run(env_id: str, seed: int, args) -> list[tuple[int, float]]:
         gym.make(env_id),
         learning_rate=cfg.actor_lr,
         buffer_size=args.steps,
-        learning_starts=train_cfg.warmup_steps,
+        learning_starts=train_cfg.update_after_steps,
         batch_size=train_cfg.batch_size,
         tau=cfg.polyak,
         gamma=cfg.gamma,

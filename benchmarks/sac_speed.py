@@ -39,7 +39,7 @@ def regula_env_steps_per_second(args, compile_: bool) -> float:
         get_preset("sac/hopper"),
         [
             f"total_steps={total}",
-            f"warmup_steps={args.warmup}",
+            f"update_after_steps={args.warmup}",
             "eval_every=0",
             "eval_episodes=1",
             f"checkpoint_every={total}",

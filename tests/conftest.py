@@ -24,7 +24,7 @@ def tiny_sac_overrides() -> list[str]:
     return [
         "agent.hidden=[16,16]",
         "train.total_steps=300",
-        "train.warmup_steps=100",
+        "train.update_after_steps=100",
         "train.batch_size=32",
         "train.eval_every=0",
         "train.eval_episodes=2",
@@ -81,7 +81,7 @@ def tiny_env_overrides() -> dict[str, list[str]]:
     return {
         "off_policy": [
             "train.total_steps=300",
-            "train.warmup_steps=100",
+            "train.update_after_steps=100",
             "train.batch_size=32",
             "train.eval_every=0",
             "train.eval_episodes=1",

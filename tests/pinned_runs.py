@@ -21,19 +21,19 @@ import torch
 # preset -> (overrides, names of the checkpoint entries that hold learners)
 COMMON = ("train.threads=1", "train.progress=false", "seed=3")
 PINNED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "sac": (("total_steps=300", "warmup_steps=100", "eval_every=0", "eval_episodes=1", "agent.hidden=[16,16]"),
+    "sac": (("total_steps=300", "update_after_steps=100", "eval_every=0", "eval_episodes=1", "agent.hidden=[16,16]"),
             ("agent",)),
-    "dqn/cartpole": (("total_steps=400", "warmup_steps=100", "eval_every=0", "eval_episodes=1",
+    "dqn/cartpole": (("total_steps=400", "update_after_steps=100", "eval_every=0", "eval_episodes=1",
                       "agent.hidden=[16]", "agent.update_after_steps=100"), ("agent",)),
-    "erc-dqn/cartpole": (("total_steps=300", "warmup_steps=100", "eval_every=0", "eval_episodes=1",
+    "erc-dqn/cartpole": (("total_steps=300", "update_after_steps=100", "eval_every=0", "eval_episodes=1",
                           "agent.hidden=[16]", "agent.update_after_steps=100"), ("agent",)),
     "qmix/climbing": (("total_steps=300", "eval_every=0", "eval_episodes=1", "update_after_episodes=4",
                        "batch_episodes=4"), ("agent",)),
     "roe/climbing": (("total_steps=300", "eval_every=0", "eval_episodes=1", "update_after_episodes=4",
                       "batch_episodes=4"), ("agent",)),
-    "maddpg/simple-spread": (("total_steps=300", "warmup_steps=100", "eval_every=0", "eval_episodes=1",
+    "maddpg/simple-spread": (("total_steps=300", "update_after_steps=100", "eval_every=0", "eval_episodes=1",
                               "agent.hidden=[16,16]", "env.num_envs=2"), ("agent",)),
-    "ernie/simple-spread": (("total_steps=300", "warmup_steps=100", "eval_every=0", "eval_episodes=1",
+    "ernie/simple-spread": (("total_steps=300", "update_after_steps=100", "eval_every=0", "eval_episodes=1",
                              "agent.hidden=[16,16]", "env.num_envs=2"), ("agent",)),
     "qarl/inverted-pendulum": (("total_steps=600", "eval_every=0", "eval_episodes=1", "phase_min_steps=100",
                                 "update_after_transitions=50",
@@ -51,7 +51,7 @@ PINNED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                 "update_after_episodes=8", "batch_episodes=8"), ("agent",)),
     "dmix/climbing": (("total_steps=300", "eval_every=0", "eval_episodes=1", "update_after_episodes=4",
                        "batch_episodes=4", "train.prioritized=true"), ("agent",)),
-    "sac-per": (("total_steps=300", "warmup_steps=100", "eval_every=0", "eval_episodes=1",
+    "sac-per": (("total_steps=300", "update_after_steps=100", "eval_every=0", "eval_episodes=1",
                  "agent.hidden=[16,16]", "train.prioritized=true"), ("agent",)),
 }
 

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "agent.hidden=[16,16]",
-    "warmup_steps=100",
+    "update_after_steps=100",
     "batch_size=32",
     "eval_every=0",
     "eval_episodes=2",

@@ -136,6 +136,25 @@ def test_a_config_json_of_an_earlier_version_still_loads(capsys):
     assert "renamed" in capsys.readouterr().err
 
 
+def test_one_name_for_no_updates_before_n_and_the_old_ones_still_work(capsys):
+    cfg = apply_overrides(get_preset("sac"), ["train.warmup_steps=123"])
+    assert cfg.train.update_after_steps == 123
+    assert "'train.warmup_steps' is renamed 'train.update_after_steps'" in capsys.readouterr().err
+    # a bare key sets every field of that name: DQN's own delay and the loop's random warm-up together
+    cfg = apply_overrides(get_preset("dqn/cartpole"), ["update_after_steps=77"])
+    assert cfg.agent.update_after_steps == 77 and cfg.train.update_after_steps == 77
+
+
+def test_a_config_json_naming_the_old_core_modules_still_loads():
+    old = to_dict(get_preset("sac"))
+    old["train"]["__type__"] = "agents.core.loops:OffPolicyConfig"
+    old["train"]["warmup_steps"] = old["train"].pop("update_after_steps")
+    assert from_dict(RunConfig, old) == get_preset("sac")
+    qarl = to_dict(get_preset("qarl/inverted-pendulum"))
+    qarl["agent"]["teacher"]["__type__"] = "agents.qarl_teacher:TeacherConfig"
+    assert from_dict(RunConfig, qarl) == get_preset("qarl/inverted-pendulum")
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

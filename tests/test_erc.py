@@ -235,7 +235,7 @@ def test_train_writes_erc_diagnostics(tmp_path):
             "agent.gamma=0.9",  # Pendulum episodes are 200 steps: counted Q-bias pairs need gamma^H <= 0.01 after them
             "agent.hidden=[16,16]",
             "total_steps=400",
-            "warmup_steps=200",
+            "update_after_steps=200",
             "batch_size=32",
             "eval_every=400",
             "eval_episodes=2",
@@ -269,7 +269,7 @@ def test_erc_dqn_resume_and_bias_evaluations_leave_training_unchanged(tmp_path):
 
 def test_erc_base_preset_trains_exactly_like_sac(tmp_path):
     # end to end through the loop, evaluations (with their Q-bias rollouts) included
-    tiny = ["env.id=Pendulum-v1", "agent.hidden=[16,16]", "total_steps=300", "warmup_steps=100", "batch_size=32"]
+    tiny = ["env.id=Pendulum-v1", "agent.hidden=[16,16]", "total_steps=300", "update_after_steps=100", "batch_size=32"]
     tiny += ["eval_every=100", "eval_episodes=2", "checkpoint_every=300", "progress=false", "agent.gamma=0.9"]
     base = apply_overrides(PRESETS["erc-base/dmc-cartpole-swingup"], tiny)
     sac_agent = SACConfig(**{f.name: getattr(base.agent, f.name) for f in dataclasses.fields(SACConfig)})

@@ -12,7 +12,7 @@ from agents.engine.config import apply_overrides
 # A run of a few hundred steps with tiny networks: enough to have a checkpoint to evaluate.
 TINY = [
     "agent.hidden=[16,16]",
-    "warmup_steps=100",
+    "update_after_steps=100",
     "batch_size=32",
     "eval_every=0",
     "eval_episodes=1",

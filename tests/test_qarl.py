@@ -192,7 +192,7 @@ def test_adversary_on_a_run_without_mujoco_is_one_line(tmp_path):
             [
                 "agent.hidden=[8]",
                 "total_steps=120",
-                "warmup_steps=60",
+                "update_after_steps=60",
                 "eval_every=0",
                 "eval_episodes=1",
                 "progress=false",

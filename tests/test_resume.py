@@ -42,7 +42,8 @@ def test_checkpoint_holds_buffer_and_loads_weights_only(tmp_path, tiny_sac_overr
 
 
 def test_run_shorter_than_warmup_trains_and_resume_keeps_its_warmup(tmp_path, tiny_sac_overrides):
-    cfg = apply_overrides(get_preset("sac"), [*tiny_sac_overrides, "train.total_steps=200", "train.warmup_steps=1000"])
+    overrides = [*tiny_sac_overrides, "train.total_steps=200", "train.update_after_steps=1000"]
+    cfg = apply_overrides(get_preset("sac"), overrides)
     train(cfg, tmp_path / "run")
     assert final_state(tmp_path / "run")["agent"]["updates"] == 100  # warmed up for half the run
     resumed = apply_overrides(read_config(tmp_path / "run"), ["train.total_steps=1100"])
@@ -56,7 +57,7 @@ def test_resume_inside_the_random_warmup_replays_the_same_random_actions(tmp_pat
     from agents.engine.logger import Logger
 
     config = apply_overrides(
-        get_preset("sac"), [*tiny_sac_overrides, "train.total_steps=400", "train.warmup_steps=300"]
+        get_preset("sac"), [*tiny_sac_overrides, "train.total_steps=400", "train.update_after_steps=300"]
     )
     train(config, tmp_path / "straight")
 
@@ -131,3 +132,15 @@ def test_a_resume_that_does_not_fit_leaves_the_run_directory_byte_for_byte(tmp_p
     assert snapshot(run_dir) == before
     assert train_cli.main(["--resume", str(run_dir), "total_steps=300"]) == 0
     assert load_checkpoint(Checkpointer(run_dir).latest())["step"] == 300
+
+
+def test_a_checkpoint_from_before_the_rename_keeps_its_warmup():
+    """Checkpoints written before update_after_steps was named so carry the warm-up as 'warmup_steps'."""
+    from types import SimpleNamespace
+
+    from agents.engine.loops import resolve_update_after
+
+    config = SimpleNamespace(train=SimpleNamespace(total_steps=10_000))
+    for extra in ({"warmup_steps": 321}, {"update_after_steps": 321}):
+        session = SimpleNamespace(extra_state=extra, config=config, logger=None)
+        assert resolve_update_after(session, 5_000) == 321

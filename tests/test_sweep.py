@@ -200,7 +200,7 @@ def metric_rows(run_dir: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
     tiny = [
-        "agent.hidden=[16,16]", "train.total_steps=300", "train.warmup_steps=100", "train.batch_size=32",
+        "agent.hidden=[16,16]", "train.total_steps=300", "train.update_after_steps=100", "train.batch_size=32",
         "train.eval_every=0", "train.eval_episodes=2", "train.log_every=100", "train.checkpoint_every=100",
         "train.progress=false",
     ]  # fmt: skip

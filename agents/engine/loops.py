@@ -94,8 +94,9 @@ def prioritized_sampler(
 class OffPolicyConfig(LoopConfig):
     """Settings of the off-policy loop (replay, update ratio, intervals, seeding, device)."""
 
-    warmup_steps: int = doc(
-        "uniformly random actions and no updates for this many first env steps (half the run if not below total_steps)",
+    update_after_steps: int = doc(
+        "no gradient updates before this env step, and uniformly random actions until then (the warm-up; "
+        "half the run if not below total_steps)",
         1_000,
         ge=0,
     )
@@ -107,6 +108,10 @@ class OffPolicyConfig(LoopConfig):
     def __post_init__(self):
         # the command line gives true or a JSON object; keep a config object either way
         object.__setattr__(self, "prioritized", as_prioritized(self.prioritized))
+
+    # One name for "no updates before N", its unit in the name: update_after_steps (env steps),
+    # update_after_episodes (the episodic loop), update_after_transitions (QARL's per-learner buffers).
+    RENAMED = {**LoopConfig.RENAMED, "warmup_steps": "update_after_steps", "learning_starts": "update_after_steps"}
 
 
 @dataclass(frozen=True)
@@ -349,24 +354,25 @@ def resolve_beta(session: Session) -> dict[str, int]:
     return {"beta_steps": horizon}
 
 
-def resolve_warmup(session: Session, warmup_steps: int) -> int:
-    """The warm-up length of this run, chosen once and checkpointed.
+def resolve_update_after(session: Session, update_after_steps: int) -> int:
+    """The warm-up length of this run (random actions, no updates), chosen once and checkpointed.
 
     A run shorter than its warm-up would never train (e.g. a 3k-step smoke run of a preset with the
     paper's 25k warm-up): it warms up for half its length instead, and says so. A resumed run keeps
     the choice made at its start, so a resume with a larger total_steps does not change it.
     """
     extra = session.extra_state or {}
-    if "warmup_steps" in extra:
-        return int(extra["warmup_steps"])
+    for key in ("update_after_steps", "warmup_steps"):  # the second: checkpoints written before the rename
+        if key in extra:
+            return int(extra[key])
     total = session.config.train.total_steps
-    if warmup_steps >= total > 1:
+    if update_after_steps >= total > 1:
         session.logger.message(
-            f"note: warmup_steps={warmup_steps:,} >= total_steps={total:,}: warming up for {total // 2:,} steps "
-            "instead so the run trains (set warmup_steps below total_steps to choose)"
+            f"note: update_after_steps={update_after_steps:,} >= total_steps={total:,}: warming up for "
+            f"{total // 2:,} steps instead so the run trains (set update_after_steps below total_steps to choose)"
         )
         return total // 2
-    return warmup_steps
+    return update_after_steps
 
 
 def off_policy(session: Session) -> None:
@@ -377,11 +383,11 @@ def off_policy(session: Session) -> None:
     metrics = MetricAccumulator()
     extra = session.extra_state or {}
     credit = UpdateCredit(cfg.updates_per_step, extra.get("update_credit", 0.0))
-    warmup_steps = resolve_warmup(session, cfg.warmup_steps)
-    loop_state = {"warmup_steps": warmup_steps, **resolve_beta(session)}
+    update_after = resolve_update_after(session, cfg.update_after_steps)
+    loop_state = {"update_after_steps": update_after, **resolve_beta(session)}
     cadence = Cadence.of(cfg, session.step)
     while session.step < cfg.total_steps:
-        warm = session.step < warmup_steps
+        warm = session.step < update_after
         buffer.extend(collector.step(session.step, random=warm))
         session.step += num_envs
         if not warm:

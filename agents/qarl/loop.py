@@ -27,7 +27,13 @@ PLAYERS = ("adversary", "protagonist")
 class PhaseLoopConfig(OffPolicyConfig):
     """The alternating two-player loop: phases of whole episodes, one learner per phase."""
 
-    warmup_steps: int = doc("must be 0: both players act with their policies from the first step", 0, ge=0, le=0)
+    update_after_steps: int = doc(
+        "must be 0: both players act with their policies from the first step (updates start after "
+        "update_after_transitions of each learner's own buffer)",
+        0,
+        ge=0,
+        le=0,
+    )
     updates_per_step: float = doc("gradient steps of the phase's learner per env step (QARL: 1/3)", 1 / 3, gt=0)
     phase_episodes: int = doc("episodes per phase: the length of the teacher's temperature list", 5, ge=1)
     phase_min_steps: int = doc("a phase also lasts at least this many env steps", 2_500, ge=1)
