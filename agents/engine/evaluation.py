@@ -166,7 +166,7 @@ def evaluation_discount(family, agent) -> float | None:
     """The discount to report discounted returns with: the agent's ``gamma`` for single-agent runs of
     ``family`` (a :class:`agents.engine.family.Family`), None for multi-agent ones (every multi-agent
     summary keeps one schema, whichever loop plays it) and for families that play their own episodes."""
-    if family.multi_agent or family.episode_returns is not None:
+    if family.multi_agent or family.play_episodes is not None:
         return None
     return agent.config.gamma
 
@@ -188,17 +188,17 @@ def episode_returns(
     ``"discounted_returns"`` given ``gamma`` (single-agent runs only).
 
     Env ``i`` of ``num_envs`` (default ``min(10, episodes)``) starts from ``reset(seed + i)``. A
-    ``family`` with its own ``episode_returns`` (the multi-agent learners: masks and recurrent state;
+    ``family`` with its own ``play_episodes`` (the multi-agent learners: masks and recurrent state;
     prompts) runs its own episodes; every other agent plays :func:`run_episodes`.
     """
     from envs import EnvError, make_vec_env
 
-    if family.episode_returns is not None:
+    if family.play_episodes is not None:
         if wrappers:
             raise EnvError(f"{config.algo} runs its own evaluation episodes; env wrappers are not supported for it yet")
         if gamma is not None:
             raise EnvError(f"{config.algo} runs its own evaluation episodes; discounted returns are not supported yet")
-        return family.episode_returns(config, agent, episodes, seed, explore=explore)
+        return family.play_episodes(config, agent, episodes, seed, explore=explore)
     env = make_vec_env(
         config.env.id,
         num_envs or min(10, episodes),

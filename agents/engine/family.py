@@ -24,7 +24,7 @@ from agents.engine.config import RunConfig
 BuildAgent = Callable[[RunConfig, Any, Any, Any], Any]  # (config, obs_spec, action_spec, device) -> agent
 BuildSession = Callable[[RunConfig, Any], Any]  # (config, device) -> Session (no logger, no checkpointer yet)
 Loop = Callable[[Any], None]  # (session) -> None: drives it to train.total_steps
-EpisodeReturns = Callable[..., dict]  # (config, agent, episodes, seed, *, explore) -> {"returns", "lengths"}
+PlayEpisodes = Callable[..., dict]  # (config, agent, episodes, seed, *, explore) -> {"returns", "lengths"}
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,9 @@ class Family:
     - ``loop(session)``: the loop (None: :func:`agents.engine.loops.off_policy`).
     - ``evaluation_metrics(agent, env, config, step)``: extra metrics of the in-training evaluation of
       the default off-policy session (ERC's and DQN's Q-estimation bias).
-    - ``episode_returns``: the family plays its own evaluation episodes (multi-agent masks and
-      recurrent state, prompts scored on a test split); None: the shared :func:`run_episodes`.
+    - ``play_episodes``: the family plays its own evaluation episodes (multi-agent masks and
+      recurrent state, prompts scored on a test split); None: the shared :func:`run_episodes`. Either way
+      :func:`agents.engine.evaluation.episode_returns` is the one call that scores a run.
     - ``conditions``: evaluation condition classes of ``evaluate.py`` that only this family offers
       (QARL's force adversaries, the prompt report); the generic ones live in ``agents.robustness``.
     - ``multi_agent``: runs act for several agents (observations ``[N, agents, D]``).
@@ -52,6 +53,6 @@ class Family:
     build_session: BuildSession | None = None
     loop: Loop | None = None
     evaluation_metrics: Callable[..., dict] | None = None
-    episode_returns: EpisodeReturns | None = None
+    play_episodes: PlayEpisodes | None = None
     conditions: tuple[type, ...] = field(default_factory=tuple)
     multi_agent: bool = False

@@ -66,7 +66,7 @@ def train_config(config: Any, log: LogFn | None = None) -> dict[str, Any]:
     return summary
 
 
-def episode_returns(
+def play_episodes(
     config: Any, agent: FactorizedQLearner, episodes: int = 10, seed: int = 100_000, *, explore: bool = False
 ) -> dict[str, torch.Tensor]:
     """``{"returns": [episodes], "lengths": [episodes]}`` of one episode per env on ``episodes`` fresh envs
@@ -83,7 +83,7 @@ def evaluate_agent(config: Any, agent: FactorizedQLearner, episodes: int = 10, s
     """Greedy test episodes summarized in the suite's one evaluation schema (``summarize``)."""
     from agents.engine.evaluation import summarize
 
-    result = episode_returns(config, agent, episodes, seed)
+    result = play_episodes(config, agent, episodes, seed)
     return summarize(result["returns"], result["lengths"])
 
 
@@ -102,7 +102,7 @@ FAMILY = Family(
     build_agent=build,
     build_session=build_session,
     loop=episodic,
-    episode_returns=episode_returns,
+    play_episodes=play_episodes,
     multi_agent=True,
 )
 
@@ -116,7 +116,7 @@ __all__ = [
     "MarlConfig",
     "build",
     "build_session",
-    "episode_returns",
+    "play_episodes",
     "evaluate_agent",
     "make_envs",
     "train_config",

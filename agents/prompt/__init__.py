@@ -14,7 +14,7 @@ factory), ``evaluation`` (prompt measures, the final report, ``evaluate.py --pro
 
 Family contract (:mod:`agents.engine.family`): ``FAMILY`` with :func:`build_session` (the prompt env,
 the agent, its episode buffer, uniform or the newest episodes, and the collector, on the engine's
-episodic loop), ``episode_returns`` (test accuracy of the greedy prompt) and the ``--prompt`` condition.
+episodic loop), ``play_episodes`` (test accuracy of the greedy prompt) and the ``--prompt`` condition.
 """
 
 import json
@@ -34,7 +34,7 @@ from agents.prompt.agent import (
     episode_layout,
     make_envs,
 )
-from agents.prompt.evaluation import PromptReport, episode_returns, evaluate_greedy, final_report, prompt_evaluation
+from agents.prompt.evaluation import PromptReport, evaluate_greedy, final_report, play_episodes, prompt_evaluation
 from agents.prompt.presets import ALGORITHM_CONFIGS, PRESETS
 
 
@@ -69,7 +69,7 @@ FAMILY = Family(
     build_agent=build,
     build_session=build_session,
     loop=episodic,
-    episode_returns=episode_returns,
+    play_episodes=play_episodes,
     conditions=(PromptReport,),
 )
 
@@ -86,7 +86,7 @@ __all__ = [
     "build",
     "build_session",
     "episode_layout",
-    "episode_returns",
+    "play_episodes",
     "make_envs",
     "prompt_evaluation",
     "write_report",

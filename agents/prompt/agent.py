@@ -33,9 +33,9 @@ steps (the best dev prompt so far is kept in the agent's state, shown above the 
 written to TensorBoard as text) and ends with ``prompt_report.json`` in the run directory: the best
 and the final greedy prompt, their dev and test accuracy, the sparsemax / softmax support size,
 the perplexity of the prompt under the policy LM, the LM rank of each of its tokens (the quantity
-PIN's filter bounds) and its whole-word fraction. ``evaluate.py
-RUN_DIR`` scores the greedy prompt on the test split (:func:`episode_returns`, return = test accuracy
-in percent) and ``--prompt`` prints the report.
+PIN's filter bounds) and its whole-word fraction. ``evaluate.py RUN_DIR`` scores the greedy prompt on
+the test split (:func:`agents.prompt.evaluation.play_episodes`, return = test accuracy in percent) and
+``--prompt`` prints the report.
 
 Deviations from the reference: RLPrompt's on-policy step (the batch just sampled) is the loop's
 ``replay=latest`` (every update reads exactly the newest ``batch_episodes`` episodes); PIN's replay

@@ -1,6 +1,6 @@
 """Measuring prompts: dev / test accuracy, perplexity under the policy LM, LM ranks, whole-word
 fraction, sparsemax support; the greedy evaluation of training, the run's final report, evaluate.py's
-nominal score (``episode_returns``) and its ``--prompt`` condition (:class:`PromptReport`)."""
+nominal score (``play_episodes``) and its ``--prompt`` condition (:class:`PromptReport`)."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def final_report(agent: PromptAgent, env: Any, config: Any, step: int) -> dict[s
     }
 
 
-def episode_returns(
+def play_episodes(
     config: Any, agent: PromptAgent, episodes: int = 10, seed: int = 100_000, *, explore: bool = False
 ) -> dict[str, torch.Tensor]:
     """evaluate.py's nominal score: ``{"returns": [episodes], "lengths": [episodes]}`` on the TEST split.
