@@ -175,6 +175,8 @@ def cli(*args):  # the timeout guards against hangs; generous, as a loaded machi
         (["train.py", "qarl/hopper", "agent.force_limit=0"], "agent.force_limit=0.0 is out of range"),
         (["train.py", "qarl/hopper", "agent.teacher.max_kl=-1"], "agent.teacher.max_kl=-1.0 is out of range"),
         (["train.py", "qarl/hopper", "agent.adversary.temperature=learned"], "must be 'per-sample'"),
+        (["train.py", "rarl/hopper", "agent.adversary.temperature=per-sample"], "needs qarl, not rarl"),
+        (["train.py", "rarl/hopper", "agent.method=qarl"], "agent.method is no longer a setting"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, fragment):
@@ -203,3 +205,13 @@ def test_adversary_on_a_run_without_mujoco_is_one_line(tmp_path):
     proc = cli("evaluate.py", str(out), "--adversary", "--adversary-steps", "10")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--adversary on Pendulum-v1" in proc.stderr
+
+
+def test_the_algorithm_name_is_the_method_and_old_configs_with_a_method_still_load():
+    from agents.engine.config import RunConfig, from_dict, to_dict
+    from agents.qarl import method_of
+
+    assert [method_of(get_preset(f"{a}/hopper")) for a in ("qarl", "rarl", "sac-adv0")] == ["qarl", "rarl", "sac"]
+    old = to_dict(get_preset("rarl/hopper"))
+    old["agent"]["method"] = "rarl"  # config.json of runs made before the method was the algorithm's name
+    assert from_dict(RunConfig, old) == get_preset("rarl/hopper")

@@ -126,9 +126,12 @@ def command_line_parser(**kwargs: Any):
 
 @dataclass(frozen=True)
 class Config:
-    """Base of every config section. ``RENAMED`` maps an old key of this section to its new name."""
+    """Base of every config section. ``RENAMED`` maps an old key of this section to its new name;
+    ``RETIRED`` maps a key that no longer exists to what decides it now (an old config.json's value is
+    dropped; setting it on the command line is a one-line error saying so)."""
 
     RENAMED: ClassVar[dict[str, str]] = {}
+    RETIRED: ClassVar[dict[str, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,16 @@ def renamed_keys(cfg: Any, prefix: str = "") -> dict[str, tuple[str, dict | None
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
             out.update(renamed_keys(value, f"{prefix}{f.name}."))
+    return out
+
+
+def retired_keys(cfg: Any, prefix: str = "") -> dict[str, str]:
+    """``{"full.key": what decides it now}`` from every section's ``RETIRED`` table."""
+    out = {f"{prefix}{key}": reason for key, reason in getattr(type(cfg), "RETIRED", {}).items()}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(retired_keys(value, f"{prefix}{f.name}."))
     return out
 
 
@@ -381,6 +394,10 @@ def apply_overrides(cfg: Any, overrides: list[str], *, check: bool = True) -> An
         if not matches:
             renamed = _apply_renamed(cfg, key, raw)
             if renamed is None:
+                retired = retired_keys(cfg)
+                found = retired.get(key) or next((r for k, r in retired.items() if k.rsplit(".", 1)[-1] == key), None)
+                if found is not None:
+                    raise ConfigError(f"{key} is no longer a setting: {found}")
                 raise ConfigError(f"unknown key {key!r}; closest: {_closest(key, list(fields))}")
             cfg = renamed
         for full in matches:
@@ -528,9 +545,10 @@ def from_dict(cls: type, data: dict[str, Any], *, check: bool = True) -> Any:
     hints = _resolved_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     renamed = getattr(cls, "RENAMED", {})
+    retired = getattr(cls, "RETIRED", {})
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        if key == "__type__":
+        if key == "__type__" or (key not in names and key in retired):
             continue
         if key not in names and key in renamed:
             target, values = _target(renamed[key])

@@ -46,6 +46,8 @@ class Family:
     - ``conditions``: evaluation condition classes of ``evaluate.py`` that only this family offers
       (QARL's force adversaries, the prompt report); the generic ones live in ``agents.robustness``.
     - ``multi_agent``: runs act for several agents (observations ``[N, agents, D]``).
+    - ``check(config)``: rules that span sections (QARL: the adversary's temperature follows the
+      algorithm); the runner calls it before it builds anything.
     """
 
     presets: Mapping[str, RunConfig]
@@ -56,3 +58,4 @@ class Family:
     play_episodes: PlayEpisodes | None = None
     conditions: tuple[type, ...] = field(default_factory=tuple)
     multi_agent: bool = False
+    check: Callable[[RunConfig], None] | None = None  # rules across sections; raises ConfigError

@@ -207,6 +207,8 @@ def train(
     before anything in ``run_dir`` changes, so a resume that does not fit (another network size, another
     env) fails with a CheckpointError naming the file and leaves the directory as it was.
     """
+    if family.check is not None:
+        family.check(config)
     cfg = config.train
     device = torch.device(cfg.device)
     if cfg.threads > 0:

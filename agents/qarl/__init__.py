@@ -36,6 +36,7 @@ exact tanh correction) rather than the authors' separate mean / log-std MLPs.
 from agents.engine.family import Family
 from agents.qarl.conditions import AdversaryConditions, score_against, train_fresh_adversary
 from agents.qarl.loop import (
+    METHOD_OF,
     METHODS,
     PLAYERS,
     JointActor,
@@ -44,20 +45,28 @@ from agents.qarl.loop import (
     build,
     build_players,
     build_session,
+    check,
     force_dims,
     force_wrapper,
     loop,
+    method_of,
     phase_loop,
     player_rows,
 )
 from agents.qarl.presets import PLAYER, PRESETS, TASKS, preset
 
 FAMILY = Family(
-    presets=PRESETS, build_agent=build, build_session=build_session, loop=loop, conditions=(AdversaryConditions,)
+    presets=PRESETS,
+    build_agent=build,
+    build_session=build_session,
+    loop=loop,
+    conditions=(AdversaryConditions,),
+    check=check,
 )
 
 __all__ = [
     "FAMILY",
+    "METHOD_OF",
     "METHODS",
     "PLAYER",
     "PLAYERS",
@@ -70,9 +79,11 @@ __all__ = [
     "build",
     "build_players",
     "build_session",
+    "check",
     "force_dims",
     "force_wrapper",
     "loop",
+    "method_of",
     "phase_loop",
     "player_rows",
     "preset",

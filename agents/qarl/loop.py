@@ -50,24 +50,38 @@ class PhaseLoopConfig(OffPolicyConfig):
 class QARLConfig(AgentConfig):
     """Both players, the teacher and the adversary's force (QARL, RARL or the SAC baseline)."""
 
-    method: str = doc(
-        "'qarl' (curriculum), 'rarl' (plain SAC adversary) or 'sac' (zero force)", "qarl", choices=METHODS
-    )
     protagonist: SACConfig = doc("the protagonist's SAC settings", factory=SACConfig)
     adversary: SACConfig = doc("the adversary's SAC settings (QARL: temperature='per-sample')", factory=SACConfig)
     teacher: TeacherConfig = doc("the temperature curriculum (method 'qarl')", factory=TeacherConfig)
     force_limit: float | None = doc("adversary force per component, newtons (None: the task's default)", None, gt=0)
     force_bodies: list | None = doc("bodies the adversary pushes (None: the task's placement)", None)
 
+    # The method is the algorithm's name (config.algo), never a second setting: see method_of.
+    RETIRED = {"method": "the algorithm name decides (presets qarl/<task>, rarl/<task>, sac-adv0/<task>)"}
+
     def check(self) -> None:
-        per_sample = self.adversary.temperature == "per-sample"
-        if self.method == "qarl" and not per_sample:
-            raise ConfigError("agent.adversary.temperature must be 'per-sample' for method 'qarl'")
-        if self.method != "qarl" and per_sample:
-            raise ConfigError(f"agent.adversary.temperature='per-sample' needs method 'qarl', not {self.method!r}")
         bodies = self.force_bodies
         if bodies is not None and (not bodies or not all(isinstance(b, str) for b in bodies)):
             raise ConfigError(f"agent.force_bodies must be a non-empty list of body names, got {self.force_bodies!r}")
+
+
+# algorithm name -> the method it runs: 'qarl' (curriculum), 'rarl' (plain SAC adversary), 'sac' (zero force)
+METHOD_OF = {"qarl": "qarl", "rarl": "rarl", "sac-adv0": "sac"}
+
+
+def method_of(config: RunConfig) -> str:
+    """The method a QARL-family run runs, from its algorithm name."""
+    return METHOD_OF[config.algo]
+
+
+def check(config: RunConfig) -> None:
+    """Rules across sections (the runner calls it before building): QARL's adversary, and only QARL's,
+    reads the per-sample temperature of its batch."""
+    per_sample = config.agent.adversary.temperature == "per-sample"
+    if method_of(config) == "qarl" and not per_sample:
+        raise ConfigError("agent.adversary.temperature must be 'per-sample' for qarl")
+    if method_of(config) != "qarl" and per_sample:
+        raise ConfigError(f"agent.adversary.temperature='per-sample' needs qarl, not {config.algo}")
 
 
 def force_wrapper(config: RunConfig, force_limit: float | None = None) -> dict[str, Any]:
@@ -232,34 +246,33 @@ def build(config: RunConfig, obs_spec, action_spec, device) -> SAC:
 def build_session(config: RunConfig, device) -> Session:
     """The two-player session: the env with the adversary's force, both SAC learners with their own
     buffers, the joint collector and (method 'qarl') the Gamma teacher."""
-    cfg, agent = config.train, config.agent
+    cfg, method = config.train, method_of(config)
     wrapper = force_wrapper(config)
     protagonist_dim, adversary_dim = force_dims(config, wrapper)  # a bad body or force limit fails here
     env = make_run_env(config, device, wrappers=(wrapper,))
     protagonist, adversary = build_players(config, env.obs_spec, protagonist_dim, adversary_dim, device)
     fields = transition_fields(env.obs_spec, BoxSpec((protagonist_dim,)))
     adversary_fields = transition_fields(env.obs_spec, BoxSpec((adversary_dim,)))
-    if agent.method == "qarl":  # the episode's temperature: one more replay field
+    if method == "qarl":  # the episode's temperature: one more replay field
         adversary_fields["temperature"] = ((), torch.float32)
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed + 4_242)
-    actor = JointActor(protagonist, "zero" if agent.method == "sac" else adversary, adversary_dim, generator)
+    actor = JointActor(protagonist, "zero" if method == "sac" else adversary, adversary_dim, generator)
     components = {
         "agent": protagonist,
         "adversary": adversary,
         "buffer": make_transition_buffer(cfg, fields, device),
         "adversary_buffer": make_transition_buffer(cfg, adversary_fields, device, seed_offset=1),
-        "collector": Collector(env, actor, seed=cfg.seed, info_fields=("temperature",) * (agent.method == "qarl")),
+        "collector": Collector(env, actor, seed=cfg.seed, info_fields=("temperature",) * (method == "qarl")),
     }
-    if agent.method == "qarl":
-        components["teacher"] = GammaTeacher(agent.teacher)
+    if method == "qarl":
+        components["teacher"] = GammaTeacher(config.agent.teacher)
     return Session(config, env, None, None, make_evaluator(config, device), components)
 
 
 def loop(session: Session) -> None:
     """The run's phases: adversary and protagonist alternating (QARL, RARL), protagonist only (SAC)."""
-    agent = session.config.agent
-    phases = ("protagonist",) if agent.method == "sac" else PLAYERS
+    phases = ("protagonist",) if method_of(session.config) == "sac" else PLAYERS
     protagonist_dim = session.env.action_spec.shape[0] - session.collector.agent.adversary_dim
-    phase_loop(session, phases, protagonist_dim, agent.protagonist.gamma)
+    phase_loop(session, phases, protagonist_dim, session.config.agent.protagonist.gamma)
 

@@ -33,7 +33,7 @@ def preset(method: str, env_id: str, total_steps: int) -> RunConfig:
         eval_episodes=10,
         checkpoint_every=10_000,
     )
-    agent = QARLConfig(method=method, protagonist=PLAYER, adversary=adversary, teacher=teacher)
+    agent = QARLConfig(protagonist=PLAYER, adversary=adversary, teacher=teacher)
     algo = "sac-adv0" if method == "sac" else method
     return RunConfig(algo, EnvConfig(id=env_id, wrappers=wrappers), train, agent)
 
