@@ -3,7 +3,7 @@
 :func:`make_vec_env` is the one factory. Ids route by form:
 
 * ``dmc:domain-task``  - DeepMind Control Suite (state-based), via :mod:`envs.dmc`;
-* a name in :data:`NATIVE_ENVS` - the suite's own vectorized torch envs;
+* a name in :data:`NATIVE_ENVS` - the suite's own vectorized torch envs (``traffic``: SUMO signal control);
 * ``vmas:SCENARIO``    - VMAS scenarios as multi-agent envs, via :mod:`envs.vmas_env`;
 * ``mpe:SCENARIO``     - PettingZoo MPE (``mpe2``) as multi-agent envs, via :mod:`envs.pettingzoo_env`;
 * ``lbf:Foraging-...`` - level-based foraging (``lbforaging``), via :mod:`envs.lbforaging_env`;
@@ -44,6 +44,7 @@ __all__ = [
 NATIVE_ENVS: dict[str, str] = {}
 NATIVE_ENVS.update(MARL_ENVS)  # matrix games, predator-prey
 NATIVE_ENVS["prompt"] = "envs.prompt_env:make_classification_env"  # few-shot classification prompts (prompt extra)
+NATIVE_ENVS["traffic"] = "envs.traffic:make_traffic_env"  # traffic-signal grid on SUMO (traffic extra)
 
 
 class EnvError(ValueError):
@@ -80,6 +81,7 @@ WRAPPERS: dict[str, tuple[str, str]] = {
     "model_scaling": ("gym", "envs.perturb:ModelScaling"),
     "observation_noise_torch": ("vec", "envs.perturb_torch:ObservationNoiseVec"),
     "agent_mass": ("vec", "envs.perturb_torch:AgentMass"),
+    "malicious_lights": ("vec", "envs.traffic.perturb:MaliciousLights"),
 }
 
 Wrapper = Callable[[Any], Any] | dict[str, Any]
