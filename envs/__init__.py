@@ -3,10 +3,11 @@
 :func:`make_vec_env` is the one factory. Ids route by form:
 
 * ``dmc:domain-task``  - DeepMind Control Suite (state-based), via :mod:`envs.dmc`;
-* a name in :data:`NATIVE_ENVS` - the suite's own vectorized torch envs (``traffic``: SUMO signal control);
+* a name in :data:`NATIVE_ENVS` - the suite's own vectorized torch envs;
 * ``vmas:SCENARIO``    - VMAS scenarios as multi-agent envs, via :mod:`envs.vmas_env`;
 * ``mpe:SCENARIO``     - PettingZoo MPE (``mpe2``) as multi-agent envs, via :mod:`envs.pettingzoo_env`;
 * ``lbf:Foraging-...`` - level-based foraging (``lbforaging``), via :mod:`envs.lbforaging_env`;
+* ``traffic:grid``     - traffic-signal control on a SUMO grid (``traffic`` extra), via :mod:`envs.traffic`;
 * anything else      - a gymnasium id (``Pendulum-v1``, ``Hopper-v5``).
 
 ``wrappers`` (callables or config dicts naming :data:`WRAPPERS`) are applied to every env: gymnasium-level
@@ -44,7 +45,6 @@ __all__ = [
 NATIVE_ENVS: dict[str, str] = {}
 NATIVE_ENVS.update(MARL_ENVS)  # matrix games, predator-prey
 NATIVE_ENVS["prompt"] = "envs.prompt_env:make_classification_env"  # few-shot classification prompts (prompt extra)
-NATIVE_ENVS["traffic"] = "envs.traffic:make_traffic_env"  # traffic-signal grid on SUMO (traffic extra)
 
 
 class EnvError(ValueError):

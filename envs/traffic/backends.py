@@ -68,14 +68,17 @@ def _load_libsumo() -> Any:
     return libsumo
 
 
-def sumo_error(log_path: str | None, error: BaseException) -> str:
-    """SUMO's own message (the last ``Error:`` line it wrote to ``log_path``), else the exception's text."""
+def sumo_error(log_path: str | None, error: BaseException | None) -> str:
+    """SUMO's own message (the last ``Error:`` line it wrote to ``log_path``), else the exception's text
+    (else "")."""
     lines: list[str] = []
     if log_path is not None and os.path.exists(log_path):
         with open(log_path, errors="replace") as log:
             lines = [line.strip() for line in log if line.strip()]
     errors = [line for line in lines if line.startswith("Error")]
-    return errors[-1] if errors else _one_line(error)
+    if errors:
+        return errors[-1].removeprefix("Error:").strip()
+    return "" if error is None else _one_line(error)
 
 
 def _worker(
@@ -108,6 +111,8 @@ def _worker(
             if command == "reset":
                 sim.restart(data)
                 result = sim.observe()
+            elif command == "signals":
+                result = sim.signals()
             else:
                 result = sim.step(data)
             conn.send(("ok", result))
@@ -122,14 +127,17 @@ class LibsumoWorkers:
     """``n`` worker processes, one libsumo simulation each."""
 
     def __init__(self, n: int, layout: GridLayout, params: dict[str, Any], log_dir: str):
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        fork = "fork" in multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if fork else None)
+        if fork:  # import once here (about a second): every forked worker inherits the loaded module
+            _load_libsumo()  # the parent never starts a simulation, so each worker's libsumo starts empty
         self.conns, self.procs = [], []
+        self.logs = [os.path.join(log_dir, f"sumo-{i}.log") for i in range(n)]
         self.closed = False
         for i in range(n):
             parent_conn, child_conn = context.Pipe()
-            log_path = os.path.join(log_dir, f"sumo-{i}.log")
             proc = context.Process(
-                target=_worker, args=(child_conn, parent_conn, os.getpid(), layout, params, log_path), daemon=True
+                target=_worker, args=(child_conn, parent_conn, os.getpid(), layout, params, self.logs[i]), daemon=True
             )
             proc.start()
             child_conn.close()
@@ -154,7 +162,10 @@ class LibsumoWorkers:
                 self.procs[i].join(timeout=1.0)
                 code = self.procs[i].exitcode
                 how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                raise SimulationError(f"simulation {i}: the SUMO worker process died ({how})") from None
+                said = sumo_error(self.logs[i], None)
+                raise SimulationError(
+                    f"simulation {i}: the SUMO worker process died ({how})" + (f": {said}" if said else "")
+                ) from None
             if status != "ok":
                 raise SimulationError(f"simulation {i}: SUMO error: {result}")
             results.append(result)
@@ -165,6 +176,9 @@ class LibsumoWorkers:
 
     def step(self, actions: np.ndarray) -> list[Any]:
         return self._call(list(range(len(self.conns))), "step", list(actions))
+
+    def signals(self) -> list[Any]:
+        return self._call(list(range(len(self.conns))), "signals", [None] * len(self.conns))
 
     def close(self) -> None:
         if self.closed:
@@ -243,6 +257,9 @@ class TraciSimulations:
 
     def step(self, actions: np.ndarray) -> list[Any]:
         return [self._guard(i, lambda i=i: self.sims[i].step(actions[i])) for i in range(self.n)]
+
+    def signals(self) -> list[Any]:
+        return [self._guard(i, self.sims[i].signals) for i in range(self.n)]
 
     def close(self) -> None:
         if self.closed:

@@ -1,4 +1,4 @@
-"""Traffic-signal control on a SUMO grid as a cooperative ``MultiAgentVecEnv`` (``env.id = traffic``).
+"""Traffic-signal control on a SUMO grid as a cooperative ``MultiAgentVecEnv`` (``env.id = traffic:grid``).
 
 The setting of ERNIE's traffic experiments (Bukharin et al., NeurIPS 2023, arXiv 2310.10810; their code runs
 Flow on SUMO), rebuilt on SUMO directly: every traffic light of a ``rows x cols`` grid is an agent with a binary
@@ -114,6 +114,9 @@ class TrafficGrid:
             "--no-step-log", "true",
             "--no-warnings", "true",
             "--duration-log.disable", "true",
+            "--xml-validation", "never",  # no schema lookups (never a download); the files are generated here
+            "--xml-validation.net", "never",
+            "--xml-validation.routes", "never",
         ]  # fmt: skip
 
         self.n_agents = len(self.layout.lights)
@@ -193,6 +196,12 @@ class TrafficGrid:
     def current_info(self) -> dict[str, torch.Tensor]:
         return self._info(self._state)
 
+    def signal_states(self) -> list[list[str]]:
+        """SUMO's current signal string of every light, per simulation (read back from SUMO; for checks)."""
+        if self._backend is None:
+            raise _error("traffic env: the env is closed")
+        return self._run(self._backend.signals)
+
     def step(self, action: torch.Tensor) -> StepOut:
         """Apply ``[N, L]`` switch (1) / keep (0) actions for one second; restart finished simulations."""
         if self._backend is None:
@@ -269,7 +278,7 @@ def make_traffic_env(
     backend: str = "libsumo",
     **kwargs: Any,
 ) -> TrafficGrid:
-    """The traffic-signal grid (``env.id = traffic``) with ``num_envs`` SUMO simulations.
+    """The traffic-signal grid (``env.id = traffic:grid``) with ``num_envs`` SUMO simulations.
 
     Options (defaults: the authors' setting): ``rows`` x ``cols`` lights (2 x 2); ``edge_length`` metres
     (400, every edge: inner, entry and exit); ``speed_limit`` m/s (35); ``vehicle_speed`` the vehicles' entry and
@@ -344,3 +353,21 @@ def make_traffic_env(
         reward_scale=reward_scale,
         backend=backend,
     )
+
+
+TRAFFIC_ENVS = ("traffic:grid",)
+
+
+def make_traffic_marl_env(
+    env_id: str,
+    num_envs: int = 1,
+    device: torch.device | str = "cpu",
+    seed: int | None = 0,
+    *,
+    options: MultiAgentOptions | None = None,
+    **kwargs: Any,
+) -> TrafficGrid:
+    """``traffic:grid`` -> :func:`make_traffic_env` (the id form of ``envs.multiagent.MARL_ENV_PREFIXES``)."""
+    if env_id not in TRAFFIC_ENVS:
+        raise _error(f"unknown traffic env {env_id!r}; known: {', '.join(TRAFFIC_ENVS)}")
+    return make_traffic_env(num_envs, device, seed, options=options, **kwargs)

@@ -145,6 +145,10 @@ class GridSimulation:
         features = np.concatenate([queue, wait / occupied, delay, count, self.axis[:, None].astype(float)], 1)
         return features, passed, emergency
 
+    def signals(self) -> list[str]:
+        """SUMO's current signal string of every light (read back, not the cached one)."""
+        return [self.api.trafficlight.getRedYellowGreenState(light) for light in self.layout.lights]
+
     def close(self) -> None:
         try:
             self.api.close()
