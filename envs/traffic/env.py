@@ -80,6 +80,7 @@ class TrafficGrid:
         speed_limit: float,
         vehicle_speed: float,
         inflows: list[float],
+        arrivals: str,
         yellow: int,
         min_green: int,
         normalize: bool,
@@ -94,7 +95,7 @@ class TrafficGrid:
         self.reward_mode = options.reward
         self.rows, self.cols = rows, cols
         self.edge_length, self.speed_limit, self.vehicle_speed = edge_length, speed_limit, vehicle_speed
-        self.inflows, self.yellow, self.min_green = list(inflows), yellow, min_green
+        self.inflows, self.arrivals, self.yellow, self.min_green = list(inflows), arrivals, yellow, min_green
         self.normalize, self.reward_scale, self.backend_name = normalize, reward_scale, backend
         self._backend = None
         self.directory = tempfile.mkdtemp(prefix="regula-sumo-")
@@ -102,7 +103,9 @@ class TrafficGrid:
         try:
             net = generate_grid(Path(self.directory), rows, cols, edge_length, speed_limit)
             self.layout = read_layout(net, rows, cols)
-            routes = write_routes(Path(self.directory) / "grid.rou.xml", self.layout, self.inflows, vehicle_speed)
+            routes = write_routes(
+                Path(self.directory) / "grid.rou.xml", self.layout, self.inflows, vehicle_speed, arrivals
+            )
         except NetworkError as e:
             self._finalizer()
             raise _error(f"traffic env: {e}") from None
@@ -271,6 +274,7 @@ def make_traffic_env(
     speed_limit: float = 35.0,
     vehicle_speed: float | None = None,
     inflows: float | Sequence[float] = AUTHORS_INFLOW,
+    arrivals: str = "regular",
     yellow: int = 3,
     min_green: int = 2,
     normalize: bool = True,
@@ -284,10 +288,12 @@ def make_traffic_env(
     (400, every edge: inner, entry and exit); ``speed_limit`` m/s (35); ``vehicle_speed`` the vehicles' entry and
     maximum speed (None: the speed limit; a perturbation option); ``inflows`` vehicles/hour per entry edge, one
     number for all or ``2 * (rows + cols)`` numbers in the order of :mod:`envs.traffic.network` (700;
-    a perturbation option: skewed demand); ``yellow`` seconds of yellow (3); ``min_green`` seconds a green
-    shows before a switch is honoured (2, the authors' effective minimum); ``normalize`` the observations
-    (True); ``reward_scale`` multiplies every reward (1); ``backend`` ``libsumo`` (worker processes, default)
-    or ``traci``. The env-level options (``episode_limit`` default 3000, ``team_reward`` default ``sum``,
+    a perturbation option: skewed demand); ``arrivals`` ``regular`` (evenly spaced, the authors') or
+    ``poisson`` (random departures at the same mean rate, a different stream per episode seed); ``yellow``
+    seconds of yellow (3); ``min_green`` seconds a green shows before a switch is honoured (2, the authors'
+    effective minimum); ``normalize`` the observations (True); ``reward_scale`` multiplies every reward (1);
+    ``backend`` ``libsumo`` (worker processes, default) or ``traci``. The env-level options (``episode_limit``
+    default 3000, ``team_reward`` default ``sum``,
     ``reward``) come as keywords or ``options`` (:class:`envs.multiagent.MultiAgentOptions`).
     """
     try:
@@ -303,7 +309,8 @@ def make_traffic_env(
         raise _error(f"traffic env: {e}") from None
     if rest:
         known = sorted(
-            {"rows", "cols", "edge_length", "speed_limit", "vehicle_speed", "inflows", "yellow", "min_green"}
+            {"rows", "cols", "edge_length", "speed_limit", "vehicle_speed", "inflows", "arrivals", "yellow"}
+            | {"min_green"}
             | {"normalize", "reward_scale", "backend", "episode_limit", "team_reward", "reward"}
         )
         raise _error(f"traffic env: unknown option(s) {', '.join(sorted(rest))}; valid: {', '.join(known)}")
@@ -329,6 +336,8 @@ def make_traffic_env(
         )
     for i, value in enumerate(values):
         _number(f"inflows[{i}]", value, low=0, strict=False)
+    if arrivals not in ("regular", "poisson"):
+        raise _error(f"traffic env: env.options.arrivals={arrivals!r} is not valid; choose from regular, poisson")
     if backend not in BACKENDS:
         raise _error(f"traffic env: env.options.backend={backend!r} is not valid; choose from {', '.join(BACKENDS)}")
     missing = backend_missing(backend)
@@ -347,6 +356,7 @@ def make_traffic_env(
         speed_limit=speed_limit,
         vehicle_speed=vehicle_speed,
         inflows=[float(v) for v in values],
+        arrivals=arrivals,
         yellow=yellow,
         min_green=min_green,
         normalize=normalize,

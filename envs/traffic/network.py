@@ -192,12 +192,15 @@ def write_routes(
     layout: GridLayout,
     inflows: list[float],
     vehicle_speed: float,
+    arrivals: str = "regular",
     speed_dev: float = 0.1,
     end: float = 1e7,
 ) -> Path:
     """The demand file: one vehicle type (Flow's SUMO car-following defaults: IDM, accel 2.6, decel 4.5, tau 1,
     min gap 2.5, speed deviation 0.1) entering at ``vehicle_speed`` (also its max speed), and one straight flow
-    of ``inflows[i]`` vehicles/hour per entry edge (evenly spaced departures; 0 gives no flow)."""
+    of ``inflows[i]`` vehicles/hour per entry edge (0 gives no flow). ``arrivals="regular"``: evenly spaced
+    departures (Flow's ``vehs_per_hour``, the same every run); ``"poisson"``: each second a vehicle departs with
+    probability ``inflows[i] / 3600`` (SUMO's ``probability`` flow, drawn from the run's ``--seed``)."""
     lines = [
         "<routes>",
         f'    <vType id="car" carFollowModel="IDM" accel="2.6" decel="4.5" tau="1.0" minGap="2.5" length="5"'
@@ -207,8 +210,9 @@ def write_routes(
         lines.append(f'    <route id="r{i}" edges="{" ".join(route)}"/>')
     for i, rate in enumerate(inflows):
         if rate > 0:
+            demand = f'vehsPerHour="{rate}"' if arrivals == "regular" else f'probability="{min(rate / 3600, 1.0)}"'
             lines.append(
-                f'    <flow id="in{i}" type="car" route="r{i}" begin="0" end="{end:g}" vehsPerHour="{rate}"'
+                f'    <flow id="in{i}" type="car" route="r{i}" begin="0" end="{end:g}" {demand}'
                 f' departLane="free" departSpeed="{vehicle_speed}"/>'
             )
     lines.append("</routes>")
