@@ -18,7 +18,10 @@ if importlib.util.find_spec("libsumo") is None or importlib.util.find_spec("sumo
     pytest.skip("the traffic extra (SUMO wheels) is not installed: pip install -e .[traffic]", allow_module_level=True)
 
 import torch
+from marl_checks import TINY_AGENT_OVERRIDES
 
+from agents.core.config import apply_overrides
+from agents.marl import PRESETS, train_config
 from envs import EnvError, make_vec_env
 from envs.multiagent import MultiAgentVecEnv, make_marl_env
 from envs.traffic import make_traffic_env
@@ -355,7 +358,7 @@ sys.path.insert(0, {root!r})
 from envs import make_vec_env
 env = make_vec_env("traffic:grid", 2, options={{"rows": 1, "cols": 1, "backend": sys.argv[1]}})
 env.step(torch.zeros(2, 1, dtype=torch.int64))
-print(" ".join(map(str, env.pids)), flush=True)
+print(env.directory, " ".join(map(str, env.pids)), flush=True)
 time.sleep(120)
 """
 
@@ -370,10 +373,64 @@ def test_no_sumo_process_outlives_a_sigkilled_parent(backend):
     )
     try:
         line = child.stdout.readline()
-        pids = [int(p) for p in line.split()]
+        directory, *pids = line.split()
+        pids = [int(p) for p in pids]
         assert len(pids) == 2 and all(alive(p) for p in pids), line
     finally:
         child.kill()  # SIGKILL: no Python cleanup runs in the parent
         child.wait()
         child.stdout.close()
     assert wait_gone(pids) == []
+    # The killed run's network folder stays behind until the next env is built, which removes it.
+    assert os.path.isdir(directory)
+    make_traffic_env(1, rows=1, cols=1).close()
+    assert not os.path.exists(directory)
+
+
+def test_a_bad_option_exits_the_cli_with_one_line():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "vdn/predator-prey",
+            "env.id=traffic:grid",
+            'env.options={"inflows": [700, 700]}',
+            f"--run-dir={ROOT / 'runs' / 'test-traffic-bad-option'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert errors == [
+        "error: traffic env: env.options.inflows has 2 values; a 2x2 grid has 8 entry edges (one number for all, "
+        "or 2 * (rows + cols) numbers)"
+    ]
+    assert not (ROOT / "runs" / "test-traffic-bad-option").exists()
+
+
+def test_a_marl_preset_trains_on_the_grid():
+    """VDN's predator-prey preset pointed at a 1 x 2 grid: a few episodes and updates through the episodic loop."""
+    cfg = apply_overrides(
+        PRESETS["vdn/predator-prey"],
+        [
+            "env.id=traffic:grid",
+            'env.options={"rows": 1, "cols": 2, "episode_limit": 6}',
+            "env.num_envs=2",
+            "train.total_steps=36",
+            "train.batch_episodes=2",
+            "train.update_after_episodes=2",
+            "train.eval_every=0",
+            "train.eval_episodes=2",
+            "train.progress=false",
+            *TINY_AGENT_OVERRIDES,
+        ],
+    )
+    rows = []
+    out = train_config(cfg, log=lambda step, metrics: rows.append(metrics))
+    assert out["steps"] == 36 and out["episodes"] == 6 and out["updates"] >= 1
+    assert all(torch.isfinite(m["loss/td"]) for m in rows if "loss/td" in m)
+    assert out["buffer"].sample(2)["obs"].shape == (2, 7, 2, 17 + 1 + 2)
+    assert torch.isfinite(out["final_eval"]["eval/mean_reward"])

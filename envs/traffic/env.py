@@ -26,6 +26,7 @@ is a keyword of :func:`make_traffic_env`, so ``env.options.rows=3 env.options.co
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import weakref
@@ -51,6 +52,28 @@ def _error(message: str) -> Exception:
     from envs import EnvError
 
     return EnvError(message)
+
+
+DIRECTORY_PREFIX = "regula-sumo-"
+
+
+def _sweep_stale_directories() -> None:
+    """Remove network folders left by killed runs (``regula-sumo-PID-*`` whose process no longer exists).
+
+    A SIGKILLed parent cannot remove its folder (its simulations die with it, see :mod:`envs.traffic.backends`);
+    the next env built on the machine does.
+    """
+    root = Path(tempfile.gettempdir())
+    for path in root.glob(f"{DIRECTORY_PREFIX}*-*"):
+        pid = path.name[len(DIRECTORY_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # alive, owned by someone else
+            pass
 
 
 def _cleanup(backend: Any, directory: str) -> None:
@@ -98,7 +121,8 @@ class TrafficGrid:
         self.inflows, self.arrivals, self.yellow, self.min_green = list(inflows), arrivals, yellow, min_green
         self.normalize, self.reward_scale, self.backend_name = normalize, reward_scale, backend
         self._backend = None
-        self.directory = tempfile.mkdtemp(prefix="regula-sumo-")
+        _sweep_stale_directories()
+        self.directory = tempfile.mkdtemp(prefix=f"{DIRECTORY_PREFIX}{os.getpid()}-")
         self._finalizer = weakref.finalize(self, _cleanup, None, self.directory)
         try:
             net = generate_grid(Path(self.directory), rows, cols, edge_length, speed_limit)
