@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import importlib.util
 import io
 import multiprocessing
@@ -134,15 +135,20 @@ class LibsumoWorkers:
         self.conns, self.procs = [], []
         self.logs = [os.path.join(log_dir, f"sumo-{i}.log") for i in range(n)]
         self.closed = False
-        for i in range(n):
-            parent_conn, child_conn = context.Pipe()
-            proc = context.Process(
-                target=_worker, args=(child_conn, parent_conn, os.getpid(), layout, params, self.logs[i]), daemon=True
-            )
-            proc.start()
-            child_conn.close()
-            self.conns.append(parent_conn)
-            self.procs.append(proc)
+        # Freeze the parent's objects while forking: the children's garbage collector then never writes to
+        # their pages, so a large parent (replay buffers, models) is not copied into every worker.
+        gc.freeze()
+        try:
+            for i in range(n):
+                parent_conn, child_conn = context.Pipe()
+                args = (child_conn, parent_conn, os.getpid(), layout, params, self.logs[i])
+                proc = context.Process(target=_worker, args=args, daemon=True)
+                proc.start()
+                child_conn.close()
+                self.conns.append(parent_conn)
+                self.procs.append(proc)
+        finally:
+            gc.unfreeze()
 
     @property
     def pids(self) -> list[int]:
