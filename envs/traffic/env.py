@@ -179,12 +179,19 @@ class TrafficGrid:
         return [] if self._backend is None else self._backend.pids
 
     def _run(self, call: Any, *args: Any) -> list[Any]:
-        """A backend call; on a SUMO error close everything and raise ``EnvError`` (one line)."""
+        """A backend call; on a SUMO error close everything and raise ``EnvError`` (one line).
+
+        Any other interruption (Ctrl-C in the middle of a step) also closes the simulations: their answers
+        would be out of step with the next call's.
+        """
         try:
             return call(*args)
         except SimulationError as e:
             self.close()
             raise _error(f"traffic env: {e}") from None
+        except BaseException:
+            self.close()
+            raise
 
     def _episode_args(self, rows: Sequence[int]) -> list[list[str]]:
         seeds = torch.randint(0, 2**31 - 1, (len(rows),), generator=self.generator).tolist()
