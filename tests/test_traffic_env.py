@@ -256,6 +256,21 @@ def test_perturbation_options_vehicle_speed_and_skewed_inflows():
         env.close()
 
 
+def test_vehicles_enter_an_entry_edge_shorter_than_their_braking_distance():
+    """100 m edges, the car's light red: it enters at the highest safe speed (not the fixed 35 m/s, which would
+    keep it out of the network until the light turns green) and stops at the line."""
+    env = make_traffic_env(1, seed=0, episode_limit=500, edge_length=100.0, **ONE_CAR)
+    try:
+        env.reset()
+        obs = env.step(keep(env)).obs[0, 0]
+        assert obs[12:16].tolist() == [0, 0, 0, 1] and 0 < obs[8 + WEST] < 1
+        for _ in range(30):
+            obs = env.step(keep(env)).obs[0, 0]
+        assert obs[WEST] == 1 and obs[4 + WEST] > 0  # queued and waiting at the red light
+    finally:
+        env.close()
+
+
 def test_malicious_lights_flip_actions():
     env = make_vec_env(
         "traffic:grid",

@@ -316,8 +316,8 @@ def make_traffic_env(
     """The traffic-signal grid (``env.id = traffic:grid``) with ``num_envs`` SUMO simulations.
 
     Options (defaults: the authors' setting): ``rows`` x ``cols`` lights (2 x 2); ``edge_length`` metres
-    (400, every edge: inner, entry and exit); ``speed_limit`` m/s (35); ``vehicle_speed`` the vehicles' entry and
-    maximum speed (None: the speed limit; a perturbation option); ``inflows`` vehicles/hour per entry edge, one
+    (400, every edge: inner, entry and exit); ``speed_limit`` m/s (35); ``vehicle_speed`` the vehicles' maximum
+    (and entry) speed (None: the speed limit; a perturbation option); ``inflows`` vehicles/hour per entry edge, one
     number for all or ``2 * (rows + cols)`` numbers in the order of :mod:`envs.traffic.network` (700;
     a perturbation option: skewed demand); ``arrivals`` ``regular`` (evenly spaced, the authors') or
     ``poisson`` (random departures at the same mean rate, a different stream per episode seed); ``yellow``

@@ -197,7 +197,9 @@ def write_routes(
     end: float = 1e7,
 ) -> Path:
     """The demand file: one vehicle type (Flow's SUMO car-following defaults: IDM, accel 2.6, decel 4.5, tau 1,
-    min gap 2.5, speed deviation 0.1) entering at ``vehicle_speed`` (also its max speed), and one straight flow
+    min gap 2.5, speed deviation 0.1) with maximum speed ``vehicle_speed``, entering at the highest safe speed up
+    to it (SUMO's ``departSpeed="max"``: Flow's fixed entry speed would hold every vehicle out of an entry edge
+    shorter than its braking distance while the light ahead is red), and one straight flow
     of ``inflows[i]`` vehicles/hour per entry edge (0 gives no flow). ``arrivals="regular"``: evenly spaced
     departures (Flow's ``vehs_per_hour``, the same every run); ``"poisson"``: each second a vehicle departs with
     probability ``inflows[i] / 3600`` (SUMO's ``probability`` flow, drawn from the run's ``--seed``)."""
@@ -213,7 +215,7 @@ def write_routes(
             demand = f'vehsPerHour="{rate}"' if arrivals == "regular" else f'probability="{min(rate / 3600, 1.0)}"'
             lines.append(
                 f'    <flow id="in{i}" type="car" route="r{i}" begin="0" end="{end:g}" {demand}'
-                f' departLane="free" departSpeed="{vehicle_speed}"/>'
+                ' departLane="free" departSpeed="max"/>'
             )
     lines.append("</routes>")
     Path(path).write_text("\n".join(lines) + "\n")
