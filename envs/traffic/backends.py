@@ -3,8 +3,8 @@
 libsumo runs one simulation per process, so the ``libsumo`` backend forks one worker per simulation; the parent
 sends every worker its command before reading any answer, so the workers step in parallel. The ``traci`` backend
 starts one ``sumo`` process per simulation and drives them from the parent over TraCI sockets, one after
-the other (libsumo is 3.6x faster per simulation and the libsumo VecEnv about 2x the TraCI one on the 2x2
-grid, see docs/benchmarks.md; TraCI is kept for debugging).
+the other (on the 2x2 grid libsumo is about 3x faster per simulation and the libsumo VecEnv about 2x the TraCI
+one, see docs/benchmarks.md; TraCI is kept for debugging).
 
 Lifetime: every child (worker or ``sumo``) asks the Linux kernel to SIGKILL it when its parent dies
 (``prctl(PR_SET_PDEATHSIG)``), so a parent killed with SIGKILL leaves no simulation behind; where ``prctl`` is
