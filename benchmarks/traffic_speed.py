@@ -24,6 +24,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -72,6 +73,7 @@ def sim_speed(backend: str, warmup: int, steps: int, seed: int = 0) -> float:
         sim.step(actions[t])
     elapsed = time.perf_counter() - start
     sim.close()
+    shutil.rmtree(directory, ignore_errors=True)
     return steps / elapsed
 
 
