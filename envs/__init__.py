@@ -7,6 +7,7 @@
 * ``vmas:SCENARIO``    - VMAS scenarios as multi-agent envs, via :mod:`envs.vmas_env`;
 * ``mpe:SCENARIO``     - PettingZoo MPE (``mpe2``) as multi-agent envs, via :mod:`envs.pettingzoo_env`;
 * ``lbf:Foraging-...`` - level-based foraging (``lbforaging``), via :mod:`envs.lbforaging_env`;
+* ``traffic:grid``     - traffic-signal control on a SUMO grid (``traffic`` extra), via :mod:`envs.traffic`;
 * anything else      - a gymnasium id (``Pendulum-v1``, ``Hopper-v5``).
 
 ``wrappers`` (callables or config dicts naming :data:`WRAPPERS`) are applied to every env: gymnasium-level
@@ -80,6 +81,7 @@ WRAPPERS: dict[str, tuple[str, str]] = {
     "model_scaling": ("gym", "envs.perturb:ModelScaling"),
     "observation_noise_torch": ("vec", "envs.perturb_torch:ObservationNoiseVec"),
     "agent_mass": ("vec", "envs.perturb_torch:AgentMass"),
+    "malicious_lights": ("vec", "envs.traffic.perturb:MaliciousLights"),
 }
 
 Wrapper = Callable[[Any], Any] | dict[str, Any]

@@ -234,6 +234,7 @@ MARL_ENV_PREFIXES: dict[str, str] = {
     "vmas:": "envs.vmas_env:make_vmas_env",
     "mpe:": "envs.pettingzoo_env:make_mpe_env",
     "lbf:": "envs.lbforaging_env:make_lbf_env",
+    "traffic:": "envs.traffic:make_traffic_marl_env",
 }
 
 
@@ -252,7 +253,8 @@ def make_marl_env(
     overrides it); ``predator-prey`` takes the options of :class:`envs.predator_prey.PredatorPrey`;
     ``vmas:SCENARIO`` those of :class:`envs.vmas_env.VmasEnv`; ``mpe:SCENARIO`` (PettingZoo MPE) those
     of :func:`envs.pettingzoo_env.make_mpe_env`; ``lbf:Foraging-...`` those of
-    :func:`envs.lbforaging_env.make_lbf_env` (see ``MARL_ENV_PREFIXES``). The env-level keywords
+    :func:`envs.lbforaging_env.make_lbf_env`; ``traffic:grid`` (SUMO signal control) those of
+    :func:`envs.traffic.make_traffic_env` (see ``MARL_ENV_PREFIXES``). The env-level keywords
     (:class:`MultiAgentOptions`) may come as keywords or as one ``options=`` object (keywords win, see
     :meth:`MultiAgentOptions.resolve`). The suite's own games have a team reward and discrete actions
     only: ``reward='agent'`` or ``actions='continuous'`` fail there with a message.
