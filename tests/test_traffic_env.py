@@ -20,7 +20,7 @@ if importlib.util.find_spec("libsumo") is None or importlib.util.find_spec("sumo
 import torch
 from marl_checks import TINY_AGENT_OVERRIDES
 
-from agents.core.config import apply_overrides
+from agents.engine.config import apply_overrides
 from agents.marl import PRESETS, train_config
 from envs import EnvError, make_vec_env
 from envs.multiagent import MultiAgentVecEnv, make_marl_env
