@@ -446,6 +446,18 @@ def build(config: RunConfig, obs_spec, action_spec, device) -> MADDPG:
     return MADDPG(obs_spec, action_spec, config.agent, device, obs_dims=obs_dims)
 
 
-FAMILY = Family(presets=PRESETS, build_agent=build, multi_agent=True)
+def check(config: RunConfig) -> None:
+    """The algorithm name never claims MADDPG for a regularized run: ``maddpg`` means weight 0. ``ernie``
+    with weight 0 is allowed: it is ERNIE's switched-off control (MADDPG bit for bit), the weight-0 arm of
+    a sweep over the weight."""
+    agent = config.agent
+    if config.algo == "maddpg" and (agent.ernie_weight != 0 or agent.ernie_a_weight != 0):
+        raise ConfigError(
+            f"algo maddpg runs without ERNIE's terms (ernie_weight={agent.ernie_weight:g}, "
+            f"ernie_a_weight={agent.ernie_a_weight:g}); use an ernie/... preset for a regularized run"
+        )
+
+
+FAMILY = Family(presets=PRESETS, build_agent=build, multi_agent=True, check=check)
 
 __all__ = ["FAMILY", "MADDPG", "MADDPGConfig", "PRESETS", "build"]

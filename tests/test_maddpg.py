@@ -421,3 +421,12 @@ def test_spread_ball_is_measured_once_scales_delta_and_is_checkpointed():
     assert torch.equal(fresh.obs_spread, spread)
     with pytest.raises(RuntimeError, match="spread"):
         make(config).actor_loss(first)  # no spread measured yet
+
+
+def test_the_algorithm_name_never_claims_maddpg_for_a_regularized_run(tmp_path):
+    from agents import get_preset, run_training
+
+    config = apply_overrides(get_preset("maddpg/simple-spread"), ["agent.ernie_weight=0.5"])
+    with pytest.raises(ConfigError, match="algo maddpg runs without ERNIE's terms"):
+        run_training(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
