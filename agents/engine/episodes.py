@@ -52,11 +52,10 @@ from agents.engine.loops import (
     Cadence,
     EpisodicConfig,
     Session,
-    beta_horizon,
-    prioritized_sampler,
     report,
     resolve_beta,
     restore_session,
+    run_sampler,
     train_learner,
 )
 
@@ -259,10 +258,7 @@ def evaluate(collector: EpisodeCollector, step: int) -> dict[str, torch.Tensor]:
 def make_episode_buffer(config: EpisodicConfig, fields: FieldSpec, env: Any, kind: type | None = None) -> EpisodeBuffer:
     """The run's episode buffer (``kind``, default :class:`EpisodeBuffer`), with a prioritized sampler when
     ``train.prioritized`` is set (its beta ramp is the loop's, see :func:`agents.engine.loops.resolve_beta`)."""
-    sampler = None
-    if config.prioritized is not None:
-        horizon = beta_horizon(config.prioritized, config.total_steps)
-        sampler = prioritized_sampler(config.prioritized, config.buffer_episodes, env.device, horizon)
+    sampler = run_sampler(config, config.buffer_episodes, env.device)
     kind = kind or EpisodeBuffer
     return kind(fields, config.buffer_episodes, env.episode_limit + 1, env.device, config.seed, sampler=sampler)
 

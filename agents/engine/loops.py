@@ -90,6 +90,15 @@ def prioritized_sampler(
     return PrioritizedSampler(capacity, device, alpha=prioritized.alpha, beta=beta, eps=prioritized.eps)
 
 
+def run_sampler(config: LoopConfig, capacity: int, device: torch.device | str) -> PrioritizedSampler | None:
+    """A run's replay sampler for a ``capacity``-row buffer: None (uniform) unless ``train.prioritized``.
+    Its beta ramp is provisional until the loop sets the run's own (:func:`resolve_beta`)."""
+    prioritized = getattr(config, "prioritized", None)
+    if prioritized is None:
+        return None
+    return prioritized_sampler(prioritized, capacity, device, beta_horizon(prioritized, config.total_steps))
+
+
 @dataclass(frozen=True)
 class OffPolicyConfig(LoopConfig):
     """Settings of the off-policy loop (replay, update ratio, intervals, seeding, device)."""

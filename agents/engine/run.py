@@ -189,13 +189,12 @@ def make_transition_buffer(cfg, fields: dict, device, seed_offset: int = 0) -> T
     """The run's replay of ``fields``: ``min(buffer_size, total_steps)`` rows, sampling uniformly or,
     with ``train.prioritized``, through a prioritized sampler (its beta ramp is set by the loop,
     :func:`agents.engine.loops.resolve_beta`)."""
-    from agents.engine.loops import beta_horizon, prioritized_sampler
+    from agents.engine.loops import run_sampler
 
     capacity = min(cfg.buffer_size, max(cfg.total_steps, 1))
-    sampler = None
-    if getattr(cfg, "prioritized", None) is not None:
-        sampler = prioritized_sampler(cfg.prioritized, capacity, device, beta_horizon(cfg.prioritized, cfg.total_steps))
-    return TransitionBuffer(fields, capacity, device=device, seed=cfg.seed + seed_offset, sampler=sampler)
+    return TransitionBuffer(
+        fields, capacity, device=device, seed=cfg.seed + seed_offset, sampler=run_sampler(cfg, capacity, device)
+    )
 
 
 def train(
