@@ -344,6 +344,37 @@ def test_k_steps_resume_k_steps_equals_2k_straight(config):
     assert torch.equal(straight["final_eval"]["eval/mean_reward"], resumed["final_eval"]["eval/mean_reward"])
 
 
+def test_a_checkpoint_of_the_episodic_loop_before_the_one_runner_resumes_bit_for_bit(config):
+    """Before the episodic loop ran on Session parts its checkpoints held the counters as
+    ``loop: {steps, episodes, updates}`` and no global RNG state: such a payload still resumes exactly."""
+    from agents.engine.loops import upgrade_checkpoint
+
+    def fresh():
+        env, eval_env = small_prey(), small_prey(2, seed=1)
+        return env, eval_env, learner_for(env, config("qmix"))
+
+    loop = dataclasses.replace(LOOP, total_steps=80, eval_every=30, checkpoint_every=40)
+    env, eval_env, agent = fresh()
+    saved = {}
+
+    def save(step, state):
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        saved.setdefault(step, buffer.getvalue())
+
+    straight = train_episodic(env, agent, loop, eval_env=eval_env, save=save)
+    first = torch.load(io.BytesIO(saved[min(saved)]), weights_only=True)
+    extra = first.pop("extra")
+    old = {k: v for k, v in first.items() if k != "torch_rng"}
+    old["loop"] = {"steps": old.pop("step"), **extra}  # the old layout
+    assert upgrade_checkpoint(old)["step"] == first["step"]
+    env, eval_env, resumed_agent = fresh()
+    resumed = train_episodic(env, resumed_agent, loop, eval_env=eval_env, resume=old)
+    assert resumed["steps"] == straight["steps"] and resumed["updates"] == straight["updates"]
+    a, b = flat_state(agent), flat_state(resumed_agent)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
 def test_run_writes_a_run_directory_and_resumes(tmp_path):
     import json
 
