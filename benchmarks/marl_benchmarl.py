@@ -68,7 +68,7 @@ Deviations from the reference (what cannot be matched without rewriting regula's
   torch its install pulls), both on CPU with the same thread count.
 
 MADDPG (``--algorithm maddpg``, results to ``benchmarks/results/marl_benchmarl_maddpg.json``): regula's
-off-policy MADDPG (``agents/maddpg.py``, preset ``maddpg/vmas-navigation``) trained by the suite's own
+off-policy MADDPG (``agents/maddpg/``, preset ``maddpg/vmas-navigation``) trained by the suite's own
 off-policy entry point (``agents.engine.run.train``, the runner ``train.py`` reaches for a
 ``maddpg`` run) against BenchMARL's ``MaddpgConfig.get_from_yaml()``; the same rounds, medians, ratio
 and split as above. The timed region is the loop itself (``Experiment.run()`` / the ``off_policy`` loop

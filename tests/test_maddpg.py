@@ -1,4 +1,4 @@
-"""MADDPG and ERNIE (agents/maddpg.py): weight 0 is MADDPG bit for bit, the critic target by hand, gradient isolation
+"""MADDPG and ERNIE (agents/maddpg/): weight 0 is MADDPG bit for bit, the critic target by hand, gradient isolation
 per loss and per agent, save -> load -> act, per-agent replay rows and episode statistics, and bad input."""
 
 import dataclasses
@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-import agents.maddpg as agents_maddpg
+import agents.maddpg.learner as agents_maddpg
 from agents import all_presets, get_preset
 from agents.engine.buffers import TransitionBuffer
 from agents.engine.collect import EpisodeStats, multi_agent_box

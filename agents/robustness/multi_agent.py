@@ -3,7 +3,7 @@
 The protocol of ERNIE's MPE experiments (Bukharin et al., "Robust Multi-Agent Reinforcement Learning via
 Adversarial Regularization: Theoretical Foundation and Stable Algorithms", NeurIPS 2023, arXiv:2310.10810), for any
 learner whose agent exposes the deterministic joint policy ``policy(obs [N, agents, D]) -> actions [N, agents, A]``
-(differentiable; MADDPG / ERNIE in agents/maddpg.py) and, for adversarial malicious agents, a centralized critic
+(differentiable; MADDPG / ERNIE in agents/maddpg/) and, for adversarial malicious agents, a centralized critic
 ``team_value(obs, actions) -> [N]``:
 
 * ``--attack EPS ...`` (:class:`ObservationAttack`): at every step each agent's observation is replaced by the worst
