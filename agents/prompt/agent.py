@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,11 @@ class PromptConfig(AgentConfig):
     init_bias: float = doc("initial value of every adapter bias (both papers: -1e-4)", -1e-4, check=check_finite)
     logit_bias: float = doc(
         "constant added to every Q-value (RLPrompt: 0 classification, -10 style transfer)", 0.0, check=check_finite
+    )
+    metrics_episodes: int | None = doc(
+        "loss v1_mc: log value / target value / support size on the first N episodes of each batch; null: all",
+        None,
+        ge=1,
     )
 
 
@@ -180,6 +186,7 @@ class PromptAgent:
                 filter_top_k=config.filter_top_k,
                 regularizer=make_regularizer(config.regularizer, config.temperature),
                 sample_top_k=config.sample_top_k,
+                metrics_episodes=config.metrics_episodes,
             ).to(self.device)
         self.optimizer = torch.optim.Adam(self.network.trainable_parameters(), lr=config.lr)
         self.generator = torch.Generator(device=self.device)
@@ -436,7 +443,8 @@ def evaluate_greedy(agent: PromptAgent, env: Any, step: int, logger: Any = None)
     acc, reward = measures["dev_accuracy"], measures["dev_reward"]
     best = agent.best
     if best["tokens"] is None or (acc, reward) > (best["dev_accuracy"], best["dev_reward"]):
-        agent.best = {"tokens": measures["tokens"], "dev_accuracy": acc, "dev_reward": reward, "step": int(step)}
+        agent.best = {"tokens": measures["tokens"], "dev_accuracy": acc, "dev_reward": reward, "step": int(step),
+                      "perplexity": measures["perplexity"]}  # fmt: skip
         if logger is not None:
             logger.message(f"step {step:,}: best prompt so far {measures['prompt']!r} (dev accuracy {acc:.3f})")
             text = getattr(logger, "text", None)
@@ -450,6 +458,7 @@ def evaluate_greedy(agent: PromptAgent, env: Any, step: int, logger: Any = None)
         "eval/perplexity": torch.tensor(measures["perplexity"]),
         "eval/whole_word_fraction": torch.tensor(measures["whole_word_fraction"]),
         "eval/best_dev_accuracy": torch.tensor(agent.best["dev_accuracy"]),
+        "eval/best_perplexity": torch.tensor(agent.best.get("perplexity", math.nan)),  # of the best dev prompt so far
     }
 
 
@@ -601,7 +610,9 @@ def prompt_evaluation(config: Any, agent: PromptAgent) -> dict[str, Any]:
 
 
 class PromptReport:
-    """``evaluate.py --prompt``: the greedy prompt (and the best dev prompt kept) of a prompt run, measured.
+    """The greedy prompt (and the best dev prompt kept) of a prompt run, measured: by itself on prompt runs.
+
+    ``evaluate.py RUN_DIR`` prints it for every prompt run; ``--prompt`` asks for it (and refuses other runs).
 
     Dev and test accuracy and raw reward, support size, perplexity under the policy LM and whole-word
     fraction; the report's ``prompt`` section.
@@ -618,17 +629,24 @@ class PromptReport:
             "support size, perplexity and whole-word fraction",
         )
 
+    def __init__(self, explicit: bool = True):
+        self.explicit = explicit  # False: not asked for, runs by itself on prompt runs only
+        self.active = True
+
     @classmethod
     def from_args(cls, args: Any) -> list[PromptReport]:
-        return [cls()] if getattr(args, "prompt", False) else []
+        return [cls(explicit=bool(getattr(args, "prompt", False)))]
 
     def check(self, context: Any) -> None:
-        if not isinstance(context.run.agent, PromptAgent):
+        self.active = isinstance(context.run.agent, PromptAgent)
+        if not self.active and self.explicit:
             from envs import EnvError
 
             raise EnvError(f"--prompt needs a prompt run (pin, rlprompt), not {context.run.config.algo}")
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Any) -> dict[str, Any] | None:
+        if not self.active:
+            return None  # evaluate.py leaves the section out
         result = prompt_evaluation(context.run.config, context.run.agent)
         for name, m in result.items():
             print(
