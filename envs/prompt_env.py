@@ -829,7 +829,8 @@ def make_prompt_env(
     RLPrompt dataset (and ``allow_download=True`` or a filled HuggingFace cache).
 
     ``prefix_cache``: score with :class:`PrefixCachedScorer` (each sentence's KV cache computed once
-    and reused by every prompt; a causal task LM sharing the policy's vocabulary). A task LM named
+    and reused by every prompt) when the task LM is causal and shares the policy's vocabulary and the
+    template is the causal default; otherwise the plain scorer (same numbers, slower). A task LM named
     like the policy LM is the same frozen model object (loaded once), e.g. ``smollm2-135m`` for both.
     """
     from envs.lm import load_causal_lm, load_masked_lm
@@ -844,8 +845,9 @@ def make_prompt_env(
             if "kind 'masked'" not in str(e):
                 raise
             task, task_tok = load_masked_lm(task_lm, allow_download=allow_download, device=device)
-    scorer_cls = PrefixCachedScorer if prefix_cache else ClassificationScorer
-    scorer = scorer_cls(task, task_tok, verbalizers, prompt_tokenizer=policy_tok, template=template)
+    scorer = ClassificationScorer(task, task_tok, verbalizers, prompt_tokenizer=policy_tok, template=template)
+    if prefix_cache and scorer.by_ids:  # the cache is an optimization: text-path pairs (other vocabularies) go without
+        scorer = PrefixCachedScorer(task, task_tok, verbalizers, prompt_tokenizer=policy_tok, template=template)
     data = (dataset, split_seed, batch_examples, shaping_scale)
     return _scored_env(policy, policy_tok, scorer, num_envs, device, seed, prompt_length, *data)
 
