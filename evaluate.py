@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             + (f", discounted {nominal['mean_discounted_reward']:.1f}" if "mean_discounted_reward" in nominal else "")
         )
         for condition in chosen:
-            report[condition.key] = condition.run(context)
+            result = condition.run(context)
+            if result is not None:  # a condition may have nothing to say about this run (--prompt on prompt runs only)
+                report[condition.key] = result
     except (ConfigError, CheckpointError, EnvError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

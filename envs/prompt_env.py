@@ -62,6 +62,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch.nn import functional as F
 
 from envs.base import BoxSpec, DiscreteSpec, StepOut
 from envs.lm import ModelLoadError, TextClassificationData, model_kind
@@ -246,6 +247,128 @@ class ClassificationScorer:
         prompts = torch.atleast_2d(prompts).cpu()  # [T] -> [1, T]; an empty prompt [1, 0] is allowed
         logits = self._logits_at_answer(self._rows(prompts, sentences))
         return class_probabilities(logits, self.verbalizers.to(logits.device)).view(len(prompts), len(sentences), -1)
+
+
+def _cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``[(keys, values), ...]`` per layer of a transformers KV cache (a ``Cache`` object or legacy tuples)."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return [(k, v) for k, v, *_ in cache]
+
+
+class PrefixCachedScorer(ClassificationScorer):
+    """:class:`ClassificationScorer` for a causal task LM that reuses each sentence's KV cache across prompts.
+
+    The template ``"{sentence} {prompt}"`` puts the sentence first, and the task LM is frozen, so the
+    keys and values of a sentence's tokens are the same for every prompt and every step. They are
+    computed once per set of sentences (one left-padded batched forward, kept for the last
+    ``keep_sets`` sets: the training set, dev, test) and each call runs only the prompt tokens,
+    ``P x M`` rows of ``T`` tokens, on top of the cached prefixes (explicit position ids, an attention
+    mask hiding the left padding). Only the hidden state at the last position is needed, and only
+    its dot products with the verbalizer rows of the output head, so the ``|V|``-wide head is skipped.
+    Same probabilities as :class:`ClassificationScorer` up to float rounding (tested). Needs a task
+    LM with a shared vocabulary, the causal template, and ``lm.model`` / ``lm.lm_head`` (Llama, Qwen,
+    Mistral, ...); GPT-2 (``transformer``) works too.
+    """
+
+    def __init__(self, *args: Any, keep_sets: int = 3, prompt_reserve: int = 16, prefix_chunk: int = 64, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.prefix_chunk = int(prefix_chunk)  # sentences per forward when their prefixes are computed
+        self.prompt_reserve = int(prompt_reserve)  # sentences keep at most max_length - prompt_reserve tokens
+        if not self.by_ids:
+            raise ModelLoadError("the prefix cache needs a causal task LM sharing the policy's vocabulary and template "
+                                 f"{CAUSAL_TEMPLATE!r}")  # fmt: skip
+        self.keep_sets = int(keep_sets)
+        self._prefix: dict[tuple[str, ...], dict[str, Any]] = {}
+        lm = self.task_lm
+        self.backbone = getattr(lm, "model", None) or getattr(lm, "transformer", None)
+        if self.backbone is None:
+            raise ModelLoadError(f"{type(lm).__name__} exposes no .model / .transformer backbone for the prefix cache")
+        head = lm.get_output_embeddings()
+        self.verbalizer_rows = head.weight[self.verbalizers].detach()  # [C, d]
+        bias = getattr(head, "bias", None)
+        self.verbalizer_bias = bias[self.verbalizers].detach() if bias is not None else None
+        params = inspect.signature(self.backbone.forward).parameters
+        self._cache_name = "cache" if "cache" in params else "past_key_values"
+
+    def _backbone(self, ids, attn, positions, cache=None):
+        kwargs = {self._cache_name: cache} if cache is not None else {}
+        return self.backbone(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, **kwargs)
+
+    @torch.no_grad()
+    def _prefixes(self, sentences: Sequence[str]) -> dict[str, Any]:
+        """Per-layer keys / values ``[M, heads, L, hd]`` of the left-padded sentences, their mask and last hidden."""
+        key = tuple(sentences)
+        if key in self._prefix:
+            return self._prefix[key]
+        keep_tokens = max(1, self.max_length - self.prompt_reserve)
+        ids_list = [self._ids(s)[-keep_tokens:] or [self.tokenizer.pad_token_id or 0] for s in key]
+        width = max(len(r) for r in ids_list)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        order = sorted(range(len(key)), key=lambda i: len(ids_list[i]))  # similar lengths share a chunk: less padding
+        parts, lasts = [], []
+        for start in range(0, len(order), self.prefix_chunk):  # once per sentence set, not per step
+            rows = [ids_list[i] for i in order[start : start + self.prefix_chunk]]
+            w = max(len(r) for r in rows)
+            ids = torch.tensor([[pad] * (w - len(r)) + r for r in rows], dtype=torch.long, device=self.device)
+            attn = torch.tensor([[0] * (w - len(r)) + [1] * len(r) for r in rows], dtype=torch.long, device=self.device)
+            out = self._backbone(ids, attn, (attn.cumsum(1) - 1).clamp_min(0))
+            keep = attn.bool()[:, None, :, None]  # padded keys / values are zeroed: masked, but never NaN
+            # left-pad every chunk to the widest sentence of the set (zeros, masked)
+            parts.append([(F.pad(torch.where(keep, k, 0.0), (0, 0, width - w, 0)),
+                           F.pad(torch.where(keep, v, 0.0), (0, 0, width - w, 0))) for k, v in _cache_layers(
+                               getattr(out, self._cache_name))])  # fmt: skip
+            lasts.append(out.last_hidden_state[:, -1])
+        unsort = torch.tensor(order, device=self.device).argsort()
+        layers = [
+            (torch.cat([p[layer][0] for p in parts])[unsort], torch.cat([p[layer][1] for p in parts])[unsort])
+            for layer in range(len(parts[0]))
+        ]
+        lengths = torch.tensor([len(r) for r in ids_list], device=self.device)
+        attn = (torch.arange(width, device=self.device) >= (width - lengths).unsqueeze(1)).long()  # [M, width]
+        entry = {"layers": layers, "mask": attn, "lengths": lengths, "last": torch.cat(lasts)[unsort]}
+        if len(self._prefix) >= self.keep_sets:
+            self._prefix.pop(next(iter(self._prefix)))
+        self._prefix[key] = entry
+        return entry
+
+    @staticmethod
+    def _cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]]):
+        """A transformers ``DynamicCache`` holding ``layers`` (legacy tuples where that class is missing)."""
+        try:
+            from transformers import DynamicCache
+
+            return DynamicCache(ddp_cache_data=layers)
+        except (ImportError, TypeError):
+            return tuple(layers)
+
+    @torch.no_grad()
+    def class_probs(self, prompts: torch.Tensor, sentences: Sequence[str]) -> torch.Tensor:
+        """``prompts [P, T]`` ids -> ``[P, M, C]``, the prompt tokens run on the cached sentence prefixes."""
+        prompts = torch.atleast_2d(prompts).to(self.device)
+        p, t = prompts.shape
+        entry = self._prefixes(sentences)
+        m = len(sentences)
+        if t == 0:
+            hidden = entry["last"].unsqueeze(0).expand(p, -1, -1).reshape(p * m, -1)
+        else:
+            rows_per_chunk = max(1, self.batch_rows // max(m, 1))
+            hidden_chunks = []
+            for start in range(0, p, rows_per_chunk):  # chunks of whole prompts: bounded cache copies
+                chunk = prompts[start : start + rows_per_chunk]
+                n = chunk.shape[0]
+                layers = [(k.repeat(n, 1, 1, 1), v.repeat(n, 1, 1, 1)) for k, v in entry["layers"]]  # row j*M + i
+                ids = chunk.repeat_interleave(m, 0)  # [n*M, T], prompt-major like the cache rows
+                attn = torch.cat([entry["mask"].repeat(n, 1), torch.ones((n * m, t), dtype=torch.long,
+                                                                         device=self.device)], 1)  # fmt: skip
+                positions = entry["lengths"].repeat(n).unsqueeze(1) + torch.arange(t, device=self.device)
+                out = self._backbone(ids, attn, positions, self._cache_of(layers))
+                hidden_chunks.append(out.last_hidden_state[:, -1])
+            hidden = torch.cat(hidden_chunks)
+        logits = hidden.float() @ self.verbalizer_rows.float().T  # [P*M, C]
+        if self.verbalizer_bias is not None:
+            logits = logits + self.verbalizer_bias.float()
+        return torch.softmax(logits, -1).view(p, m, -1)
 
 
 class EmbeddingClassificationScorer:
@@ -692,6 +815,7 @@ def make_prompt_env(
     prompt_length: int = 5,
     batch_examples: int | None = None,
     shaping_scale: float = 5.0,
+    prefix_cache: bool = False,
     allow_download: bool = False,
 ) -> PromptEnv:
     """The few-shot classification prompt env from names (offline defaults: the shipped tiny models and data).
@@ -703,17 +827,27 @@ def make_prompt_env(
     the z-scored reward (RLPrompt: 5). A task LM of masked kind is loaded with ``load_masked_lm``.
     The paper setting is ``policy_lm="distilgpt2", task_lm="roberta-large"`` with a local copy of an
     RLPrompt dataset (and ``allow_download=True`` or a filled HuggingFace cache).
+
+    ``prefix_cache``: score with :class:`PrefixCachedScorer` (each sentence's KV cache computed once
+    and reused by every prompt) when the task LM is causal and shares the policy's vocabulary and the
+    template is the causal default; otherwise the plain scorer (same numbers, slower). A task LM named
+    like the policy LM is the same frozen model object (loaded once), e.g. ``smollm2-135m`` for both.
     """
     from envs.lm import load_causal_lm, load_masked_lm
 
     policy, policy_tok = load_causal_lm(policy_lm, allow_download=allow_download, device=device)
-    try:
-        task, task_tok = load_causal_lm(task_lm, allow_download=allow_download, device=device)
-    except ModelLoadError as e:
-        if "kind 'masked'" not in str(e):
-            raise
-        task, task_tok = load_masked_lm(task_lm, allow_download=allow_download, device=device)
+    if task_lm == policy_lm:
+        task, task_tok = policy, policy_tok
+    else:
+        try:
+            task, task_tok = load_causal_lm(task_lm, allow_download=allow_download, device=device)
+        except ModelLoadError as e:
+            if "kind 'masked'" not in str(e):
+                raise
+            task, task_tok = load_masked_lm(task_lm, allow_download=allow_download, device=device)
     scorer = ClassificationScorer(task, task_tok, verbalizers, prompt_tokenizer=policy_tok, template=template)
+    if prefix_cache and scorer.by_ids:  # the cache is an optimization: text-path pairs (other vocabularies) go without
+        scorer = PrefixCachedScorer(task, task_tok, verbalizers, prompt_tokenizer=policy_tok, template=template)
     data = (dataset, split_seed, batch_examples, shaping_scale)
     return _scored_env(policy, policy_tok, scorer, num_envs, device, seed, prompt_length, *data)
 
@@ -725,9 +859,13 @@ def _scored_env(
     on a sampled batch of training examples, and the dev / test splits kept for evaluation."""
     from envs.lm import load_prompt_dataset
 
+    splits = {split: load_prompt_dataset(dataset, split, split_seed) for split in ("train", "dev", "test")}
+    classes = len(scorer.label_embeddings) if hasattr(scorer, "label_embeddings") else len(scorer.verbalizers)
+    for split in ("train", "dev"):
+        check_labels(splits[split], classes)
     reward = FewShotClassificationReward(
         scorer,
-        load_prompt_dataset(dataset, "train", split_seed),
+        splits["train"],
         batch_examples=batch_examples,
         shaping=((0.0, 1.0), (0.0, shaping)),
         generator=torch.Generator().manual_seed(seed),
@@ -736,8 +874,23 @@ def _scored_env(
         policy, reward, bos_id=bos_token_id(policy_tok), num_envs=num_envs, prompt_length=prompt_length, device=device
     )
     env.scorer = scorer
-    env.eval_splits = {split: load_prompt_dataset(dataset, split, split_seed) for split in ("dev", "test")}
+    env.eval_splits = {split: splits[split] for split in ("dev", "test")}
     return env
+
+
+def check_labels(data: TextClassificationData, num_classes: int) -> None:
+    """A split fit to train or select prompts on: labels in ``[0, num_classes)`` and at least two classes."""
+    from envs.lm import DatasetFormatError
+
+    present = sorted(set(data.labels.tolist()))
+    if present[0] < 0 or present[-1] >= num_classes:
+        raise DatasetFormatError(
+            f"{data.path}: labels {present} but {num_classes} verbalizers (labels 0..{num_classes - 1})"
+        )
+    if len(present) < 2:
+        raise DatasetFormatError(
+            f"{data.path}: every row has label {present[0]}; a classification split needs two classes"
+        )
 
 
 # ----------------------------------------------------------------------------------------------- registered env

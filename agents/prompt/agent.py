@@ -106,6 +106,11 @@ class PromptConfig(AgentConfig):
     logit_bias: float = doc(
         "constant added to every Q-value (RLPrompt: 0 classification, -10 style transfer)", 0.0, check=check_finite
     )
+    metrics_episodes: int | None = doc(
+        "loss v1_mc: log value / target value / support size on the first N episodes of each batch; null: all",
+        None,
+        ge=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,7 @@ class PromptAgent:
                 filter_top_k=config.filter_top_k,
                 regularizer=make_regularizer(config.regularizer, config.temperature),
                 sample_top_k=config.sample_top_k,
+                metrics_episodes=config.metrics_episodes,
             ).to(self.device)
         self.optimizer = torch.optim.Adam(self.network.trainable_parameters(), lr=config.lr)
         self.generator = torch.Generator(device=self.device)

@@ -5,6 +5,7 @@ nominal score (``play_episodes``) and its ``--prompt`` condition (:class:`Prompt
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -99,7 +100,8 @@ def evaluate_greedy(agent: PromptAgent, env: Any, step: int, logger: Any = None)
     acc, reward = measures["dev_accuracy"], measures["dev_reward"]
     best = agent.best
     if best["tokens"] is None or (acc, reward) > (best["dev_accuracy"], best["dev_reward"]):
-        agent.best = {"tokens": measures["tokens"], "dev_accuracy": acc, "dev_reward": reward, "step": int(step)}
+        agent.best = {"tokens": measures["tokens"], "dev_accuracy": acc, "dev_reward": reward, "step": int(step),
+                      "perplexity": measures["perplexity"]}  # fmt: skip
         if logger is not None:
             logger.message(f"step {step:,}: best prompt so far {measures['prompt']!r} (dev accuracy {acc:.3f})")
             logger.text("eval/best_prompt", f"{measures['prompt']} (dev accuracy {acc:.3f}, step {step})", step)
@@ -111,6 +113,7 @@ def evaluate_greedy(agent: PromptAgent, env: Any, step: int, logger: Any = None)
         "eval/perplexity": torch.tensor(measures["perplexity"]),
         "eval/whole_word_fraction": torch.tensor(measures["whole_word_fraction"]),
         "eval/best_dev_accuracy": torch.tensor(agent.best["dev_accuracy"]),
+        "eval/best_perplexity": torch.tensor(agent.best.get("perplexity", math.nan)),  # of the best dev prompt so far
     }
 
 
@@ -168,7 +171,9 @@ def prompt_evaluation(config: Any, agent: PromptAgent) -> dict[str, Any]:
 
 
 class PromptReport:
-    """``evaluate.py --prompt``: the greedy prompt (and the best dev prompt kept) of a prompt run, measured.
+    """The greedy prompt (and the best dev prompt kept) of a prompt run, measured: by itself on prompt runs.
+
+    ``evaluate.py RUN_DIR`` prints it for every prompt run; ``--prompt`` asks for it (and refuses other runs).
 
     Dev and test accuracy and raw reward, support size, perplexity under the policy LM and whole-word
     fraction; the report's ``prompt`` section.
@@ -185,17 +190,24 @@ class PromptReport:
             "support size, perplexity and whole-word fraction",
         )
 
+    def __init__(self, explicit: bool = True):
+        self.explicit = explicit  # False: not asked for, runs by itself on prompt runs only
+        self.active = True
+
     @classmethod
     def from_args(cls, args: Any) -> list[PromptReport]:
-        return [cls()] if getattr(args, "prompt", False) else []
+        return [cls(explicit=bool(getattr(args, "prompt", False)))]
 
     def check(self, context: Any) -> None:
-        if not isinstance(context.run.agent, PromptAgent):
+        self.active = isinstance(context.run.agent, PromptAgent)
+        if not self.active and self.explicit:
             from envs import EnvError
 
             raise EnvError(f"--prompt needs a prompt run (pin, rlprompt), not {context.run.config.algo}")
 
-    def run(self, context: Any) -> dict[str, Any]:
+    def run(self, context: Any) -> dict[str, Any] | None:
+        if not self.active:
+            return None  # evaluate.py leaves the section out
         result = prompt_evaluation(context.run.config, context.run.agent)
         for name, m in result.items():
             print(

