@@ -97,14 +97,15 @@ class Task:
     grid_labels: tuple[str, str]  # their axis labels (rows, columns)
 
 
-def _presets(task: str) -> dict[str, str]:
-    return {"qarl": f"qarl/{task}", "rarl": f"rarl/{task}", "sac": f"sac-adv0/{task}"}
+def _presets(task: str, suffix: str = "") -> dict[str, str]:
+    """method -> preset; ``suffix`` '-authors' names the authors' learner settings (tiers 1 and 2)."""
+    return {"qarl": f"qarl{suffix}/{task}", "rarl": f"rarl{suffix}/{task}", "sac": f"sac-adv0{suffix}/{task}"}
 
 
 TASKS = {
     "inverted-pendulum": Task(
         "InvertedPendulum-v5",
-        _presets("inverted-pendulum"),
+        _presets("inverted-pendulum", "-authors"),
         tag="tier1",
         figures="qarl_tier1",  # tier 1's figure names, kept as they were
         calibrate=True,
@@ -114,7 +115,7 @@ TASKS = {
     ),
     "hopper": Task(
         "Hopper-v5",
-        _presets("hopper"),
+        _presets("hopper", "-authors"),
         tag="tier2",
         figures="qarl_hopper",
         calibrate=False,

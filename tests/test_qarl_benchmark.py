@@ -46,9 +46,9 @@ def test_hopper_plan_takes_the_presets_force_and_skips_calibration(tmp_path):
     assert not [j for j in jobs if j["kind"] == "calibrate"]
     trains = {j["key"]: j["spec"] for j in jobs if j["kind"] == "train"}
     assert set(trains) == {f"train/{m}/s{s}" for m in bench.METHODS for s in (0, 1)}
-    assert trains["train/qarl/s1"]["preset"] == "qarl/hopper"
-    assert trains["train/rarl/s0"]["preset"] == "rarl/hopper"
-    assert trains["train/sac/s0"]["preset"] == "sac-adv0/hopper"
+    assert trains["train/qarl/s1"]["preset"] == "qarl-authors/hopper"
+    assert trains["train/rarl/s0"]["preset"] == "rarl-authors/hopper"
+    assert trains["train/sac/s0"]["preset"] == "sac-adv0-authors/hopper"
     assert "agent.force_limit=5.0" in trains["train/qarl/s0"]["overrides"]
     assert not any(o.startswith("agent.force_limit") for o in trains["train/sac/s0"]["overrides"])
     evals = [j for j in jobs if j["kind"] == "evaluate"]
@@ -64,7 +64,7 @@ def test_tier1_plan_still_calibrates(tmp_path):
     results, jobs = _plan(args)
     assert results.data["meta"].get("force_limit") is None  # undecided until the calibration finishes
     assert [j["key"] for j in jobs if j["kind"] == "calibrate"] == [f"calibrate/F{f:g}" for f in args.forces]
-    assert all(j["spec"]["preset"] == "sac-adv0/inverted-pendulum" for j in jobs if j["kind"] == "train")
+    assert all(j["spec"]["preset"] == "sac-adv0-authors/inverted-pendulum" for j in jobs if j["kind"] == "train")
     hopper, hopper_jobs = _plan(_args(tmp_path / "h", "--task", "hopper", "--calibrate"))
     assert hopper.data["meta"].get("force_limit") is None
     assert [j for j in hopper_jobs if j["kind"] == "calibrate"]
