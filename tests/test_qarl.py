@@ -215,3 +215,41 @@ def test_the_algorithm_name_is_the_method_and_old_configs_with_a_method_still_lo
     old = to_dict(get_preset("rarl/hopper"))
     old["agent"]["method"] = "rarl"  # config.json of runs made before the method was the algorithm's name
     assert from_dict(RunConfig, old) == get_preset("rarl/hopper")
+
+
+# ---- issue #22: the key terms bite, and the loop's loose ends --------------------------------------
+
+
+def test_adversary_reward_is_minus_the_protagonists():
+    from agents.qarl import player_rows
+
+    rows = {"action": torch.tensor([[0.1, 0.2, 0.3]]), "reward": torch.tensor([1.5]), "obs": torch.zeros(1, 4)}
+    protagonist, adversary = player_rows(rows, "protagonist", 1), player_rows(rows, "adversary", 1)
+    assert torch.equal(protagonist["reward"], torch.tensor([1.5])) and torch.equal(
+        adversary["reward"], torch.tensor([-1.5])
+    )
+    assert torch.equal(protagonist["action"], torch.tensor([[0.1]]))
+    assert torch.equal(adversary["action"], torch.tensor([[0.2, 0.3]]))
+
+
+def test_adversary_buffer_holds_minus_the_env_reward(tmp_path):
+    # InvertedPendulum-v5 pays +1 per step (0 on the step that ends it): the adversary's replay holds -1 or 0.
+    out = run("rarl/inverted-pendulum", tmp_path, "run", "train.total_steps=300")
+    state = load_checkpoint(Checkpointer(out).latest())
+    for name, sign in (("adversary_buffer", -1.0), ("buffer", 1.0)):
+        rewards = state[name]["storage"]["reward"][: state[name]["size"]]
+        assert rewards.numel() > 0 and set(rewards.tolist()) <= {0.0, sign} and (rewards == sign).any(), name
+
+
+def test_adversary_actor_loss_uses_each_samples_temperature():
+    agent, data = make("per-sample"), batch()
+    assert data["temperature"].unique().numel() > 1  # a non-constant temperature
+    torch.manual_seed(2)
+    loss, log_prob = agent.actor_objective(data)
+    torch.manual_seed(2)  # the same reparameterized draw, by hand
+    action, expected_log_prob = agent.actor(data["obs"])
+    q = agent.critic(data["obs"], action).min(0).values
+    expected = (data["temperature"] * expected_log_prob - q).mean()
+    assert torch.allclose(loss, expected) and torch.allclose(log_prob, expected_log_prob)
+    with_mean = (data["temperature"].mean() * expected_log_prob - q).mean()
+    assert not torch.allclose(loss, with_mean)  # the batch mean is another loss: this test would fail on it
