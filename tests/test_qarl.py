@@ -253,3 +253,24 @@ def test_adversary_actor_loss_uses_each_samples_temperature():
     assert torch.allclose(loss, expected) and torch.allclose(log_prob, expected_log_prob)
     with_mean = (data["temperature"].mean() * expected_log_prob - q).mean()
     assert not torch.allclose(loss, with_mean)  # the batch mean is another loss: this test would fail on it
+
+
+def test_teacher_variants_the_loop_does_not_run_are_refused():
+    from agents.engine.config import ConfigError
+    from agents.qarl import check
+
+    for variant in ("homogeneous", "force"):
+        config = apply_overrides(get_preset("qarl/inverted-pendulum"), [f"agent.teacher.variant={variant}"])
+        with pytest.raises(ConfigError, match=f"agent.teacher.variant='{variant}' is not run by the phase loop"):
+            check(config)
+    for variant in ("self_paced", "single", "linear", "point"):
+        check(apply_overrides(get_preset("qarl/inverted-pendulum"), [f"agent.teacher.variant={variant}"]))
+
+
+def test_linear_variant_follows_the_loops_progress(tmp_path):
+    out = run("qarl/inverted-pendulum", tmp_path, "lin", "train.total_steps=450", "agent.teacher.variant=linear")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    alphas = [r["teacher/mean_alpha"] for r in rows if "teacher/mean_alpha" in r]
+    assert alphas[0] == pytest.approx(0.05) and alphas[-1] < 0.05  # falls with the env steps done
+    state = load_checkpoint(Checkpointer(out).latest())
+    assert 0 < state["teacher"]["progress"] < 1

@@ -69,6 +69,13 @@ class QARLConfig(AgentConfig):
 METHOD_OF = {"qarl": "qarl", "rarl": "rarl", "sac-adv0": "sac"}
 
 
+# Teacher variants the phase loop refuses (the teacher implements them; the loop does not act on them).
+UNWIRED_VARIANTS = {
+    "homogeneous": "an ablation, not QARL (the protagonist would take each episode's alpha as its temperature)",
+    "force": "a baseline, not QARL (it needs a plain SAC adversary and a per-episode force limit)",
+}
+
+
 def method_of(config: RunConfig) -> str:
     """The method a QARL-family run runs, from its algorithm name."""
     return METHOD_OF[config.algo]
@@ -82,6 +89,10 @@ def check(config: RunConfig) -> None:
         raise ConfigError("agent.adversary.temperature must be 'per-sample' for qarl")
     if method_of(config) != "qarl" and per_sample:
         raise ConfigError(f"agent.adversary.temperature='per-sample' needs qarl, not {config.algo}")
+    variant = config.agent.teacher.variant
+    if method_of(config) == "qarl" and variant in UNWIRED_VARIANTS:
+        why = UNWIRED_VARIANTS[variant]
+        raise ConfigError(f"agent.teacher.variant={variant!r} is not run by the phase loop: {why}")
 
 
 def force_wrapper(config: RunConfig, force_limit: float | None = None) -> dict[str, Any]:
@@ -185,7 +196,8 @@ def phase_loop(session: Session, phases: tuple[str, ...], protagonist_dim: int, 
         player = phases[state["phase"] % len(phases)]
         learner, buffer, prefix = learners[player]
         if state["fresh"]:  # a phase starts: its temperature list, new episodes
-            if player == phases[0] and teacher is not None:
+            if player == phases[0] and teacher is not None:  # an iteration starts
+                teacher.set_progress(session.step / cfg.total_steps)  # the linear variant's schedule
                 state["alphas"] = teacher.sample(cfg.phase_episodes, generator)
                 session.logger.histogram("teacher/alpha", state["alphas"], session.step)
             if hasattr(env, "set_alphas") and state["alphas"].numel():
@@ -241,8 +253,6 @@ def build(config: RunConfig, obs_spec, action_spec, device) -> SAC:
     return SAC(obs_spec, action_spec, config.agent.protagonist, device)
 
 
-
-
 def build_session(config: RunConfig, device) -> Session:
     """The two-player session: the env with the adversary's force, both SAC learners with their own
     buffers, the joint collector and (method 'qarl') the Gamma teacher."""
@@ -275,4 +285,3 @@ def loop(session: Session) -> None:
     phases = ("protagonist",) if method_of(session.config) == "sac" else PLAYERS
     protagonist_dim = session.env.action_spec.shape[0] - session.collector.agent.adversary_dim
     phase_loop(session, phases, protagonist_dim, session.config.agent.protagonist.gamma)
-
