@@ -20,7 +20,7 @@ RECORDED = {
     "roe/climbing": "1ff523b5eae19aae",
     "maddpg/simple-spread": "a5e0d2b392653067",
     "ernie/simple-spread": "cb620e3625dfc54d",
-    "qarl-authors/inverted-pendulum": "a8f77d9868efd921",
+    "qarl-authors/inverted-pendulum": "a6ad6e0ca3a6a3ee",
     "rarl-authors/inverted-pendulum": "73b949fc4fb0370d",
     "pin/fsc-sentiment": "8f1da01aeb0f0d0a",
     "rlprompt/fsc-sentiment": "aab1ad29529c0acc",

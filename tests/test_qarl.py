@@ -4,6 +4,7 @@ The teacher's closed forms and path are in test_qarl_teacher.py, the force wrapp
 test_adversarial_env.py; here the pieces meet in the suite's loop on a tiny InvertedPendulum run.
 """
 
+import importlib
 import json
 import subprocess
 import sys
@@ -274,3 +275,67 @@ def test_linear_variant_follows_the_loops_progress(tmp_path):
     assert alphas[0] == pytest.approx(0.05) and alphas[-1] < 0.05  # falls with the env steps done
     state = load_checkpoint(Checkpointer(out).latest())
     assert 0 < state["teacher"]["progress"] < 1
+
+
+TEACHERS: list = []  # every RecordingTeacher built, newest last
+
+
+def RecordingTeacher(config):  # noqa: N802 (stands in for the GammaTeacher class)
+    """A GammaTeacher that records the shape each temperature was drawn under; at every update that runs,
+    any held pair drawn under another shape than the current one (``mixed``); each call's returns."""
+    from agents.qarl.teacher import GammaTeacher
+
+    class Recording(GammaTeacher):
+        def __init__(self, config):
+            super().__init__(config)
+            self.drawn, self.mixed, self.returns, self.moves = {}, [], [], 0
+
+        def sample(self, count, generator=None):
+            alphas = super().sample(count, generator)
+            self.drawn.update({float(a): self.shape for a in alphas})
+            return alphas
+
+        def update(self, alphas, returns):
+            alphas = torch.as_tensor(alphas, dtype=torch.float32).flatten()
+            self.returns.append(torch.as_tensor(returns).flatten().clone())
+            held = torch.cat([self._alphas.float(), alphas])[-self.config.max_pairs :]
+            if held.numel() >= self.config.min_pairs:
+                shapes = {self.drawn[float(a)] for a in held}
+                if shapes != {self.shape}:
+                    self.mixed.append((self.shape, shapes))
+            result = super().update(alphas, returns)
+            self.moves += int(result["accepted"])
+            return result
+
+    TEACHERS.append(Recording(config))
+    return TEACHERS[-1]
+
+
+def test_teacher_updates_only_on_pairs_drawn_under_its_current_distribution(tmp_path, monkeypatch):
+    loop = importlib.import_module("agents.qarl.loop")  # the module (agents.qarl.loop is also a function)
+
+    monkeypatch.setattr(loop, "GammaTeacher", RecordingTeacher)
+    run("qarl/inverted-pendulum", tmp_path, "run", "train.total_steps=900")
+    teacher = TEACHERS[-1]
+    assert teacher.updates >= 2 and teacher.moves >= 1, "the curriculum never moved: stale pairs would go unseen"
+    assert teacher.mixed == [], f"an update used pairs drawn under an earlier distribution: {teacher.mixed[:3]}"
+
+
+def test_the_loops_discounted_return_is_the_tested_helpers(tmp_path, monkeypatch):
+    loop = importlib.import_module("agents.qarl.loop")  # the module (agents.qarl.loop is also a function)
+    from agents.qarl.teacher import discounted_returns
+
+    ended = []
+
+    def spy(rewards, dones, gamma, carry=None):
+        out, new_carry = discounted_returns(rewards, dones, gamma, carry)
+        ended.append(out[dones.bool()].clone())
+        return out, new_carry
+
+    monkeypatch.setattr(loop, "discounted_returns", spy)
+    monkeypatch.setattr(loop, "GammaTeacher", RecordingTeacher)
+    run("qarl/inverted-pendulum", tmp_path, "run", "train.total_steps=300")
+    teacher = TEACHERS[-1]
+    fed = torch.cat(teacher.returns).float()
+    helper = torch.cat(ended).float()
+    assert fed.numel() > 0 and torch.equal(fed, helper[: fed.numel()])

@@ -15,7 +15,7 @@ from agents.engine.config import AgentConfig, ConfigError, RunConfig, doc
 from agents.engine.logger import MetricAccumulator
 from agents.engine.loops import Cadence, OffPolicyConfig, Session, UpdateCredit, report, train_learner
 from agents.engine.run import make_evaluator, make_run_env, make_transition_buffer, transition_fields
-from agents.qarl.teacher import GammaTeacher, TeacherConfig
+from agents.qarl.teacher import GammaTeacher, TeacherConfig, discounted_returns
 from agents.sac import SAC, SACConfig
 from envs.base import BoxSpec
 
@@ -175,6 +175,7 @@ def phase_loop(session: Session, phases: tuple[str, ...], protagonist_dim: int, 
         "phase": 0, "phase_steps": 0, "phase_episodes": 0, "fresh": True,
         "credit": 0.0, "seen": {"protagonist": 0, "adversary": 0},
         "alphas": torch.zeros(0), "teacher_generator": None,
+        "pair_alphas": torch.zeros(0), "pair_returns": torch.zeros(0),
         "discounted": torch.zeros(n, device=env.device), "discount": torch.ones(n, device=env.device),
         **extra,
     }  # fmt: skip
@@ -213,20 +214,27 @@ def phase_loop(session: Session, phases: tuple[str, ...], protagonist_dim: int, 
         updates = credit.take(n)
         if len(buffer) > cfg.update_after_transitions:
             train_learner(learner, buffer, updates, cfg.batch_size, state["seen"][player], metrics, prefix)
-        state["discounted"] += state["discount"] * rows["reward"]
-        state["discount"] *= gamma
         done = rows["terminated"] | rows["truncated"]
+        carry = (state["discounted"], state["discount"])
+        so_far, (state["discounted"], state["discount"]) = discounted_returns(
+            rows["reward"][None], done[None], gamma, carry
+        )
         if bool(done.any()):
-            returns.append(state["discounted"][done].cpu())
-            if teacher is not None and "temperature" in rows:
-                result = teacher.update(rows["temperature"][done], state["discounted"][done])
-                if result["updated"]:
-                    session.logger.log(session.step, {f"teacher/{k}": v for k, v in result.items()})
+            finished = so_far[0][done]  # J of each episode that ended: the teacher's pair
+            returns.append(finished.cpu())
+            if teacher is not None and "temperature" in rows:  # kept until the iteration ends
+                state["pair_alphas"] = torch.cat([state["pair_alphas"], rows["temperature"][done].cpu().float()])
+                state["pair_returns"] = torch.cat([state["pair_returns"], finished.cpu().float()])
             state["phase_episodes"] += int(done.sum())
-            state["discounted"][done] = 0.0
-            state["discount"][done] = 1.0
         if state["phase_steps"] >= cfg.phase_min_steps and state["phase_episodes"] >= cfg.phase_episodes:
             state.update(phase=state["phase"] + 1, fresh=True)
+            if teacher is not None and state["phase"] % len(phases) == 0:  # an iteration ends
+                # The teacher sees pairs only here: every pair it holds was drawn under its current
+                # distribution, so the importance weights of the next update are the right ones.
+                result = teacher.update(state["pair_alphas"], state["pair_returns"])
+                state.update(pair_alphas=torch.zeros(0), pair_returns=torch.zeros(0))
+                if result["updated"]:
+                    session.logger.log(session.step, {f"teacher/{k}": v for k, v in result.items()})
 
         def log_values(player: str = player) -> dict[str, Any]:
             values = {**metrics.means(), **collector.stats.summary(), "train/phase": float(player == "adversary")}
