@@ -1,11 +1,18 @@
 #!/usr/bin/env python
-"""QARL tiers 1 and 2: SAC vs RARL vs QARL under a fresh worst-case adversary and model changes.
+"""QARL tiers 1 to 3: SAC vs RARL vs QARL under a fresh worst-case adversary and model changes.
 
 Paper: Reddi, Tölle, Peters, Chalvatzaki, D'Eramo, "Robust Adversarial Reinforcement Learning via
 Bounded Rationality Curricula", ICLR 2024 (arXiv:2311.01642); RARL: Pinto et al., ICML 2017
 (arXiv:1703.02702). The methods are the suite's presets ``qarl/<task>``, ``rarl/<task>`` and
 ``sac-adv0/<task>`` (agents/qarl/), for ``--task inverted-pendulum`` (tier 1, InvertedPendulum-v5,
 the default) or ``--task hopper`` (tier 2, Hopper-v5).
+
+Tier 3 (``--task tier3-inverted-pendulum``, ``--task tier3-inverted-double-pendulum``) runs the
+suite-SAC presets ``qarl/<task>``, ``rarl/<task>``, ``sac-adv0/<task>`` (one gradient step per env
+step; tiers 1 and 2 run the ``*-authors`` presets), calibrates the force to a cut of 30-70 % (tiers 1
+and 2: 30-60 %), and trains every fresh adversary (calibrating and evaluating) until the attacked
+return flattens (:func:`agents.qarl.conditions.returns_flat`, 5 %), at most ``--adversary-steps``
+(40k; give ``--calibration-steps 40000`` too).
 
 The plan, as one resumable job graph run by at most ``--workers`` processes:
 
@@ -95,6 +102,9 @@ class Task:
     adversary_steps: int  # default env steps of each fresh evaluation adversary
     grid_keys: tuple[str, str]  # result keys of the grid's row and column values
     grid_labels: tuple[str, str]  # their axis labels (rows, columns)
+    grid: str = ""  # which model grid (grid()): the task's own name unless set
+    band: tuple[float, float] = CUT_BAND  # the cut the calibrating adversary should make
+    until_flat: float | None = None  # fresh adversaries stop once the attacked return flattens (tolerance)
 
 
 def _presets(task: str, suffix: str = "") -> dict[str, str]:
@@ -122,6 +132,33 @@ TASKS = {
         adversary_steps=50_000,  # the plan's budget on Hopper
         grid_keys=("torso_mass", "friction_scales"),
         grid_labels=("torso mass (kg)", "friction scale (every geom's sliding friction)"),
+    ),
+    # Tier 3: the suite-SAC presets (one update per env step), calibrated to a 30-70 % cut; fresh adversaries
+    # train until the attacked return flattens (within 5 % over 10 % of their budget), at most 40k steps.
+    "tier3-inverted-pendulum": Task(
+        "InvertedPendulum-v5",
+        _presets("inverted-pendulum"),
+        tag="tier3",
+        figures="qarl_tier3",
+        calibrate=True,
+        adversary_steps=40_000,
+        grid_keys=("pole_scales", "cart_scales"),
+        grid_labels=("pole mass (and inertia) scale", "cart mass scale"),
+        grid="inverted-pendulum",
+        band=(0.30, 0.70),
+        until_flat=0.05,
+    ),
+    "tier3-inverted-double-pendulum": Task(
+        "InvertedDoublePendulum-v5",
+        _presets("inverted-double-pendulum"),
+        tag="tier3-idp",
+        figures="qarl_tier3_idp",
+        calibrate=True,
+        adversary_steps=40_000,
+        grid_keys=("pole_scales", "cart_scales"),
+        grid_labels=("both poles' mass (and inertia) scale", "cart mass scale"),
+        band=(0.30, 0.70),
+        until_flat=0.05,
     ),
 }
 
@@ -229,9 +266,13 @@ def grid(task: str, n: int) -> tuple[list[float], list[float], object]:
     the torso with factor ``kg / default``, inertia unchanged) x ``linspace(0.1, 1.9, n)``, a factor on
     every geom's sliding friction, both set by one ``model_scaling`` write.
     """
+    task = TASKS[task].grid or task if task in TASKS else task
     if task == "inverted-pendulum":
         scales = grid_scales(n)
         return scales, scales, lambda pole, cart: [body_scaling({"pole": pole, "cart": cart})]
+    if task == "tier3-inverted-double-pendulum":  # both poles scaled alike x the cart
+        scales = grid_scales(n)
+        return scales, scales, lambda pole, cart: [body_scaling({"pole": pole, "pole2": pole, "cart": cart})]
     if task == "hopper":
         masses = [round(float(m), 9) for m in np.linspace(1.0, 9.0, n)]  # 1.0, not 0.9999999999999999
         frictions = [round(float(f), 9) for f in np.linspace(0.1, 1.9, n)]
@@ -295,14 +336,23 @@ def job_calibrate(spec: dict) -> dict:
     episodes = spec["episodes"]
     gamma = evaluation_discount(run.family, run.agent)  # discounted returns too: what the adversary minimizes
     nominal = _nominal(run, episodes, explore=False)
+    curve: list = []
     adversary = train_fresh_adversary(
-        run, steps=spec["adversary_steps"], seed=CALIBRATION_SEED, force_limit=force, progress=False
+        run,
+        steps=spec["adversary_steps"],
+        seed=CALIBRATION_SEED,
+        force_limit=force,
+        progress=False,
+        until_flat=spec.get("until_flat"),
+        curve=curve,
     )
     attacked = score_against(
         run, adversary, episodes=episodes, seed=EVAL_SEED, explore=False, force_limit=force, gamma=gamma
     )
     cut = 1.0 - attacked["mean_reward"] / nominal["mean_reward"]
-    return {"force": force, "nominal": nominal, "attacked": attacked, "cut": cut, "seconds": time.time() - start}
+    trained = curve[-1][0] if curve else spec["adversary_steps"]
+    return {"force": force, "nominal": nominal, "attacked": attacked, "cut": cut, "adversary_trained_steps": trained,
+            "adversary_curve": curve, "seconds": time.time() - start}  # fmt: skip
 
 
 def job_evaluate(spec: dict) -> dict:
@@ -343,11 +393,20 @@ def job_evaluate(spec: dict) -> dict:
     stage("random_force", lambda: both(lambda explore: score_against(run, "random", explore=explore, **common)))
 
     def fresh() -> dict:
+        curve: list = []
         adversary = train_fresh_adversary(
-            run, steps=spec["adversary_steps"], seed=spec["adversary_seed"], force_limit=force, progress=False
+            run,
+            steps=spec["adversary_steps"],
+            seed=spec["adversary_seed"],
+            force_limit=force,
+            progress=False,
+            until_flat=spec.get("until_flat"),
+            curve=curve,
         )
         scores = both(lambda explore: score_against(run, adversary, explore=explore, **common))
-        return {"steps": spec["adversary_steps"], "seed": spec["adversary_seed"], **scores}
+        trained = curve[-1][0] if curve else spec["adversary_steps"]
+        return {"steps": spec["adversary_steps"], "trained_steps": trained, "curve": curve,
+                "seed": spec["adversary_seed"], **scores}  # fmt: skip
 
     stage("fresh_adversary", fresh)
     rows, columns, wrappers = grid(task, spec["grid"])
@@ -419,6 +478,8 @@ def plan(args, results: Results) -> list[dict]:
             "grid": args.grid,
             "task": args.task,
         }
+        if TASKS[args.task].until_flat is not None:
+            spec["until_flat"] = TASKS[args.task].until_flat
         return {"key": f"eval/{method}/s{seed}", "kind": "evaluate", "needs": [f"train/{method}/s{seed}"], "spec": spec}
 
     jobs = [train("sac", args.seeds[0])]
@@ -427,6 +488,8 @@ def plan(args, results: Results) -> list[dict]:
         if force is not None and f > force:  # a smaller force already qualified
             continue
         spec = {"run_dir": calibration_run, "force": f, "adversary_steps": args.calibration_steps, "episodes": 10}
+        if TASKS[args.task].until_flat is not None:
+            spec["until_flat"] = TASKS[args.task].until_flat
         jobs.append({"key": f"calibrate/F{f:g}", "kind": "calibrate", "needs": [f"train/sac/s{args.seeds[0]}"],
                      "spec": spec})  # fmt: skip
     if force is None:  # the rest waits for the force limit
@@ -480,7 +543,7 @@ def maybe_choose_force(args, results: Results) -> None:
         return
     keys = {f: f"calibrate/F{f:g}" for f in args.forces}
     cuts = {f: results[k]["cut"] if k in results else None for f, k in keys.items()}
-    force, rule = choose_force(cuts)
+    force, rule = choose_force(cuts, TASKS[args.task].band)
     if force is not None:
         meta.update(force_limit=force, force_rule=rule)
         results.save()

@@ -339,3 +339,17 @@ def test_the_loops_discounted_return_is_the_tested_helpers(tmp_path, monkeypatch
     fed = torch.cat(teacher.returns).float()
     helper = torch.cat(ended).float()
     assert fed.numel() > 0 and torch.equal(fed, helper[: fed.numel()])
+
+
+def test_fresh_adversary_can_train_until_the_return_flattens(qarl_run):
+    from agents import load_run
+    from agents.qarl.conditions import returns_flat, train_fresh_adversary
+
+    assert not returns_flat([5.0, 5.0, 1.0, 1.02], 2, 0.05)  # still falling: 5 -> 1.01
+    assert returns_flat([1.0, 1.0, 1.02, 1.0], 2, 0.05)  # 1 -> 1.01, within 5 %
+    assert not returns_flat([1.0, 1.0, 1.0], 2, 0.05)  # fewer than two windows
+    run = load_run(qarl_run)
+    full, early = [], []
+    train_fresh_adversary(run, steps=400, seed=0, progress=False, curve=full)
+    train_fresh_adversary(run, steps=400, seed=0, progress=False, until_flat=1e9, min_steps=100, curve=early)
+    assert full[-1][0] == 400 and 100 <= early[-1][0] < 400  # any curve is flat at tolerance 1e9

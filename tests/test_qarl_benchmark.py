@@ -256,3 +256,20 @@ def test_choose_force_rules():
     assert bench.choose_force({5.0: 0.05, 10.0: 0.05})[0] == 5.0  # equal cuts: the smaller force
     # nothing cut at all: the largest force tried
     assert bench.choose_force({5.0: -0.1, 10.0: 0.0}) == (10.0, "no F cut >= 30%; the largest F tried")
+
+
+def test_tier3_plan_uses_the_suite_presets_a_30_to_70_percent_band_and_flattening_adversaries(tmp_path):
+    args = _args(tmp_path, "--task", "tier3-inverted-pendulum")
+    assert (args.tag, args.adversary_steps) == ("tier3", 40_000)
+    results, jobs = _plan(args)
+    assert all(j["spec"]["preset"] == "sac-adv0/inverted-pendulum" for j in jobs if j["kind"] == "train")
+    calibrations = [j for j in jobs if j["kind"] == "calibrate"]
+    assert calibrations and all(j["spec"]["until_flat"] == 0.05 for j in calibrations)
+    band = bench.TASKS["tier3-inverted-pendulum"].band
+    assert bench.choose_force({2.0: 0.1, 5.0: 0.65, 10.0: None}, band)[0] == 5.0  # in [30 %, 70 %]
+    assert "above the band" in bench.choose_force({2.0: 0.1, 5.0: 0.65}, bench.CUT_BAND)[1]  # tiers 1-2: 30-60 %
+    rows, columns, wrappers = bench.grid("tier3-inverted-pendulum", 3)
+    assert rows == bench.grid_scales(3) and wrappers(1.0, 2.0)[0]  # the pendulum's pole x cart grid
+    results.data["meta"]["force_limit"] = 5.0
+    evals = [j for j in bench.plan(args, results) if j["kind"] == "evaluate"]
+    assert evals and all(j["spec"]["until_flat"] == 0.05 and j["spec"]["adversary_steps"] == 40_000 for j in evals)
