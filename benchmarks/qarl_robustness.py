@@ -957,6 +957,42 @@ def summarize(args) -> dict:
     return summary
 
 
+def qualify(runs: list[Path], fraction: float = 0.9, need: int = 9, seeds: int = 10) -> dict:
+    """Whether a task qualifies for tier 3: SAC reaches ``fraction`` of the best return in ``need`` seeds.
+
+    ``runs``: SAC run directories (a sweep's trials). Per run, its evaluation curve (``eval/mean_reward``
+    of metrics.jsonl); the best return is the highest evaluation of any run. A run *reaches* it when
+    one of its evaluations within its budget is at least ``fraction`` of it; its final evaluation is
+    reported too. Only finished runs (an evaluation at their config's ``total_steps``) count; the
+    verdict is 'fails' once more than ``seeds - need`` finished runs miss, 'undecided' before.
+    """
+    curves, finished = {}, {}
+    for run_dir in runs:
+        config = json.loads((run_dir / "config.json").read_text())["config"]
+        rows = [r for r in metrics_rows(run_dir) if "eval/mean_reward" in r]
+        curves[run_dir.name] = [(r["step"], r["eval/mean_reward"]) for r in rows]
+        finished[run_dir.name] = bool(rows) and rows[-1]["step"] >= config["train"]["total_steps"]
+    best = max((value for curve in curves.values() for _, value in curve), default=math.nan)
+    per_run = {
+        name: {
+            "finished": finished[name],
+            "max": max(v for _, v in curve),
+            "final": curve[-1][1],
+            "reached": max(v for _, v in curve) >= fraction * best,
+            "curve": curve,
+        }  # fmt: skip
+        for name, curve in curves.items()
+        if curve
+    }
+    done = [r for r in per_run.values() if r["finished"]]
+    reached = sum(r["reached"] for r in done)
+    failed = len(done) - reached
+    verdict = "qualifies" if reached >= need else ("fails" if failed > seeds - need else "undecided")
+    return {"best": best, "fraction": fraction, "need": need, "finished": len(done), "reached": reached,
+            "final_reached": sum(r["final"] >= fraction * best for r in done), "verdict": verdict,
+            "runs": per_run}  # fmt: skip
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with the task's defaults filled in (tag, fresh-adversary budget, results path)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -980,12 +1016,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument("--grid", type=int, default=11, help="cells per axis of the model grid")
         p.add_argument("--workers", type=int, default=2)
         p.add_argument("--override", nargs="*", default=[], help="extra key=value overrides of every run")
+    check = sub.add_parser("qualify", help="does SAC reach 90 %% of the best return in 9 of 10 seeds?")
+    check.add_argument("runs", nargs="+", type=Path, help="SAC run directories (e.g. SWEEP_DIR/trials/*)")
+    check.add_argument("--fraction", type=float, default=0.9)
+    check.add_argument("--need", type=int, default=9)
+    check.add_argument("--seeds", type=int, default=10, help="seeds the sweep runs in all")
     job = sub.add_parser("job")
     job.add_argument("kind", choices=sorted(JOBS))
     job.add_argument("spec")
     job.add_argument("out")
     args = parser.parse_args(argv)
-    if args.command == "job":
+    if args.command in ("job", "qualify"):
         return args
     task = TASKS[args.task]
     args.tag = args.tag or task.tag
@@ -999,6 +1040,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.command == "job":
         run_job(args.kind, args.spec, args.out)
+    elif args.command == "qualify":
+        out = qualify(args.runs, args.fraction, args.need, args.seeds)
+        for name, r in out["runs"].items():
+            curve = " ".join(f"{v:g}" for _, v in r["curve"])
+            head = f"{name}: max {r['max']:g} final {r['final']:g} reached {r['reached']} finished {r['finished']}"
+            print(f"{head} | {curve}")
+        summary = {k: v for k, v in out.items() if k != "runs"}
+        print(json.dumps(summary))
+        sys.exit(0 if out["verdict"] == "qualifies" else 1)
     elif args.command == "run":
         run_all(args)
     else:

@@ -273,3 +273,21 @@ def test_tier3_plan_uses_the_suite_presets_a_30_to_70_percent_band_and_flattenin
     results.data["meta"]["force_limit"] = 5.0
     evals = [j for j in bench.plan(args, results) if j["kind"] == "evaluate"]
     assert evals and all(j["spec"]["until_flat"] == 0.05 and j["spec"]["adversary_steps"] == 40_000 for j in evals)
+
+
+def test_qualify_counts_seeds_that_reach_ninety_percent_of_the_best_return(tmp_path):
+    def sac_run(name, curve, total=6):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / "config.json").write_text(json.dumps({"config": {"train": {"total_steps": total}}}))
+        rows = [{"step": 2 * (i + 1), "eval/mean_reward": v} for i, v in enumerate(curve)]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return run_dir
+
+    runs = [sac_run("s0", [10, 1000, 950]), sac_run("s1", [10, 905, 500]), sac_run("s2", [10, 800, 899])]
+    out = bench.qualify(runs, 0.9, need=2, seeds=3)
+    assert out["best"] == 1000 and out["reached"] == 2 and out["final_reached"] == 1
+    assert out["verdict"] == "qualifies"
+    assert bench.qualify(runs, 0.9, need=3, seeds=3)["verdict"] == "fails"  # s2 peaks at 899 < 900
+    unfinished = [*runs[:1], sac_run("s3", [10, 20], total=100)]
+    assert bench.qualify(unfinished, 0.9, need=2, seeds=3)["verdict"] == "undecided"
