@@ -1,11 +1,18 @@
 #!/usr/bin/env python
-"""QARL tiers 1 and 2: SAC vs RARL vs QARL under a fresh worst-case adversary and model changes.
+"""QARL tiers 1 to 3: SAC vs RARL vs QARL under a fresh worst-case adversary and model changes.
 
 Paper: Reddi, Tölle, Peters, Chalvatzaki, D'Eramo, "Robust Adversarial Reinforcement Learning via
 Bounded Rationality Curricula", ICLR 2024 (arXiv:2311.01642); RARL: Pinto et al., ICML 2017
 (arXiv:1703.02702). The methods are the suite's presets ``qarl/<task>``, ``rarl/<task>`` and
 ``sac-adv0/<task>`` (agents/qarl/), for ``--task inverted-pendulum`` (tier 1, InvertedPendulum-v5,
 the default) or ``--task hopper`` (tier 2, Hopper-v5).
+
+Tier 3 (``--task tier3-inverted-pendulum``, ``--task tier3-inverted-double-pendulum``) runs the
+suite-SAC presets ``qarl/<task>``, ``rarl/<task>``, ``sac-adv0/<task>`` (one gradient step per env
+step; tiers 1 and 2 run the ``*-authors`` presets), calibrates the force to a cut of 30-70 % (tiers 1
+and 2: 30-60 %), and trains every fresh adversary (calibrating and evaluating) until the attacked
+return flattens (:func:`agents.qarl.conditions.returns_flat`, 5 %), at most ``--adversary-steps``
+(40k; give ``--calibration-steps 40000`` too).
 
 The plan, as one resumable job graph run by at most ``--workers`` processes:
 
@@ -95,16 +102,20 @@ class Task:
     adversary_steps: int  # default env steps of each fresh evaluation adversary
     grid_keys: tuple[str, str]  # result keys of the grid's row and column values
     grid_labels: tuple[str, str]  # their axis labels (rows, columns)
+    grid: str = ""  # which model grid (grid()): the task's own name unless set
+    band: tuple[float, float] = CUT_BAND  # the cut the calibrating adversary should make
+    until_flat: float | None = None  # fresh adversaries stop once the attacked return flattens (tolerance)
 
 
-def _presets(task: str) -> dict[str, str]:
-    return {"qarl": f"qarl/{task}", "rarl": f"rarl/{task}", "sac": f"sac-adv0/{task}"}
+def _presets(task: str, suffix: str = "") -> dict[str, str]:
+    """method -> preset; ``suffix`` '-authors' names the authors' learner settings (tiers 1 and 2)."""
+    return {"qarl": f"qarl{suffix}/{task}", "rarl": f"rarl{suffix}/{task}", "sac": f"sac-adv0{suffix}/{task}"}
 
 
 TASKS = {
     "inverted-pendulum": Task(
         "InvertedPendulum-v5",
-        _presets("inverted-pendulum"),
+        _presets("inverted-pendulum", "-authors"),
         tag="tier1",
         figures="qarl_tier1",  # tier 1's figure names, kept as they were
         calibrate=True,
@@ -114,13 +125,40 @@ TASKS = {
     ),
     "hopper": Task(
         "Hopper-v5",
-        _presets("hopper"),
+        _presets("hopper", "-authors"),
         tag="tier2",
         figures="qarl_hopper",
         calibrate=False,
         adversary_steps=50_000,  # the plan's budget on Hopper
         grid_keys=("torso_mass", "friction_scales"),
         grid_labels=("torso mass (kg)", "friction scale (every geom's sliding friction)"),
+    ),
+    # Tier 3: the suite-SAC presets (one update per env step), calibrated to a 30-70 % cut; fresh adversaries
+    # train until the attacked return flattens (within 5 % over 10 % of their budget), at most 40k steps.
+    "tier3-inverted-pendulum": Task(
+        "InvertedPendulum-v5",
+        _presets("inverted-pendulum"),
+        tag="tier3",
+        figures="qarl_tier3",
+        calibrate=True,
+        adversary_steps=40_000,
+        grid_keys=("pole_scales", "cart_scales"),
+        grid_labels=("pole mass (and inertia) scale", "cart mass scale"),
+        grid="inverted-pendulum",
+        band=(0.30, 0.70),
+        until_flat=0.05,
+    ),
+    "tier3-inverted-double-pendulum": Task(
+        "InvertedDoublePendulum-v5",
+        _presets("inverted-double-pendulum"),
+        tag="tier3-idp",
+        figures="qarl_tier3_idp",
+        calibrate=True,
+        adversary_steps=40_000,
+        grid_keys=("pole_scales", "cart_scales"),
+        grid_labels=("both poles' mass (and inertia) scale", "cart mass scale"),
+        band=(0.30, 0.70),
+        until_flat=0.05,
     ),
 }
 
@@ -228,9 +266,13 @@ def grid(task: str, n: int) -> tuple[list[float], list[float], object]:
     the torso with factor ``kg / default``, inertia unchanged) x ``linspace(0.1, 1.9, n)``, a factor on
     every geom's sliding friction, both set by one ``model_scaling`` write.
     """
+    task = TASKS[task].grid or task if task in TASKS else task
     if task == "inverted-pendulum":
         scales = grid_scales(n)
         return scales, scales, lambda pole, cart: [body_scaling({"pole": pole, "cart": cart})]
+    if task == "tier3-inverted-double-pendulum":  # both poles scaled alike x the cart
+        scales = grid_scales(n)
+        return scales, scales, lambda pole, cart: [body_scaling({"pole": pole, "pole2": pole, "cart": cart})]
     if task == "hopper":
         masses = [round(float(m), 9) for m in np.linspace(1.0, 9.0, n)]  # 1.0, not 0.9999999999999999
         frictions = [round(float(f), 9) for f in np.linspace(0.1, 1.9, n)]
@@ -294,14 +336,23 @@ def job_calibrate(spec: dict) -> dict:
     episodes = spec["episodes"]
     gamma = evaluation_discount(run.family, run.agent)  # discounted returns too: what the adversary minimizes
     nominal = _nominal(run, episodes, explore=False)
+    curve: list = []
     adversary = train_fresh_adversary(
-        run, steps=spec["adversary_steps"], seed=CALIBRATION_SEED, force_limit=force, progress=False
+        run,
+        steps=spec["adversary_steps"],
+        seed=CALIBRATION_SEED,
+        force_limit=force,
+        progress=False,
+        until_flat=spec.get("until_flat"),
+        curve=curve,
     )
     attacked = score_against(
         run, adversary, episodes=episodes, seed=EVAL_SEED, explore=False, force_limit=force, gamma=gamma
     )
     cut = 1.0 - attacked["mean_reward"] / nominal["mean_reward"]
-    return {"force": force, "nominal": nominal, "attacked": attacked, "cut": cut, "seconds": time.time() - start}
+    trained = curve[-1][0] if curve else spec["adversary_steps"]
+    return {"force": force, "nominal": nominal, "attacked": attacked, "cut": cut, "adversary_trained_steps": trained,
+            "adversary_curve": curve, "seconds": time.time() - start}  # fmt: skip
 
 
 def job_evaluate(spec: dict) -> dict:
@@ -342,11 +393,20 @@ def job_evaluate(spec: dict) -> dict:
     stage("random_force", lambda: both(lambda explore: score_against(run, "random", explore=explore, **common)))
 
     def fresh() -> dict:
+        curve: list = []
         adversary = train_fresh_adversary(
-            run, steps=spec["adversary_steps"], seed=spec["adversary_seed"], force_limit=force, progress=False
+            run,
+            steps=spec["adversary_steps"],
+            seed=spec["adversary_seed"],
+            force_limit=force,
+            progress=False,
+            until_flat=spec.get("until_flat"),
+            curve=curve,
         )
         scores = both(lambda explore: score_against(run, adversary, explore=explore, **common))
-        return {"steps": spec["adversary_steps"], "seed": spec["adversary_seed"], **scores}
+        trained = curve[-1][0] if curve else spec["adversary_steps"]
+        return {"steps": spec["adversary_steps"], "trained_steps": trained, "curve": curve,
+                "seed": spec["adversary_seed"], **scores}  # fmt: skip
 
     stage("fresh_adversary", fresh)
     rows, columns, wrappers = grid(task, spec["grid"])
@@ -418,6 +478,8 @@ def plan(args, results: Results) -> list[dict]:
             "grid": args.grid,
             "task": args.task,
         }
+        if TASKS[args.task].until_flat is not None:
+            spec["until_flat"] = TASKS[args.task].until_flat
         return {"key": f"eval/{method}/s{seed}", "kind": "evaluate", "needs": [f"train/{method}/s{seed}"], "spec": spec}
 
     jobs = [train("sac", args.seeds[0])]
@@ -426,6 +488,8 @@ def plan(args, results: Results) -> list[dict]:
         if force is not None and f > force:  # a smaller force already qualified
             continue
         spec = {"run_dir": calibration_run, "force": f, "adversary_steps": args.calibration_steps, "episodes": 10}
+        if TASKS[args.task].until_flat is not None:
+            spec["until_flat"] = TASKS[args.task].until_flat
         jobs.append({"key": f"calibrate/F{f:g}", "kind": "calibrate", "needs": [f"train/sac/s{args.seeds[0]}"],
                      "spec": spec})  # fmt: skip
     if force is None:  # the rest waits for the force limit
@@ -479,7 +543,7 @@ def maybe_choose_force(args, results: Results) -> None:
         return
     keys = {f: f"calibrate/F{f:g}" for f in args.forces}
     cuts = {f: results[k]["cut"] if k in results else None for f, k in keys.items()}
-    force, rule = choose_force(cuts)
+    force, rule = choose_force(cuts, TASKS[args.task].band)
     if force is not None:
         meta.update(force_limit=force, force_rule=rule)
         results.save()
@@ -893,6 +957,42 @@ def summarize(args) -> dict:
     return summary
 
 
+def qualify(runs: list[Path], fraction: float = 0.9, need: int = 9, seeds: int = 10) -> dict:
+    """Whether a task qualifies for tier 3: SAC reaches ``fraction`` of the best return in ``need`` seeds.
+
+    ``runs``: SAC run directories (a sweep's trials). Per run, its evaluation curve (``eval/mean_reward``
+    of metrics.jsonl); the best return is the highest evaluation of any run. A run *reaches* it when
+    one of its evaluations within its budget is at least ``fraction`` of it; its final evaluation is
+    reported too. Only finished runs (an evaluation at their config's ``total_steps``) count; the
+    verdict is 'fails' once more than ``seeds - need`` finished runs miss, 'undecided' before.
+    """
+    curves, finished = {}, {}
+    for run_dir in runs:
+        config = json.loads((run_dir / "config.json").read_text())["config"]
+        rows = [r for r in metrics_rows(run_dir) if "eval/mean_reward" in r]
+        curves[run_dir.name] = [(r["step"], r["eval/mean_reward"]) for r in rows]
+        finished[run_dir.name] = bool(rows) and rows[-1]["step"] >= config["train"]["total_steps"]
+    best = max((value for curve in curves.values() for _, value in curve), default=math.nan)
+    per_run = {
+        name: {
+            "finished": finished[name],
+            "max": max(v for _, v in curve),
+            "final": curve[-1][1],
+            "reached": max(v for _, v in curve) >= fraction * best,
+            "curve": curve,
+        }  # fmt: skip
+        for name, curve in curves.items()
+        if curve
+    }
+    done = [r for r in per_run.values() if r["finished"]]
+    reached = sum(r["reached"] for r in done)
+    failed = len(done) - reached
+    verdict = "qualifies" if reached >= need else ("fails" if failed > seeds - need else "undecided")
+    return {"best": best, "fraction": fraction, "need": need, "finished": len(done), "reached": reached,
+            "final_reached": sum(r["final"] >= fraction * best for r in done), "verdict": verdict,
+            "runs": per_run}  # fmt: skip
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with the task's defaults filled in (tag, fresh-adversary budget, results path)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -916,12 +1016,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument("--grid", type=int, default=11, help="cells per axis of the model grid")
         p.add_argument("--workers", type=int, default=2)
         p.add_argument("--override", nargs="*", default=[], help="extra key=value overrides of every run")
+    check = sub.add_parser("qualify", help="does SAC reach 90 %% of the best return in 9 of 10 seeds?")
+    check.add_argument("runs", nargs="+", type=Path, help="SAC run directories (e.g. SWEEP_DIR/trials/*)")
+    check.add_argument("--fraction", type=float, default=0.9)
+    check.add_argument("--need", type=int, default=9)
+    check.add_argument("--seeds", type=int, default=10, help="seeds the sweep runs in all")
     job = sub.add_parser("job")
     job.add_argument("kind", choices=sorted(JOBS))
     job.add_argument("spec")
     job.add_argument("out")
     args = parser.parse_args(argv)
-    if args.command == "job":
+    if args.command in ("job", "qualify"):
         return args
     task = TASKS[args.task]
     args.tag = args.tag or task.tag
@@ -935,6 +1040,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.command == "job":
         run_job(args.kind, args.spec, args.out)
+    elif args.command == "qualify":
+        out = qualify(args.runs, args.fraction, args.need, args.seeds)
+        for name, r in out["runs"].items():
+            curve = " ".join(f"{v:g}" for _, v in r["curve"])
+            head = f"{name}: max {r['max']:g} final {r['final']:g} reached {r['reached']} finished {r['finished']}"
+            print(f"{head} | {curve}")
+        summary = {k: v for k, v in out.items() if k != "runs"}
+        print(json.dumps(summary))
+        sys.exit(0 if out["verdict"] == "qualifies" else 1)
     elif args.command == "run":
         run_all(args)
     else:

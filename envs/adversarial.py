@@ -66,10 +66,13 @@ _FX_FZ = ("fx", "fz")
 # reward per step of a competent policy (InvertedPendulum 1, Hopper 3, HalfCheetah 6, Walker2d 3 like
 # Hopper), so that alpha keeps the same size relative to the reward as in the paper's DMC tasks; floors are
 # ours too, about 10-15 % of the best discounted return at gamma 0.99 and above a random policy's
-# (50, 35, 80, 35). DeepMind Control: the authors' code defaults (placement, force limit per component,
-# floor per task); DMC rewards lie in [0, 1] per step, hence c = 1.
+# (50, 35, 80, 35). InvertedDoublePendulum-v5 (not in RARL): the top pole, like the single pendulum's pole;
+# about 9.3 reward per step when balanced (alive bonus 10 less the distance and velocity penalties), so c = 9
+# and xi = 100 (the best discounted return is about 930). DeepMind Control: the authors' code defaults
+# (placement, force limit per component, floor per task); DMC rewards lie in [0, 1] per step, hence c = 1.
 FORCE_PLACEMENTS: dict[str, ForcePlacement] = {
     "InvertedPendulum-v5": ForcePlacement(("pole",), _FX_FZ, 5.0, 1.0, 50.0),
+    "InvertedDoublePendulum-v5": ForcePlacement(("pole2",), _FX_FZ, 5.0, 9.0, 100.0),
     "Hopper-v5": ForcePlacement(("foot",), _FX_FZ, 5.0, 3.0, 35.0),
     "HalfCheetah-v5": ForcePlacement(("torso", "bfoot", "ffoot"), _FX_FZ, 5.0, 6.0, 80.0),
     "Walker2d-v5": ForcePlacement(("foot", "foot_left"), _FX_FZ, 5.0, 3.0, 35.0),

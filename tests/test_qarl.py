@@ -4,6 +4,7 @@ The teacher's closed forms and path are in test_qarl_teacher.py, the force wrapp
 test_adversarial_env.py; here the pieces meet in the suite's loop on a tiny InvertedPendulum run.
 """
 
+import importlib
 import json
 import subprocess
 import sys
@@ -215,3 +216,140 @@ def test_the_algorithm_name_is_the_method_and_old_configs_with_a_method_still_lo
     old = to_dict(get_preset("rarl/hopper"))
     old["agent"]["method"] = "rarl"  # config.json of runs made before the method was the algorithm's name
     assert from_dict(RunConfig, old) == get_preset("rarl/hopper")
+
+
+# ---- issue #22: the key terms bite, and the loop's loose ends --------------------------------------
+
+
+def test_adversary_reward_is_minus_the_protagonists():
+    from agents.qarl import player_rows
+
+    rows = {"action": torch.tensor([[0.1, 0.2, 0.3]]), "reward": torch.tensor([1.5]), "obs": torch.zeros(1, 4)}
+    protagonist, adversary = player_rows(rows, "protagonist", 1), player_rows(rows, "adversary", 1)
+    assert torch.equal(protagonist["reward"], torch.tensor([1.5])) and torch.equal(
+        adversary["reward"], torch.tensor([-1.5])
+    )
+    assert torch.equal(protagonist["action"], torch.tensor([[0.1]]))
+    assert torch.equal(adversary["action"], torch.tensor([[0.2, 0.3]]))
+
+
+def test_adversary_buffer_holds_minus_the_env_reward(tmp_path):
+    # InvertedPendulum-v5 pays +1 per step (0 on the step that ends it): the adversary's replay holds -1 or 0.
+    out = run("rarl/inverted-pendulum", tmp_path, "run", "train.total_steps=300")
+    state = load_checkpoint(Checkpointer(out).latest())
+    for name, sign in (("adversary_buffer", -1.0), ("buffer", 1.0)):
+        rewards = state[name]["storage"]["reward"][: state[name]["size"]]
+        assert rewards.numel() > 0 and set(rewards.tolist()) <= {0.0, sign} and (rewards == sign).any(), name
+
+
+def test_adversary_actor_loss_uses_each_samples_temperature():
+    agent, data = make("per-sample"), batch()
+    assert data["temperature"].unique().numel() > 1  # a non-constant temperature
+    torch.manual_seed(2)
+    loss, log_prob = agent.actor_objective(data)
+    torch.manual_seed(2)  # the same reparameterized draw, by hand
+    action, expected_log_prob = agent.actor(data["obs"])
+    q = agent.critic(data["obs"], action).min(0).values
+    expected = (data["temperature"] * expected_log_prob - q).mean()
+    assert torch.allclose(loss, expected) and torch.allclose(log_prob, expected_log_prob)
+    with_mean = (data["temperature"].mean() * expected_log_prob - q).mean()
+    assert not torch.allclose(loss, with_mean)  # the batch mean is another loss: this test would fail on it
+
+
+def test_teacher_variants_the_loop_does_not_run_are_refused():
+    from agents.engine.config import ConfigError
+    from agents.qarl import check
+
+    for variant in ("homogeneous", "force"):
+        config = apply_overrides(get_preset("qarl/inverted-pendulum"), [f"agent.teacher.variant={variant}"])
+        with pytest.raises(ConfigError, match=f"agent.teacher.variant='{variant}' is not run by the phase loop"):
+            check(config)
+    for variant in ("self_paced", "single", "linear", "point"):
+        check(apply_overrides(get_preset("qarl/inverted-pendulum"), [f"agent.teacher.variant={variant}"]))
+
+
+def test_linear_variant_follows_the_loops_progress(tmp_path):
+    out = run("qarl/inverted-pendulum", tmp_path, "lin", "train.total_steps=450", "agent.teacher.variant=linear")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    alphas = [r["teacher/mean_alpha"] for r in rows if "teacher/mean_alpha" in r]
+    assert alphas[0] == pytest.approx(0.05) and alphas[-1] < 0.05  # falls with the env steps done
+    state = load_checkpoint(Checkpointer(out).latest())
+    assert 0 < state["teacher"]["progress"] < 1
+
+
+TEACHERS: list = []  # every RecordingTeacher built, newest last
+
+
+def RecordingTeacher(config):  # noqa: N802 (stands in for the GammaTeacher class)
+    """A GammaTeacher that records the shape each temperature was drawn under; at every update that runs,
+    any held pair drawn under another shape than the current one (``mixed``); each call's returns."""
+    from agents.qarl.teacher import GammaTeacher
+
+    class Recording(GammaTeacher):
+        def __init__(self, config):
+            super().__init__(config)
+            self.drawn, self.mixed, self.returns, self.moves = {}, [], [], 0
+
+        def sample(self, count, generator=None):
+            alphas = super().sample(count, generator)
+            self.drawn.update({float(a): self.shape for a in alphas})
+            return alphas
+
+        def update(self, alphas, returns):
+            alphas = torch.as_tensor(alphas, dtype=torch.float32).flatten()
+            self.returns.append(torch.as_tensor(returns).flatten().clone())
+            held = torch.cat([self._alphas.float(), alphas])[-self.config.max_pairs :]
+            if held.numel() >= self.config.min_pairs:
+                shapes = {self.drawn[float(a)] for a in held}
+                if shapes != {self.shape}:
+                    self.mixed.append((self.shape, shapes))
+            result = super().update(alphas, returns)
+            self.moves += int(result["accepted"])
+            return result
+
+    TEACHERS.append(Recording(config))
+    return TEACHERS[-1]
+
+
+def test_teacher_updates_only_on_pairs_drawn_under_its_current_distribution(tmp_path, monkeypatch):
+    loop = importlib.import_module("agents.qarl.loop")  # the module (agents.qarl.loop is also a function)
+
+    monkeypatch.setattr(loop, "GammaTeacher", RecordingTeacher)
+    run("qarl/inverted-pendulum", tmp_path, "run", "train.total_steps=900")
+    teacher = TEACHERS[-1]
+    assert teacher.updates >= 2 and teacher.moves >= 1, "the curriculum never moved: stale pairs would go unseen"
+    assert teacher.mixed == [], f"an update used pairs drawn under an earlier distribution: {teacher.mixed[:3]}"
+
+
+def test_the_loops_discounted_return_is_the_tested_helpers(tmp_path, monkeypatch):
+    loop = importlib.import_module("agents.qarl.loop")  # the module (agents.qarl.loop is also a function)
+    from agents.qarl.teacher import discounted_returns
+
+    ended = []
+
+    def spy(rewards, dones, gamma, carry=None):
+        out, new_carry = discounted_returns(rewards, dones, gamma, carry)
+        ended.append(out[dones.bool()].clone())
+        return out, new_carry
+
+    monkeypatch.setattr(loop, "discounted_returns", spy)
+    monkeypatch.setattr(loop, "GammaTeacher", RecordingTeacher)
+    run("qarl/inverted-pendulum", tmp_path, "run", "train.total_steps=300")
+    teacher = TEACHERS[-1]
+    fed = torch.cat(teacher.returns).float()
+    helper = torch.cat(ended).float()
+    assert fed.numel() > 0 and torch.equal(fed, helper[: fed.numel()])
+
+
+def test_fresh_adversary_can_train_until_the_return_flattens(qarl_run):
+    from agents import load_run
+    from agents.qarl.conditions import returns_flat, train_fresh_adversary
+
+    assert not returns_flat([5.0, 5.0, 1.0, 1.02], 2, 0.05)  # still falling: 5 -> 1.01
+    assert returns_flat([1.0, 1.0, 1.02, 1.0], 2, 0.05)  # 1 -> 1.01, within 5 %
+    assert not returns_flat([1.0, 1.0, 1.0], 2, 0.05)  # fewer than two windows
+    run = load_run(qarl_run)
+    full, early = [], []
+    train_fresh_adversary(run, steps=400, seed=0, progress=False, curve=full)
+    train_fresh_adversary(run, steps=400, seed=0, progress=False, until_flat=1e9, min_steps=100, curve=early)
+    assert full[-1][0] == 400 and 100 <= early[-1][0] < 400  # any curve is flat at tolerance 1e9

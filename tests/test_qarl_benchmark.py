@@ -46,9 +46,9 @@ def test_hopper_plan_takes_the_presets_force_and_skips_calibration(tmp_path):
     assert not [j for j in jobs if j["kind"] == "calibrate"]
     trains = {j["key"]: j["spec"] for j in jobs if j["kind"] == "train"}
     assert set(trains) == {f"train/{m}/s{s}" for m in bench.METHODS for s in (0, 1)}
-    assert trains["train/qarl/s1"]["preset"] == "qarl/hopper"
-    assert trains["train/rarl/s0"]["preset"] == "rarl/hopper"
-    assert trains["train/sac/s0"]["preset"] == "sac-adv0/hopper"
+    assert trains["train/qarl/s1"]["preset"] == "qarl-authors/hopper"
+    assert trains["train/rarl/s0"]["preset"] == "rarl-authors/hopper"
+    assert trains["train/sac/s0"]["preset"] == "sac-adv0-authors/hopper"
     assert "agent.force_limit=5.0" in trains["train/qarl/s0"]["overrides"]
     assert not any(o.startswith("agent.force_limit") for o in trains["train/sac/s0"]["overrides"])
     evals = [j for j in jobs if j["kind"] == "evaluate"]
@@ -64,7 +64,7 @@ def test_tier1_plan_still_calibrates(tmp_path):
     results, jobs = _plan(args)
     assert results.data["meta"].get("force_limit") is None  # undecided until the calibration finishes
     assert [j["key"] for j in jobs if j["kind"] == "calibrate"] == [f"calibrate/F{f:g}" for f in args.forces]
-    assert all(j["spec"]["preset"] == "sac-adv0/inverted-pendulum" for j in jobs if j["kind"] == "train")
+    assert all(j["spec"]["preset"] == "sac-adv0-authors/inverted-pendulum" for j in jobs if j["kind"] == "train")
     hopper, hopper_jobs = _plan(_args(tmp_path / "h", "--task", "hopper", "--calibrate"))
     assert hopper.data["meta"].get("force_limit") is None
     assert [j for j in hopper_jobs if j["kind"] == "calibrate"]
@@ -256,3 +256,38 @@ def test_choose_force_rules():
     assert bench.choose_force({5.0: 0.05, 10.0: 0.05})[0] == 5.0  # equal cuts: the smaller force
     # nothing cut at all: the largest force tried
     assert bench.choose_force({5.0: -0.1, 10.0: 0.0}) == (10.0, "no F cut >= 30%; the largest F tried")
+
+
+def test_tier3_plan_uses_the_suite_presets_a_30_to_70_percent_band_and_flattening_adversaries(tmp_path):
+    args = _args(tmp_path, "--task", "tier3-inverted-pendulum")
+    assert (args.tag, args.adversary_steps) == ("tier3", 40_000)
+    results, jobs = _plan(args)
+    assert all(j["spec"]["preset"] == "sac-adv0/inverted-pendulum" for j in jobs if j["kind"] == "train")
+    calibrations = [j for j in jobs if j["kind"] == "calibrate"]
+    assert calibrations and all(j["spec"]["until_flat"] == 0.05 for j in calibrations)
+    band = bench.TASKS["tier3-inverted-pendulum"].band
+    assert bench.choose_force({2.0: 0.1, 5.0: 0.65, 10.0: None}, band)[0] == 5.0  # in [30 %, 70 %]
+    assert "above the band" in bench.choose_force({2.0: 0.1, 5.0: 0.65}, bench.CUT_BAND)[1]  # tiers 1-2: 30-60 %
+    rows, columns, wrappers = bench.grid("tier3-inverted-pendulum", 3)
+    assert rows == bench.grid_scales(3) and wrappers(1.0, 2.0)[0]  # the pendulum's pole x cart grid
+    results.data["meta"]["force_limit"] = 5.0
+    evals = [j for j in bench.plan(args, results) if j["kind"] == "evaluate"]
+    assert evals and all(j["spec"]["until_flat"] == 0.05 and j["spec"]["adversary_steps"] == 40_000 for j in evals)
+
+
+def test_qualify_counts_seeds_that_reach_ninety_percent_of_the_best_return(tmp_path):
+    def sac_run(name, curve, total=6):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / "config.json").write_text(json.dumps({"config": {"train": {"total_steps": total}}}))
+        rows = [{"step": 2 * (i + 1), "eval/mean_reward": v} for i, v in enumerate(curve)]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return run_dir
+
+    runs = [sac_run("s0", [10, 1000, 950]), sac_run("s1", [10, 905, 500]), sac_run("s2", [10, 800, 899])]
+    out = bench.qualify(runs, 0.9, need=2, seeds=3)
+    assert out["best"] == 1000 and out["reached"] == 2 and out["final_reached"] == 1
+    assert out["verdict"] == "qualifies"
+    assert bench.qualify(runs, 0.9, need=3, seeds=3)["verdict"] == "fails"  # s2 peaks at 899 < 900
+    unfinished = [*runs[:1], sac_run("s3", [10, 20], total=100)]
+    assert bench.qualify(unfinished, 0.9, need=2, seeds=3)["verdict"] == "undecided"

@@ -304,3 +304,11 @@ def test_discounted_returns_per_episode_and_across_chunks():
     # env 0 continues its episode in the next chunk (discount 0.25 next); env 1 starts afresh.
     more, _ = discounted_returns(torch.tensor([[4.0, 1.0]]), torch.tensor([[True, True]]), gamma, carry)
     assert torch.allclose(more, torch.tensor([[4.0, 1.0]]))
+
+
+def test_importance_weighted_estimate_on_a_case_computed_by_hand():
+    # k_old = 50 -> k = 49 at rate b = 1000: w(alpha) = Gamma(50) / (Gamma(49) (b alpha)) = 49 / (1000 alpha),
+    # so alpha = 0.04 weighs 49/40 and alpha = 0.06 weighs 49/60; J_hat = (49/40 * 10 + 49/60 * 20) / 2.
+    alphas, returns = np.array([0.04, 0.06]), np.array([10.0, 20.0])
+    expected = (49 / 40 * 10 + 49 / 60 * 20) / 2  # 14.291666...
+    assert importance_weighted_performance(alphas, returns, 49.0, 50.0, 1000.0) == pytest.approx(expected, rel=1e-12)

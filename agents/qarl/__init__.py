@@ -23,7 +23,9 @@ the mean return is above its floor. Deployment feeds alpha = 0.
 
 Presets: ``qarl/<task>`` (method 'qarl'), ``rarl/<task>`` (the same loop, a plain auto-tuned SAC
 adversary, no alpha input, no teacher) and ``sac-adv0/<task>`` (protagonist phases only, zero force,
-half the env steps: the same protagonist sample budget).
+half the env steps: the same protagonist sample budget), with the suite's SAC at one update per env
+step; ``qarl-authors/<task>``, ``rarl-authors/<task>``, ``sac-adv0-authors/<task>`` keep the authors'
+learner values and one update per 3 env steps (see :mod:`agents.qarl.presets`).
 
 Deviations from the reference: gymnasium v5 MuJoCo tasks instead of the two-player dm_control suite
 (the DMC placements are in the table too); a phase lasts 5 episodes *and* at least
@@ -53,7 +55,7 @@ from agents.qarl.loop import (
     phase_loop,
     player_rows,
 )
-from agents.qarl.presets import PLAYER, PRESETS, TASKS, preset
+from agents.qarl.presets import PLAYER, PRESETS, SUITE_PLAYER, SUITE_TASKS, TASKS, preset
 
 FAMILY = Family(
     presets=PRESETS,
@@ -71,6 +73,8 @@ __all__ = [
     "PLAYER",
     "PLAYERS",
     "PRESETS",
+    "SUITE_PLAYER",
+    "SUITE_TASKS",
     "TASKS",
     "AdversaryConditions",
     "JointActor",

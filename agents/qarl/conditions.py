@@ -42,14 +42,53 @@ def adversary_env(config: RunConfig, wrapper: dict, num_envs: int, seed: int, de
     )
 
 
+class _Flat(Exception):
+    """Raised from the fresh adversary's logger once the protagonist's return has flattened."""
+
+
+def returns_flat(values: list[float], window: int, tolerance: float) -> bool:
+    """Whether a learning curve has flattened: the mean of its last ``window`` values differs from the
+    mean of the ``window`` before by at most ``tolerance * max(|that mean|, 1)`` (needs 2 windows)."""
+    if window < 1 or len(values) < 2 * window:
+        return False
+    before = sum(values[-2 * window : -window]) / window
+    last = sum(values[-window:]) / window
+    return abs(last - before) <= tolerance * max(abs(before), 1.0)
+
+
 def train_fresh_adversary(
-    run: Any, *, steps: int, seed: int, force_limit: float | None = None, explore: bool = False, progress: bool = True
+    run: Any,
+    *,
+    steps: int,
+    seed: int,
+    force_limit: float | None = None,
+    explore: bool = False,
+    progress: bool = True,
+    until_flat: float | None = None,
+    min_steps: int | None = None,
+    curve: list | None = None,
 ) -> SAC:
     """A new SAC adversary trained for ``steps`` env steps against the frozen protagonist of ``run``.
 
     Works for any single-agent MuJoCo run (SAC included, so every method meets the same test): the
     protagonist acts as it is evaluated (``explore``) and is never updated (only adversary phases run).
+    ``until_flat`` (a relative tolerance) stops earlier, once the protagonist's mean episode return
+    under attack (logged every ``steps // 100`` env steps) has flattened: :func:`returns_flat` over
+    windows of ``steps // 10`` env steps, checked from ``min_steps`` (default ``steps // 4``) on.
+    ``curve`` (a list) receives ``(env step, protagonist's mean episode return)`` at every log.
     """
+    curve = [] if curve is None else curve
+    log_every = max(steps // 100, 1)
+    window, first = max(steps // 10 // log_every, 1), steps // 4 if min_steps is None else min_steps
+
+    def on_log(step: int, metrics: dict) -> None:
+        if "rollout/ep_rew_mean" not in metrics:
+            return
+        curve.append((step, float(metrics["rollout/ep_rew_mean"])))
+        values = [value for _, value in curve]
+        if until_flat is not None and step >= first and returns_flat(values, window, until_flat):
+            raise _Flat
+
     config, device = run.config, torch.device(run.device)
     wrapper = force_wrapper(config, force_limit)
     protagonist_dim, adversary_dim = force_dims(config, wrapper)
@@ -70,13 +109,13 @@ def train_fresh_adversary(
             update_after_transitions=1_000,
             eval_every=0,
             checkpoint_every=0,
-            log_every=max(steps // 100, 1),
+            log_every=log_every,
             seed=seed,
         )
         session = Session(
             dataclasses.replace(config, train=train),
             env,
-            MemoryLogger(steps, progress=progress, label="fresh adversary"),
+            MemoryLogger(steps, progress=progress, label="fresh adversary", on_log=on_log),
             MemoryCheckpointer(),
             lambda agent, step: {},
             {
@@ -89,6 +128,8 @@ def train_fresh_adversary(
         )
         try:
             phase_loop(session, ("adversary",), protagonist_dim, FRESH_ADVERSARY.gamma)
+        except _Flat:  # the protagonist's return under attack has flattened: the adversary is done
+            pass
         finally:
             session.logger.close()
             env.close()
@@ -180,4 +221,3 @@ class AdversaryConditions:
         print()
         print(table("against force adversaries:", ["adversary", "mean", "std", "min", "discounted"], rows))
         return out
-

@@ -15,7 +15,7 @@ from agents.engine.config import AgentConfig, ConfigError, RunConfig, doc
 from agents.engine.logger import MetricAccumulator
 from agents.engine.loops import Cadence, OffPolicyConfig, Session, UpdateCredit, report, train_learner
 from agents.engine.run import make_evaluator, make_run_env, make_transition_buffer, transition_fields
-from agents.qarl.teacher import GammaTeacher, TeacherConfig
+from agents.qarl.teacher import GammaTeacher, TeacherConfig, discounted_returns
 from agents.sac import SAC, SACConfig
 from envs.base import BoxSpec
 
@@ -69,6 +69,13 @@ class QARLConfig(AgentConfig):
 METHOD_OF = {"qarl": "qarl", "rarl": "rarl", "sac-adv0": "sac"}
 
 
+# Teacher variants the phase loop refuses (the teacher implements them; the loop does not act on them).
+UNWIRED_VARIANTS = {
+    "homogeneous": "an ablation, not QARL (the protagonist would take each episode's alpha as its temperature)",
+    "force": "a baseline, not QARL (it needs a plain SAC adversary and a per-episode force limit)",
+}
+
+
 def method_of(config: RunConfig) -> str:
     """The method a QARL-family run runs, from its algorithm name."""
     return METHOD_OF[config.algo]
@@ -82,6 +89,10 @@ def check(config: RunConfig) -> None:
         raise ConfigError("agent.adversary.temperature must be 'per-sample' for qarl")
     if method_of(config) != "qarl" and per_sample:
         raise ConfigError(f"agent.adversary.temperature='per-sample' needs qarl, not {config.algo}")
+    variant = config.agent.teacher.variant
+    if method_of(config) == "qarl" and variant in UNWIRED_VARIANTS:
+        why = UNWIRED_VARIANTS[variant]
+        raise ConfigError(f"agent.teacher.variant={variant!r} is not run by the phase loop: {why}")
 
 
 def force_wrapper(config: RunConfig, force_limit: float | None = None) -> dict[str, Any]:
@@ -164,6 +175,7 @@ def phase_loop(session: Session, phases: tuple[str, ...], protagonist_dim: int, 
         "phase": 0, "phase_steps": 0, "phase_episodes": 0, "fresh": True,
         "credit": 0.0, "seen": {"protagonist": 0, "adversary": 0},
         "alphas": torch.zeros(0), "teacher_generator": None,
+        "pair_alphas": torch.zeros(0), "pair_returns": torch.zeros(0),
         "discounted": torch.zeros(n, device=env.device), "discount": torch.ones(n, device=env.device),
         **extra,
     }  # fmt: skip
@@ -185,7 +197,8 @@ def phase_loop(session: Session, phases: tuple[str, ...], protagonist_dim: int, 
         player = phases[state["phase"] % len(phases)]
         learner, buffer, prefix = learners[player]
         if state["fresh"]:  # a phase starts: its temperature list, new episodes
-            if player == phases[0] and teacher is not None:
+            if player == phases[0] and teacher is not None:  # an iteration starts
+                teacher.set_progress(session.step / cfg.total_steps)  # the linear variant's schedule
                 state["alphas"] = teacher.sample(cfg.phase_episodes, generator)
                 session.logger.histogram("teacher/alpha", state["alphas"], session.step)
             if hasattr(env, "set_alphas") and state["alphas"].numel():
@@ -201,20 +214,27 @@ def phase_loop(session: Session, phases: tuple[str, ...], protagonist_dim: int, 
         updates = credit.take(n)
         if len(buffer) > cfg.update_after_transitions:
             train_learner(learner, buffer, updates, cfg.batch_size, state["seen"][player], metrics, prefix)
-        state["discounted"] += state["discount"] * rows["reward"]
-        state["discount"] *= gamma
         done = rows["terminated"] | rows["truncated"]
+        carry = (state["discounted"], state["discount"])
+        so_far, (state["discounted"], state["discount"]) = discounted_returns(
+            rows["reward"][None], done[None], gamma, carry
+        )
         if bool(done.any()):
-            returns.append(state["discounted"][done].cpu())
-            if teacher is not None and "temperature" in rows:
-                result = teacher.update(rows["temperature"][done], state["discounted"][done])
-                if result["updated"]:
-                    session.logger.log(session.step, {f"teacher/{k}": v for k, v in result.items()})
+            finished = so_far[0][done]  # J of each episode that ended: the teacher's pair
+            returns.append(finished.cpu())
+            if teacher is not None and "temperature" in rows:  # kept until the iteration ends
+                state["pair_alphas"] = torch.cat([state["pair_alphas"], rows["temperature"][done].cpu().float()])
+                state["pair_returns"] = torch.cat([state["pair_returns"], finished.cpu().float()])
             state["phase_episodes"] += int(done.sum())
-            state["discounted"][done] = 0.0
-            state["discount"][done] = 1.0
         if state["phase_steps"] >= cfg.phase_min_steps and state["phase_episodes"] >= cfg.phase_episodes:
             state.update(phase=state["phase"] + 1, fresh=True)
+            if teacher is not None and state["phase"] % len(phases) == 0:  # an iteration ends
+                # The teacher sees pairs only here: every pair it holds was drawn under its current
+                # distribution, so the importance weights of the next update are the right ones.
+                result = teacher.update(state["pair_alphas"], state["pair_returns"])
+                state.update(pair_alphas=torch.zeros(0), pair_returns=torch.zeros(0))
+                if result["updated"]:
+                    session.logger.log(session.step, {f"teacher/{k}": v for k, v in result.items()})
 
         def log_values(player: str = player) -> dict[str, Any]:
             values = {**metrics.means(), **collector.stats.summary(), "train/phase": float(player == "adversary")}
@@ -239,8 +259,6 @@ def build_players(config: RunConfig, obs_spec: BoxSpec, protagonist_dim: int, ad
 def build(config: RunConfig, obs_spec, action_spec, device) -> SAC:
     """The deployed policy: the protagonist, on the deployment env's specs (what load_run restores)."""
     return SAC(obs_spec, action_spec, config.agent.protagonist, device)
-
-
 
 
 def build_session(config: RunConfig, device) -> Session:
@@ -275,4 +293,3 @@ def loop(session: Session) -> None:
     phases = ("protagonist",) if method_of(session.config) == "sac" else PLAYERS
     protagonist_dim = session.env.action_spec.shape[0] - session.collector.agent.adversary_dim
     phase_loop(session, phases, protagonist_dim, session.config.agent.protagonist.gamma)
-

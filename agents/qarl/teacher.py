@@ -27,13 +27,15 @@ Curriculum variants (``TeacherConfig.variant``; the paper's ablations):
 
 - ``self_paced``: the above (QARL).
 - ``single``: the same teacher, but one draw per call of ``sample`` shared by every episode.
-- ``homogeneous``: the same teacher; the learner also uses alpha as the protagonist's temperature
-  (the teacher only reports the variant, the learner acts on it).
+- ``homogeneous``: the same teacher; the learner would also use alpha as the protagonist's temperature.
+  QARL's phase loop refuses it (``agents.qarl.loop.check``): an ablation, not QARL.
 - ``force``: the same teacher; ``force_budget`` maps a draw to a force limit
   ``F = clip((-alpha + m0 + mT) F_max / m0, 0, F_max)`` with m0 = k0/b and mT = k_T/b (a baseline
-  whose curriculum grows the adversary's force instead of its rationality).
+  whose curriculum grows the adversary's force instead of its rationality). QARL's phase loop refuses
+  it: it needs a plain SAC adversary and a per-episode force limit.
 - ``linear``: one alpha for every episode, falling linearly from k0/b to k_T/b over the first
-  ``linear_fraction`` of training (``set_progress``), then flat. ``update`` never changes it.
+  ``linear_fraction`` of training (``set_progress``, which the phase loop calls with env steps done /
+  total at the start of every iteration), then flat. ``update`` never changes it.
 - ``point``: one alpha, starting at k0/b; every update whose mean return exceeds xi lowers it by
   ``point_step`` (default 1/b, i.e. 0.001 at b = 1000), never below ``point_floor``.
 
