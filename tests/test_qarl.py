@@ -323,7 +323,7 @@ def test_teacher_updates_only_on_pairs_drawn_under_its_current_distribution(tmp_
 
 def test_the_loops_discounted_return_is_the_tested_helpers(tmp_path, monkeypatch):
     loop = importlib.import_module("agents.qarl.loop")  # the module (agents.qarl.loop is also a function)
-    from agents.qarl.teacher import discounted_returns
+    from agents.qarl.gamma import discounted_returns
 
     ended = []
 

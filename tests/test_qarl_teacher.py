@@ -1,4 +1,4 @@
-"""Tests for agents/qarl/teacher.py: Gamma KL and importance weights, the self-paced temperature
+"""Tests for agents/qarl/teacher.py and gamma.py: Gamma KL and importance weights, the self-paced temperature
 teacher (floor, gate, trust region, the no-floor path from k = 50 to k = 1), its variants, exact
 resume, and the per-episode discounted return helper."""
 
@@ -14,15 +14,14 @@ import torch
 from scipy import integrate, stats
 
 from agents.engine.config import ConfigError
-from agents.qarl.teacher import (
-    GammaTeacher,
-    TeacherConfig,
+from agents.qarl.gamma import (
     discounted_returns,
     gamma_kl,
     importance_weighted_performance,
     log_importance_weights,
     trust_region,
 )
+from agents.qarl.teacher import GammaTeacher, TeacherConfig
 
 
 def _numerical_kl(k1: float, b1: float, k2: float, b2: float) -> float:

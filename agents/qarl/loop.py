@@ -15,7 +15,8 @@ from agents.engine.config import AgentConfig, ConfigError, RunConfig, doc
 from agents.engine.logger import MetricAccumulator
 from agents.engine.loops import Cadence, OffPolicyConfig, Session, UpdateCredit, report, train_learner
 from agents.engine.run import make_evaluator, make_run_env, make_transition_buffer, transition_fields
-from agents.qarl.teacher import GammaTeacher, TeacherConfig, discounted_returns
+from agents.qarl.gamma import discounted_returns
+from agents.qarl.teacher import GammaTeacher, TeacherConfig
 from agents.sac import SAC, SACConfig
 from envs.base import BoxSpec
 
