@@ -35,6 +35,8 @@ demo: install
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+	@# The speed guard: a few seconds of eager SAC updates against a fixed baseline; prints, never fails.
+	-$(PY) benchmarks/sac_speed.py --ci
 
 test-slow: install
 	$(PY) -m pytest -m slow

@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
+
+# Idle OpenMP workers sleep instead of spinning (as in train.py); set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def all_conditions() -> list[type]:
@@ -52,6 +56,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes (default: 12345)")
     parser.add_argument("--envs", type=int, default=10, help="environments stepped together (default: 10)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1; see train.threads)")
     for condition in all_conditions():
         condition.add_arguments(parser)
     args = parser.parse_args(argv)
@@ -59,6 +64,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--episodes must be >= 1")
     if args.envs < 1:
         parser.error("--envs must be >= 1")
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
     return args
 
 
@@ -73,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     from envs.video import configure_headless_gl
 
     configure_headless_gl()  # before mujoco is imported: headless rendering for --video
+
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     from agents import load_run
     from agents.engine.checkpoint import CheckpointError

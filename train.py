@@ -32,6 +32,10 @@ from pathlib import Path
 
 DEFAULT_PRESET = "sac"
 
+# Idle OpenMP workers sleep instead of spinning on cores other jobs need (agents.engine.run.resolve_threads).
+# OpenMP reads this once, when torch is first imported: so here, before any import of torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 SWEEP_FLAGS = ("--seeds", "--grid", "--sweep-dir", "--ray", "--ray-address", "--search", "--space", "--space-file")
 

@@ -16,6 +16,10 @@ and temperature step every k critic steps, ``target_every`` the Polyak step (TD3
 
 Variants override one named method: :meth:`SAC.critic_loss` (ERC adds its regularizer there).
 
+``agent.compile`` compiles the whole update as one graph (:meth:`SAC.functional_update`: gradients by
+``torch.func``, Adam written out on the optimizers' own state, the two noise draws passed in so it
+samples what eager samples); eager stays the default and the fallback (docs/algorithms/sac.md).
+
 With prioritized replay (``train.prioritized``; Schaul et al., ICLR 2016, arXiv:1511.05952) the batch
 carries importance weights w ``[B]``; the critic loss becomes
 L_Q = 1/2 sum_k mean_b w_b (Q_k(s_b, a_b) - y_b)^2 and the update returns each row's TD error
@@ -43,6 +47,7 @@ from agents.engine.losses import polyak_update, td_target
 from agents.engine.nets import ACTIVATIONS, QEnsemble, SquashedGaussianActor
 from envs.base import BoxSpec
 
+COMPILE_BACKEND = "inductor"  # agent.compile's torch.compile backend (tests trace with "aot_eager": no C++ build)
 TEMPERATURES = ("learned", "fixed", "per-sample")  # SACConfig.temperature: where alpha comes from
 
 
@@ -75,7 +80,12 @@ class SACConfig(AgentConfig):
         ge=0,
     )
     fused_adam: bool = doc("use the fused Adam kernel (same math, fewer kernel launches)", True)
-    compile: bool = doc("torch.compile the critic and actor objectives (slow start, faster steps)", False)
+    compile: bool = doc(
+        "torch.compile the whole update (critic, actor and temperature steps, both Adams, Polyak) as one "
+        "graph; a variant with its own critic_loss (ERC) compiles its objectives only; eager with a notice "
+        "where compiling fails (slow start; see docs/algorithms/sac.md for when it pays)",
+        False,
+    )
     RENAMED = {"learn_temperature": ("temperature", {True: "learned", False: "fixed"})}
 
 
@@ -88,7 +98,7 @@ class SAC:
         self.config = config
         self.device = torch.device(device)
         obs_dim, action_dim = obs_spec.dim, action_spec.dim
-        self.action_shape = action_spec.shape
+        self.action_shape, self.action_dim = action_spec.shape, action_dim
         self.actor = SquashedGaussianActor(obs_dim, action_dim, config.hidden, config.activation).to(self.device)
         self.critic = QEnsemble(obs_dim, action_dim, config.hidden, config.critics, config.activation).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -112,11 +122,16 @@ class SAC:
         self.actor_optimizer = torch.optim.Adam(groups, **adam)
         self._actor_step_inputs = [p for group in groups for p in group["params"]]
         self.updates = 0  # critic steps taken; drives the delayed cadences
-        # torch.compile fuses each objective's forward and backward into generated kernels; the
-        # optimizer steps stay eager (fused Adam is already one kernel per optimizer).
-        compile_fn = torch.compile if config.compile else (lambda fn: fn)
+        # agent.compile: SAC's own losses compile as one whole step (:meth:`functional_update`); a
+        # variant whose critic_loss reads the live parameters (ERC's regularizer) compiles its two
+        # objectives, and the optimizer steps stay eager (fused Adam is one kernel per optimizer).
+        whole = config.compile and type(self).critic_loss is SAC.critic_loss
+        compile_fn = torch.compile if config.compile and not whole else (lambda fn: fn)
         self._critic_objective = compile_fn(self.critic_objective)
         self._actor_objective = compile_fn(self.actor_objective)
+        self._compiled_update = (
+            torch.compile(self.functional_update, backend=COMPILE_BACKEND, fullgraph=True) if whole else None
+        )
 
     # ---- acting -------------------------------------------------------------------------------
 
@@ -144,9 +159,10 @@ class SAC:
         return self.temperature
 
     @torch.no_grad()
-    def critic_target_value(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """y = r + gamma (1 - terminated) (min_k Qbar_k(s', a') - alpha log pi(a'|s')), shape [B]."""
-        next_action, next_log_prob = self.actor(batch["next_obs"])
+    def critic_target_value(self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None) -> torch.Tensor:
+        """y = r + gamma (1 - terminated) (min_k Qbar_k(s', a') - alpha log pi(a'|s')), shape [B]
+        (``noise``: the draw for a', default fresh)."""
+        next_action, next_log_prob = self.actor(batch["next_obs"], noise)
         next_q = self.critic_target(batch["next_obs"], next_action).min(0).values
         soft_value = next_q - self.batch_temperature(batch) * next_log_prob
         return td_target(batch["reward"], batch["terminated"], soft_value, self.config.gamma)
@@ -203,11 +219,132 @@ class SAC:
 
     def update(self, batch: dict[str, torch.Tensor], *, step: int) -> dict[str, torch.Tensor]:
         self.updates += 1
+        actor_step = self.updates % self.config.policy_delay == 0 and step >= self.config.actor_update_after_steps
+        target_step = self.updates % self.config.target_every == 0
+        if self._compiled_update is not None:
+            metrics = self._compiled_step(batch, actor_step, target_step)
+            if metrics is not None:
+                return metrics
         metrics = self.update_critic(batch)
-        if self.updates % self.config.policy_delay == 0 and step >= self.config.actor_update_after_steps:
+        if actor_step:
             metrics.update(self.update_actor_and_temperature(batch))
-        if self.updates % self.config.target_every == 0:
+        if target_step:
             polyak_update(self._critic_params, self._critic_target_params, self.config.polyak)
+        return metrics
+
+    # ---- the compiled step (agent.compile) ----------------------------------------------------
+
+    def _compiled_step(self, batch: dict[str, torch.Tensor], actor_step: bool, target_step: bool):
+        """One update through the compiled :meth:`functional_update`; None (and eager from now on, with a
+        one-line notice) where compiling fails. Dynamo compiles a graph before running it, so a failed
+        compile has changed no parameter, and the RNG is put back."""
+        obs = batch["obs"]
+        # A failed compile hands eager the RNG as it found it (the noise below is drawn first).
+        rng = torch.get_rng_state() if obs.device.type == "cpu" else torch.cuda.get_rng_state(obs.device)
+        # The two reparameterisation draws, in eager order (a' for the target, then a~ for the actor):
+        # drawn outside the graph from torch's generator, so the compiled step samples what eager would.
+        noise_next = torch.randn(obs.shape[0], self.action_dim, device=obs.device, dtype=obs.dtype)
+        noise_pi = torch.randn_like(noise_next) if actor_step else None
+        try:
+            with torch.no_grad():
+                metrics = self._compiled_update(
+                    batch, noise_next, noise_pi, self._adam_state(self.critic_optimizer),
+                    self._adam_state(self.actor_optimizer), actor_step, target_step,
+                )  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - any compiler failure (no C++ toolchain, unsupported op)
+            cause = getattr(e, "inner_exception", None) or e  # Dynamo's wrapper names the compiler's error
+            reason = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0][:200]}"
+            print(f"notice: agent.compile unavailable ({reason}); SAC updates run eager")
+            self._compiled_update = None
+            if obs.device.type == "cpu":
+                torch.set_rng_state(rng)
+            else:
+                torch.cuda.set_rng_state(rng, obs.device)
+            return None
+        return metrics
+
+    @staticmethod
+    def _adam_state(optimizer: torch.optim.Adam) -> list[list[tuple[torch.Tensor, ...]]]:
+        """Per group, per parameter ``(param, step, exp_avg, exp_avg_sq)``: torch.optim.Adam's own state
+        tensors (created as Adam creates them), so checkpoints and ``--resume`` are the same either way."""
+        groups = []
+        for group in optimizer.param_groups:
+            rows = []
+            for p in group["params"]:
+                state = optimizer.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                rows.append((p.detach(), state["step"], state["exp_avg"], state["exp_avg_sq"]))
+            groups.append(rows)
+        return groups
+
+    @staticmethod
+    def _adam_step(grads: list[torch.Tensor], rows, group: dict) -> None:
+        """torch.optim.Adam's update (no weight decay, no amsgrad) on ``rows`` = (param, step, m, v)."""
+        beta1, beta2 = group["betas"]
+        lr, eps = group["lr"], group["eps"]
+        for grad, (param, step, exp_avg, exp_avg_sq) in zip(grads, rows):
+            step.add_(1)
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            bias_correction1 = 1 - beta1**step
+            bias_correction2_sqrt = (1 - beta2**step).sqrt()
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+            param.addcdiv_(exp_avg, denom * bias_correction1 / lr, value=-1.0)
+
+    def functional_update(
+        self, batch, noise_next, noise_pi, critic_state, actor_state, actor_step: bool, target_step: bool
+    ) -> dict[str, torch.Tensor]:
+        """The whole SAC update as one function of tensors (run under ``no_grad``; gradients by
+        ``torch.func.grad``), compiled by ``agent.compile``: critic loss and Adam step, actor and
+        temperature loss and Adam step (``actor_step``), Polyak (``target_step``). The same math as
+        :meth:`update`'s eager path, in the same order; the losses agree to float rounding."""
+        from torch.func import functional_call, grad_and_value
+
+        target = self.critic_target_value(batch, noise_next)
+        (critic_rows,) = critic_state
+        names = [name for name, _ in self.critic.named_parameters()]
+
+        def critic_objective(params):
+            q = functional_call(self.critic, params, (batch["obs"], batch["action"]))
+            return self.critic_loss(q, target, batch)
+
+        critic_params = {name: row[0] for name, row in zip(names, critic_rows)}
+        grads, (_, metrics) = grad_and_value(critic_objective, has_aux=True)(critic_params)
+        self._adam_step([grads[name] for name in names], critic_rows, self.critic_optimizer.param_groups[0])
+        metrics = dict(metrics)
+        if actor_step:
+            actor_names = [name for name, _ in self.actor.named_parameters()]
+            learned = self.config.temperature == "learned"
+
+            def actor_objective(params, log_temperature):
+                action, log_prob = functional_call(self.actor, params, (batch["obs"], noise_pi))
+                q = self.critic(batch["obs"], action).min(0).values
+                per_sample = self.config.temperature == "per-sample"
+                alpha = batch["temperature"] if per_sample else log_temperature.detach().exp()
+                actor_loss = (alpha * log_prob - q).mean()
+                loss, aux = actor_loss, {"loss/actor": actor_loss, "train/entropy": -log_prob.mean()}
+                if learned:
+                    temperature_loss = -(log_temperature * (log_prob.detach() + self.target_entropy)).mean()
+                    aux["loss/temperature"] = temperature_loss
+                    loss = actor_loss + temperature_loss
+                return loss, aux
+
+            actor_params = {name: row[0] for name, row in zip(actor_names, actor_state[0])}
+            log_temperature = self.log_temperature.detach()
+            (actor_grads, temperature_grad), (_, aux) = grad_and_value(actor_objective, argnums=(0, 1), has_aux=True)(
+                actor_params, log_temperature
+            )
+            groups = self.actor_optimizer.param_groups
+            self._adam_step([actor_grads[name] for name in actor_names], actor_state[0], groups[0])
+            if learned:
+                self._adam_step([temperature_grad], actor_state[1], groups[1])
+            metrics.update(aux)
+            metrics["train/temperature"] = self.batch_temperature(batch).mean()
+        if target_step:
+            torch._foreach_lerp_(self._critic_target_params, [row[0] for row in critic_rows], self.config.polyak)
         return metrics
 
     # ---- persistence --------------------------------------------------------------------------

@@ -10,12 +10,15 @@ the reported ratio is the median of per-round ratios. A second part times the ba
 (updates/s on a filled buffer) of both.
 
   python benchmarks/sac_speed.py --threads 2 --rounds 3 --out benchmarks/results/sac_speed.json
+  python benchmarks/sac_speed.py --compiled-step --threads 1 --out benchmarks/results/sac_compiled_step.json
+  python benchmarks/sac_speed.py --ci        # CI's guard: a few seconds, prints a ratio, never fails
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -120,6 +123,94 @@ def regula_updates_per_second(n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def hopper_batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs": torch.randn(256, 11, generator=g),
+        "action": torch.rand(256, 3, generator=g) * 2 - 1,
+        "reward": torch.randn(256, generator=g),
+        "next_obs": torch.randn(256, 11, generator=g),
+        "terminated": torch.zeros(256, dtype=torch.bool),
+    }
+
+
+def compiled_step(args) -> dict:
+    """agent.compile's whole-step graph (inductor) against the eager update on a fixed Hopper-sized
+    batch: compile time, the largest loss difference over the first updates (same seeds), and
+    updates/s in alternating blocks (median of per-block ratios)."""
+    from agents.sac import SAC, SACConfig
+    from envs.base import BoxSpec
+
+    def agent(compile_: bool) -> SAC:
+        torch.manual_seed(0)
+        return SAC(BoxSpec((11,)), BoxSpec((3,)), SACConfig(compile=compile_))
+
+    eager, compiled = agent(False), agent(True)
+    batch = hopper_batch()
+    start = time.perf_counter()
+    torch.manual_seed(1)
+    first = compiled.update(batch, step=0)
+    compile_s = time.perf_counter() - start
+    torch.manual_seed(1)
+    reference = eager.update(batch, step=0)
+    worst = max(abs(first[k].item() - reference[k].item()) for k in reference)
+    for i in range(2, 6):
+        torch.manual_seed(i)
+        a = eager.update(batch, step=0)
+        torch.manual_seed(i)
+        b = compiled.update(batch, step=0)
+        worst = max(worst, *(abs(a[k].item() - b[k].item()) for k in a))
+    if compiled._compiled_update is None:
+        return {"compiled": False, "compile_s": compile_s}
+
+    def rate(a: SAC) -> float:
+        t = time.perf_counter()
+        for _ in range(args.block):
+            a.update(batch, step=0)
+        return args.block / (time.perf_counter() - t)
+
+    rows = []
+    for _ in range(args.blocks):
+        e, c = rate(eager), rate(compiled)
+        rows.append({"eager": e, "compiled": c, "ratio": c / e})
+    return {
+        "compiled": True,
+        "compile_s": compile_s,
+        "max_abs_loss_difference_first_5_updates": worst,
+        "blocks": rows,
+        "median_ratio_compiled_over_eager": statistics.median(r["ratio"] for r in rows),
+    }
+
+
+# The CI guard's fixed baseline: eager SAC updates/s (Hopper sizes, batch 256, 1 thread) measured on
+# the 2-core VM at load 5.2, 2026-12-06 04:18 UTC (docs/benchmarks.md, "CI speed guard"). The guard
+# prints the ratio; noise on a shared machine is too large for a failing threshold.
+CI_BASELINE_UPDATES_PER_S = 37.0
+
+
+def ci_guard(seconds: float) -> None:
+    from agents.sac import SAC, SACConfig
+    from envs.base import BoxSpec
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    agent = SAC(BoxSpec((11,)), BoxSpec((3,)), SACConfig())
+    batch = hopper_batch()
+    for _ in range(10):
+        agent.update(batch, step=0)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        agent.update(batch, step=0)
+        n += 1
+    rate = n / (time.perf_counter() - start)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"sac_speed CI guard: eager SAC update {rate:.1f} updates/s (1 thread, load {load:.1f}); "
+        f"{rate / CI_BASELINE_UPDATES_PER_S:.2f}x the fixed baseline {CI_BASELINE_UPDATES_PER_S:.0f} updates/s "
+        "(informational: never fails)"
+    )
+
+
 def sb3_updates_per_second(n: int) -> float:
     import gymnasium as gym
     from stable_baselines3 import SAC
@@ -149,8 +240,27 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=500, help="timed bare updates")
     parser.add_argument("--compile", action="store_true", help="also time regula with agent.compile=true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sac_speed.json"))
+    parser.add_argument(
+        "--compiled-step", action="store_true", help="only time agent.compile's whole-step graph against eager"
+    )
+    parser.add_argument("--block", type=int, default=100, help="updates per timed block (--compiled-step)")
+    parser.add_argument("--blocks", type=int, default=6, help="alternating blocks (--compiled-step)")
+    parser.add_argument("--ci", action="store_true", help="the CI guard: a few seconds, prints a ratio")
+    parser.add_argument("--ci-seconds", type=float, default=3.0)
     args = parser.parse_args()
+    if args.ci:
+        ci_guard(args.ci_seconds)
+        return
     torch.set_num_threads(args.threads)
+    if args.compiled_step:
+        load = os.getloadavg()[0]
+        result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load1_start": load}
+        result.update({"torch": torch.__version__, "threads": args.threads, **compiled_step(args)})
+        result["load1_end"] = os.getloadavg()[0]
+        print(json.dumps(result, indent=2))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return
 
     rows = []
     for r in range(args.rounds):

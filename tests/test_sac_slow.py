@@ -1,7 +1,6 @@
 """Learning check (slow, minutes): the default preset learns Pendulum-v1 within 20k steps."""
 
 import pytest
-import torch
 
 from agents import get_preset, load_run
 from agents import run_training as train
@@ -12,8 +11,8 @@ from envs import make_vec_env
 
 @pytest.mark.slow
 def test_default_preset_learns_pendulum(tmp_path):
-    torch.set_num_threads(2)
-    run_dir = train(apply_overrides(get_preset("sac"), ["progress=false", "eval_every=0"]), tmp_path / "run")
+    overrides = ["progress=false", "eval_every=0", "train.threads=2"]  # the runner sets the threads
+    run_dir = train(apply_overrides(get_preset("sac"), overrides), tmp_path / "run")
     agent = load_run(run_dir).agent
     env = make_vec_env("Pendulum-v1", 10, seed=777)
     returns = run_episodes(agent, env, 20, explore=False, seed=777)["returns"]

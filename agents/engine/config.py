@@ -151,7 +151,12 @@ class LoopConfig(Config):
     keep_checkpoints: int = doc("how many recent checkpoints to keep", 3, ge=1)
     seed: int = doc("the run's seed: envs, network weights, replay sampling and exploration", 0, ge=0)
     device: str = doc("torch device of the whole run: cpu, cuda, cuda:1, mps", "cpu", check=check_device)
-    threads: int = doc("torch CPU threads (0: leave torch's default)", 0, ge=0)
+    threads: int = doc(
+        "torch CPU threads (0: auto = 1, which stays fast beside other jobs; more only pays alone on "
+        "wide networks, see docs/benchmarks.md)",
+        0,
+        ge=0,
+    )
     progress: bool = doc("show a progress bar", True)
     RENAMED: ClassVar[dict[str, str]] = {"eval_interval": "eval_every", "log_interval": "log_every"}
 

@@ -116,10 +116,11 @@ class SquashedGaussianActor(nn.Module):
         mean, log_std = self.head(self.trunk_act(self.trunk(obs))).chunk(2, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised sample: ``(action [B, A], log_prob [B])``."""
+    def forward(self, obs: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised sample: ``(action [B, A], log_prob [B])``; ``noise`` [B, A] is the standard
+        normal draw (default: a fresh ``randn_like``; SAC's compiled step draws it outside its graph)."""
         mean, log_std = self.distribution_params(obs)
-        noise = torch.randn_like(mean)
+        noise = torch.randn_like(mean) if noise is None else noise
         pre_tanh = mean + log_std.exp() * noise
         # (u - mu) / sigma = noise exactly, so the Gaussian term needs no division.
         per_dim = 2.0 * (pre_tanh + F.softplus(-2.0 * pre_tanh)) - log_std - 0.5 * noise.square()

@@ -95,6 +95,21 @@ def read_config_file(path: Path) -> RunConfig:
         raise ConfigError(f"{path}: not a regula config ({reason})") from None
 
 
+AUTO_THREADS = 1  # train.threads=0: one torch thread (docs/benchmarks.md, "Threads under load")
+
+
+def resolve_threads(threads: int) -> int:
+    """``train.threads`` as a thread count: 0 (auto) is :data:`AUTO_THREADS`.
+
+    The suite's networks are small (256x256, batch 256): a second intra-op thread gains little alone
+    and, on cores shared with other jobs, OpenMP's spin-waiting workers collapse the run (measured
+    8.5x slower for two default-thread runs side by side on 2 cores). So auto is one thread, and
+    train.py / evaluate.py also start OpenMP with ``OMP_WAIT_POLICY=PASSIVE`` (unless the environment
+    sets it; OpenMP reads it when torch is first imported) for whoever asks for more.
+    """
+    return threads if threads > 0 else AUTO_THREADS
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -210,8 +225,7 @@ def train(
         family.check(config)
     cfg = config.train
     device = torch.device(cfg.device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(resolve_threads(cfg.threads))
     run_dir = Path(run_dir)
     checkpointer = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
     checkpoint, checkpoint_path = None, None

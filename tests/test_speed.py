@@ -1,0 +1,163 @@
+"""Issue #24's speed settings: the thread default, and SAC's compiled update (``agent.compile``).
+
+The compiled step is traced with the ``aot_eager`` backend (the same Dynamo graph and AOTAutograd
+functionalisation as inductor, without a C++ build, which takes minutes on the test machine);
+benchmarks/sac_speed.py times and checks the inductor build.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import agents.sac as sac
+from agents import get_preset
+from agents import run_training as train
+from agents.engine.checkpoint import Checkpointer, load_checkpoint
+from agents.engine.config import apply_overrides
+from agents.engine.run import read_config, resolve_threads
+from envs.base import BoxSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- threads --------------------------------------------------------------------------------------
+
+
+def test_auto_threads_is_one_and_the_runner_applies_it(tmp_path, tiny_sac_overrides):
+    assert resolve_threads(0) == 1 and resolve_threads(3) == 3
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        config = apply_overrides(get_preset("sac"), [*tiny_sac_overrides, "train.total_steps=20", "train.threads=0"])
+        assert config.train.threads == 0  # the preset's default is auto
+        train(config, tmp_path / "run")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
+def test_entry_points_start_openmp_passive_unless_told(script):
+    code = f"import runpy, os; runpy.run_path({script!r}, run_name='x'); print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"  # a user's own setting wins
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "ACTIVE"
+
+
+# ---- agent.compile ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def traced(monkeypatch):
+    monkeypatch.setattr(sac, "COMPILE_BACKEND", "aot_eager")
+
+
+def make_agent(**kw) -> sac.SAC:
+    torch.manual_seed(0)
+    return sac.SAC(BoxSpec((3,)), BoxSpec((2,)), sac.SACConfig(hidden=(8, 8), **kw))
+
+
+def fixed_batch(n: int = 6, weights: bool = False) -> dict:
+    g = torch.Generator().manual_seed(1)
+    batch = {
+        "obs": torch.randn(n, 3, generator=g),
+        "action": torch.rand(n, 2, generator=g) * 2 - 1,
+        "reward": torch.randn(n, generator=g),
+        "next_obs": torch.randn(n, 3, generator=g),
+        "terminated": torch.arange(n) % 3 == 1,
+    }
+    if weights:
+        batch["weights"] = torch.rand(n, generator=g) + 0.5
+    return batch
+
+
+def assert_same_agents(a: sac.SAC, b: sac.SAC, exact: bool) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    for name in ("actor", "critic", "critic_target"):
+        for key, value in sa[name].items():
+            if exact:
+                assert torch.equal(value, sb[name][key]), f"{name}.{key}"
+            else:
+                torch.testing.assert_close(value, sb[name][key], rtol=1e-5, atol=1e-6, msg=f"{name}.{key}")
+    torch.testing.assert_close(sa["log_temperature"], sb["log_temperature"], rtol=1e-5, atol=1e-7)
+    for opt in ("actor_optimizer", "critic_optimizer"):
+        for index, state in sa[opt]["state"].items():
+            for key, value in state.items():
+                torch.testing.assert_close(value, sb[opt]["state"][index][key], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"policy_delay": 2, "target_every": 2},  # the graph without actor and Polyak steps too
+        {"temperature": "fixed"},
+    ],
+)
+def test_compiled_step_gives_eager_losses_on_a_fixed_batch(traced, config, capsys):
+    eager, compiled = make_agent(**config), make_agent(compile=True, **config)
+    assert compiled._compiled_update is not None
+    batch = fixed_batch(weights=not config)  # prioritized weights and td_error on the default config
+    for i in range(4):
+        torch.manual_seed(10 + i)
+        expected = eager.update(batch, step=i)
+        torch.manual_seed(10 + i)
+        got = compiled.update(batch, step=i)
+        assert expected.keys() == got.keys()
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert compiled._compiled_update is not None, "fell back to eager"
+    assert "notice" not in capsys.readouterr().out
+    assert_same_agents(eager, compiled, exact=False)
+    assert compiled.updates == eager.updates == 4
+
+
+def test_compile_failure_falls_back_to_eager_with_a_notice(monkeypatch, capsys):
+    def broken(graph, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(sac, "COMPILE_BACKEND", broken)
+    eager, fallback = make_agent(), make_agent(compile=True)
+    batch = fixed_batch()
+    for i in range(2):
+        torch.manual_seed(i)
+        expected = eager.update(batch, step=i)
+        torch.manual_seed(i)
+        got = fallback.update(batch, step=i)
+        for key in expected:
+            assert torch.equal(got[key], expected[key]), key  # eager all along: bit for bit
+    out = capsys.readouterr().out
+    assert out.count("notice: agent.compile unavailable") == 1 and "no compiler here" in out
+    assert fallback._compiled_update is None
+    assert_same_agents(eager, fallback, exact=True)
+
+
+def test_a_variant_with_its_own_critic_loss_compiles_its_objectives_only(traced):
+    from agents.erc import ERC, ERCConfig
+
+    torch.manual_seed(0)
+    agent = ERC(BoxSpec((3,)), BoxSpec((2,)), ERCConfig(hidden=(8, 8), compile=True))
+    assert agent._compiled_update is None
+
+
+def test_resume_with_compile_equals_straight_compiled_run(traced, tmp_path, tiny_sac_overrides):
+    overrides = [*tiny_sac_overrides, "train.total_steps=300", "train.threads=1", "agent.compile=true"]
+    straight = apply_overrides(get_preset("sac"), overrides)
+    train(straight, tmp_path / "straight")
+    train(apply_overrides(straight, ["train.total_steps=200"]), tmp_path / "split")
+    resumed = apply_overrides(read_config(tmp_path / "split"), ["train.total_steps=300"])
+    assert resumed.agent.compile
+    train(resumed, tmp_path / "split", resume=True)
+    a, b = (load_checkpoint(Checkpointer(tmp_path / name).latest()) for name in ("straight", "split"))
+    assert a["step"] == b["step"] == 300
+    for name in ("actor", "critic", "critic_target"):
+        for key, value in a["agent"][name].items():
+            assert torch.equal(value, b["agent"][name][key]), f"{name}.{key} differs after resume"
+    assert torch.equal(a["agent"]["log_temperature"], b["agent"]["log_temperature"])
