@@ -34,9 +34,10 @@ demo: install
 # The default test suite (slow learning checks excluded; run them with `make test-slow`).
 test: install
 	$(PY) -m ruff check .
-	$(PY) -m pytest
 	@# The speed guard: a few seconds of eager SAC updates against a fixed baseline; prints, never fails.
+	@# (before pytest, so that pytest's summary stays the log's closing line)
 	-$(PY) benchmarks/sac_speed.py --ci
+	$(PY) -m pytest
 
 test-slow: install
 	$(PY) -m pytest -m slow
