@@ -430,3 +430,17 @@ def test_the_algorithm_name_never_claims_maddpg_for_a_regularized_run(tmp_path):
     with pytest.raises(ConfigError, match="algo maddpg runs without ERNIE's terms"):
         run_training(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_ablation_presets_are_the_ernie_arm_but_for_one_switch():
+    """ERNIE w/o ST and Baseline-Gaussian differ from ernie/simple-spread (lambda 1, action scale 0.5, the same ball,
+    steps, start, env and budget) only in the switch that makes them the paper's ablations."""
+    ernie = get_preset("ernie/simple-spread")
+    for name, switch in (
+        ("ernie-wo-st", {"ernie_form": "plain"}),
+        ("ernie-gaussian", {"ernie_baseline_gaussian": True}),
+    ):
+        ablation = get_preset(f"{name}/simple-spread")
+        assert ablation.agent == dataclasses.replace(ernie.agent, **switch) and ablation.agent != ernie.agent
+        assert (ablation.algo, ablation.env, ablation.train) == (ernie.algo, ernie.env, ernie.train)
+    assert ernie.agent.ernie_weight == 1.0 and ernie.agent.ernie_action_scale == 0.5
