@@ -5,6 +5,7 @@ bit; save -> load -> act is identical; the global state read from the observatio
 
 import copy
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -269,3 +270,23 @@ def test_resume_equals_straight_run(tmp_path):
             assert torch.equal(value, b["agent"][name][key]), f"{name}.{key} differs after resume"
     for key, value in a["buffer"]["storage"].items():
         assert torch.equal(value, b["buffer"]["storage"][key]), key
+
+
+def test_traffic_conditions_play_and_the_3x3_transfer_needs_no_light_id():
+    from agents.engine.config import EnvConfig, RunConfig
+    from agents.engine.loops import OffPolicyConfig
+    from agents.traffic.conditions import play_traffic, transfer_blocker
+
+    config = RunConfig(algo="qcombo", env=EnvConfig(id="traffic:grid"), train=OffPolicyConfig(), agent=SMALL)
+    spec = (BoxSpec((4, FEATURES + 1 + 4)), DiscreteSpec(2, (4,)))
+    with_id = Qcombo(*spec, SMALL)
+    assert "light id" in transfer_blocker(with_id)
+    stats = play_traffic(
+        config, with_id, episodes=1, seed=0, steps=4, skip=1, noise=0.1,
+        wrappers=[{"name": "malicious_lights", "p": 0.5}],
+    )  # fmt: skip
+    assert set(stats) >= {"reward_per_step", "mean_queue", "mean_delay", "mean_wait", "reward_per_step_std"}
+    without_id = Qcombo(*spec, dataclasses.replace(SMALL, light_id=False))
+    assert transfer_blocker(without_id) is None
+    stats = play_traffic(config, without_id, episodes=1, seed=0, steps=3, skip=0, options={"rows": 3, "cols": 3})
+    assert math.isfinite(stats["reward_per_step"])  # it ran on 9 lights
