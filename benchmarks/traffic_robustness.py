@@ -39,6 +39,7 @@ ARMS = ("qcombo", "ernie-qcombo")
 RUNS = ROOT / "runs" / "traffic_robustness"
 RESULT = ROOT / "benchmarks" / "results" / "traffic_robustness.json"
 FIGURES = ROOT / "docs" / "figures"
+EPISODE = 3000  # steps per training episode (the presets')
 
 
 def run_dir(arm: str, seed: int) -> Path:
@@ -88,14 +89,20 @@ def score_one(path: Path, episodes: int, steps: int, skip: int) -> dict:
     return report
 
 
-def curves(path: Path) -> list[tuple[int, float]]:
-    points = []
+def curves(path: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(each finished training episode's return per step, each greedy evaluation's return per step) against env
+    steps; episode returns are recovered from the logged running mean over the finished episodes."""
+    episodes, evals, seen, mean = [], [], 0, 0.0
     for line in (path / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)
-        value = row.get("rollout/ep_rew_mean")
-        if value is not None and np.isfinite(value):
-            points.append((int(row["step"]), float(value)))
-    return points
+        count, value = int(row.get("rollout/episodes", 0) or 0), row.get("rollout/ep_rew_mean")
+        if count > seen and value is not None and np.isfinite(value) and count == seen + 1:
+            episodes.append((int(row["step"]), (count * value - seen * mean) / EPISODE))
+        if count > seen and value is not None and np.isfinite(value):
+            seen, mean = count, value
+        if "eval/mean_reward" in row:
+            evals.append((int(row["step"]), row["eval/mean_reward"] / row.get("eval/mean_ep_length", EPISODE)))
+    return episodes, evals
 
 
 def summarize(seeds: list[int]) -> dict:
@@ -113,10 +120,14 @@ def summarize(seeds: list[int]) -> dict:
             if report.is_file():
                 reports[seed] = json.loads(report.read_text())
             if (run_dir(arm, seed) / "metrics.jsonl").is_file():
-                pts = curves(run_dir(arm, seed))
-                if pts:
-                    x, y = zip(*pts)
-                    ax.plot(x, y, color=colour, alpha=0.8, label=f"{arm} seed {seed}")
+                episodes, evals = curves(run_dir(arm, seed))
+                style = ("-", "--", ":")[seed % 3]
+                if episodes:
+                    x, y = zip(*episodes)
+                    ax.plot(x, y, style, color=colour, marker="o", label=f"{arm} seed {seed} (training episodes)")
+                if evals:
+                    x, y = zip(*evals)
+                    ax.plot(x, y, "x", color=colour, markersize=10, label=f"{arm} seed {seed} (greedy evaluation)")
         rows = {}
         for report in reports.values():
             for c in report["conditions"]:
@@ -142,7 +153,8 @@ def summarize(seeds: list[int]) -> dict:
             ],
         }
     ax.set_xlabel("env steps")
-    ax.set_ylabel("episode return (3000 steps, global reward)")
+    ax.axhline(-20.9, color="gray", lw=0.8, label="fixed cycle 17 s green (reference)")
+    ax.set_ylabel("global reward per step (episode mean)")
     ax.set_title("QCOMBO vs ERNIE-QCOMBO, 2x2 SUMO grid (training episodes)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
