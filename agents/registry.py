@@ -35,6 +35,8 @@ ALGORITHMS: dict[str, str] = {
     "sac-adv0": "agents.qarl",
     "maddpg": "agents.maddpg",
     "ernie": "agents.maddpg",
+    "qcombo": "agents.traffic",
+    "ernie-qcombo": "agents.traffic",
     "pin": "agents.prompt",
     "rlprompt": "agents.prompt",
 }

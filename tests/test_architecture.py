@@ -5,7 +5,7 @@ Rooms, bottom to top (a room may import its own modules and the rooms below it):
     envs/                 adapters behind one VecEnv contract: import nothing from agents/
     agents/engine/        collectors, buffers, loops, the runner, config, checkpoints, logging, nets
     agents/robustness/    perturbations, attacks, the Lipschitz meter, evaluation conditions, plots
-    families              agents/sac.py, dqn.py, erc.py, maddpg/, qarl/, marl/, prompt/
+    families              agents/sac.py, dqn.py, erc.py, maddpg/, qarl/, marl/, prompt/, traffic/
     agents/registry.py    the registry (algorithm name -> family module)
     agents/experiments/   sweeps, Ray Tune, search, aggregation
     agents/__init__.py, agents/api.py, train.py, evaluate.py      the facade and the thin entry points

@@ -35,8 +35,10 @@ def one_off_policy_update(config) -> dict:
     env = make_vec_env(config.env.id, 1, seed=0, options=config.env.options, wrappers=config.env.wrappers)
     try:
         agent = module.build(config, env.obs_spec, env.action_spec, torch.device("cpu"))
-        buffer = TransitionBuffer(transition_fields(env.obs_spec, env.action_spec), 8, seed=0)
-        collector = Collector(env, agent, seed=0)
+        # a family with replay fields of its own (QCOMBO's per-light rewards from the info) provides them
+        fields = getattr(module, "replay_fields", transition_fields)(env.obs_spec, env.action_spec)
+        buffer = TransitionBuffer(fields, 8, seed=0)
+        collector = Collector(env, agent, seed=0, info_fields=getattr(module, "INFO_FIELDS", ()))
         for step in range(3):
             buffer.extend(collector.step(step, random=step == 0))
         return agent.update(buffer.sample(config.train.batch_size), step=LATE)

@@ -168,6 +168,8 @@ class TrafficGrid:
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _cleanup, self._backend, self.directory)
         self._steps = np.zeros(self.num_envs, np.int64)
+        self._seeds = np.zeros(self.num_envs, np.int64)  # each simulation's episode seed
+        self._history: list[np.ndarray] = []  # actions [n, L] of the running episodes (they run in step)
         self._avail = torch.ones(self.num_envs, self.n_agents, 2, dtype=torch.bool, device=self.device)
         self._alive = torch.ones(self.num_envs, self.n_agents, dtype=torch.bool, device=self.device)
         self.reset()
@@ -195,7 +197,37 @@ class TrafficGrid:
 
     def _episode_args(self, rows: Sequence[int]) -> list[list[str]]:
         seeds = torch.randint(0, 2**31 - 1, (len(rows),), generator=self.generator).tolist()
+        self._seeds[list(rows)] = seeds
         return [[*self.sumo_args, "--seed", str(s)] for s in seeds]
+
+    def state_dict(self) -> dict[str, Any]:
+        """What :meth:`load_state_dict` needs to rebuild every simulation exactly: the seed generator, each
+        simulation's episode seed and the actions of the running episodes (SUMO is deterministic given both)."""
+        history = np.stack(self._history) if self._history else np.zeros((0, self.num_envs, self.n_agents), np.int8)
+        return {
+            "generator": self.generator.get_state(),
+            "seeds": torch.from_numpy(self._seeds.copy()),
+            "steps": torch.from_numpy(self._steps.copy()),
+            "actions": torch.from_numpy(history),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restart every simulation with its saved episode seed and replay the saved actions (a resumed run
+        continues the same trajectories; costs one simulated second per step of the running episodes)."""
+        if self._backend is None:
+            raise _error("traffic env: the env is closed")
+        self.generator.set_state(state["generator"].cpu())
+        seeds = state["seeds"].cpu().numpy().astype(np.int64)
+        actions = state["actions"].cpu().numpy()
+        rows = list(range(self.num_envs))
+        args = [[*self.sumo_args, "--seed", str(int(s))] for s in seeds]
+        obs, st, _ = self._pack(self._run(self._backend.reset, rows, args))
+        for a in actions:
+            obs, st, _ = self._pack(self._run(self._backend.step, a.astype(np.int64)))
+        self._seeds[:] = seeds
+        self._steps[:] = state["steps"].cpu().numpy()
+        self._history = list(actions)
+        self._obs, self._state = obs, st
 
     def _pack(self, results: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Worker results -> obs ``[n, L, D]``, state ``[n, S]``, per-light rewards ``[n, L]`` (numpy)."""
@@ -225,6 +257,7 @@ class TrafficGrid:
         obs, state, _ = self._pack(self._run(self._backend.reset, rows, self._episode_args(rows)))
         self._obs, self._state = obs, state
         self._steps[:] = 0
+        self._history = []
         return self._tensor(obs)
 
     def current_info(self) -> dict[str, torch.Tensor]:
@@ -242,6 +275,7 @@ class TrafficGrid:
             raise _error("traffic env: the env is closed")
         actions = action.detach().to("cpu", torch.int64).reshape(self.num_envs, self.n_agents).numpy()
         final_obs, final_state, light_reward = self._pack(self._run(self._backend.step, actions))
+        self._history.append(actions.astype(np.int8))
         light_reward = light_reward * self.reward_scale
         self._steps += 1
         truncated = self._steps >= self.episode_limit
@@ -255,6 +289,8 @@ class TrafficGrid:
             )
             obs[done_rows], state[done_rows] = fresh_obs, fresh_state
             self._steps[done_rows] = 0
+            if len(done_rows) == self.num_envs:  # the simulations run in step: every episode restarts at once
+                self._history = []
         self._obs, self._state = obs, state
         if self.reward_mode == "agent":
             reward = light_reward
