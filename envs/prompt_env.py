@@ -32,6 +32,8 @@ Rewards:
   :func:`zscore_by_group`, :func:`token_f1`): the reward of one (prompt, source) pair is the mean
   over 4 groups of each group's best ``(content + style) / 2`` sample, z-scored per source
   sentence, then mapped ``[0, 1] -> [-20, 80]``;
+* the same reward with each sentence's KV cache computed once and reused by every prompt
+  (:class:`PrefixCachedScorer`, ``prefix_cache=True``; for a real causal task LM such as SmolLM2);
 * a zero-shot classifier from a frozen sentence encoder (:class:`EmbeddingClassificationScorer`,
   all-MiniLM-L6-v2 offline) in place of the task LM, with the same gap reward;
 * caption inversion (:class:`CaptionInversionReward`): an offline stand-in for PIN's textual
