@@ -337,9 +337,12 @@ class PrefixCachedScorer(ClassificationScorer):
         """
         missing = list(dict.fromkeys(s for s in sentences if s not in self._pool))
         if missing:
-            self._entries.append(self._compute(tuple(missing)))
+            self._entries.append({**self._compute(tuple(missing)), "key": tuple(missing)})
             for row, sentence in enumerate(missing):
                 self._pool[sentence] = (len(self._entries) - 1, row)
+        first = self._entries[self._pool[sentences[0]][0]] if len(sentences) else None
+        if first is not None and first["key"] == tuple(sentences):  # a whole split as computed: no copy
+            return first
         where = [self._pool[s] for s in sentences]
         lengths = torch.stack([self._entries[e]["lengths"][r] for e, r in where])
         width = int(lengths.max())
@@ -395,7 +398,9 @@ class PrefixCachedScorer(ClassificationScorer):
             for start in range(0, p, rows_per_chunk):  # chunks of whole prompts: bounded cache copies
                 chunk = prompts[start : start + rows_per_chunk]
                 n = chunk.shape[0]
-                layers = [(k.repeat(n, 1, 1, 1), v.repeat(n, 1, 1, 1)) for k, v in entry["layers"]]  # row j*M + i
+                layers = entry["layers"]  # rows j*M + i; one prompt reads the stored tensors (never mutated)
+                if n > 1:
+                    layers = [(k.repeat(n, 1, 1, 1), v.repeat(n, 1, 1, 1)) for k, v in layers]
                 ids = chunk.repeat_interleave(m, 0)  # [n*M, T], prompt-major like the cache rows
                 attn = torch.cat([entry["mask"].repeat(n, 1), torch.ones((n * m, t), dtype=torch.long,
                                                                          device=self.device)], 1)  # fmt: skip
