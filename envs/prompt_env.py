@@ -32,6 +32,8 @@ Rewards:
   :func:`zscore_by_group`, :func:`token_f1`): the reward of one (prompt, source) pair is the mean
   over 4 groups of each group's best ``(content + style) / 2`` sample, z-scored per source
   sentence, then mapped ``[0, 1] -> [-20, 80]``;
+* the same reward with each sentence's KV cache computed once and reused by every prompt
+  (:class:`PrefixCachedScorer`, ``prefix_cache=True``; for a real causal task LM such as SmolLM2);
 * a zero-shot classifier from a frozen sentence encoder (:class:`EmbeddingClassificationScorer`,
   all-MiniLM-L6-v2 offline) in place of the task LM, with the same gap reward;
 * caption inversion (:class:`CaptionInversionReward`): an offline stand-in for PIN's textual
@@ -261,8 +263,8 @@ class PrefixCachedScorer(ClassificationScorer):
 
     The template ``"{sentence} {prompt}"`` puts the sentence first, and the task LM is frozen, so the
     keys and values of a sentence's tokens are the same for every prompt and every step. They are
-    computed once per set of sentences (one left-padded batched forward, kept for the last
-    ``keep_sets`` sets: the training set, dev, test) and each call runs only the prompt tokens,
+    computed once per sentence (left-padded batched forwards of sentences of similar length, all kept)
+    and each call runs only the prompt tokens,
     ``P x M`` rows of ``T`` tokens, on top of the cached prefixes (explicit position ids, an attention
     mask hiding the left padding). Only the hidden state at the last position is needed, and only
     its dot products with the verbalizer rows of the output head, so the ``|V|``-wide head is skipped.
@@ -271,15 +273,15 @@ class PrefixCachedScorer(ClassificationScorer):
     Mistral, ...); GPT-2 (``transformer``) works too.
     """
 
-    def __init__(self, *args: Any, keep_sets: int = 3, prompt_reserve: int = 16, prefix_chunk: int = 64, **kwargs: Any):
+    def __init__(self, *args: Any, prompt_reserve: int = 16, prefix_chunk: int = 64, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.prefix_chunk = int(prefix_chunk)  # sentences per forward when their prefixes are computed
         self.prompt_reserve = int(prompt_reserve)  # sentences keep at most max_length - prompt_reserve tokens
         if not self.by_ids:
             raise ModelLoadError("the prefix cache needs a causal task LM sharing the policy's vocabulary and template "
                                  f"{CAUSAL_TEMPLATE!r}")  # fmt: skip
-        self.keep_sets = int(keep_sets)
-        self._prefix: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._entries: list[dict[str, Any]] = []  # computed prefix blocks
+        self._pool: dict[str, tuple[int, int]] = {}  # sentence -> (block, row)
         lm = self.task_lm
         self.backbone = getattr(lm, "model", None) or getattr(lm, "transformer", None)
         if self.backbone is None:
@@ -296,11 +298,8 @@ class PrefixCachedScorer(ClassificationScorer):
         return self.backbone(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True, **kwargs)
 
     @torch.no_grad()
-    def _prefixes(self, sentences: Sequence[str]) -> dict[str, Any]:
-        """Per-layer keys / values ``[M, heads, L, hd]`` of the left-padded sentences, their mask and last hidden."""
-        key = tuple(sentences)
-        if key in self._prefix:
-            return self._prefix[key]
+    def _compute(self, key: tuple[str, ...]) -> dict[str, Any]:
+        """Per-layer keys / values ``[M, heads, L, hd]`` of the left-padded sentences, their lengths and last hidden."""
         keep_tokens = max(1, self.max_length - self.prompt_reserve)
         ids_list = [self._ids(s)[-keep_tokens:] or [self.tokenizer.pad_token_id or 0] for s in key]
         width = max(len(r) for r in ids_list)
@@ -327,10 +326,52 @@ class PrefixCachedScorer(ClassificationScorer):
         lengths = torch.tensor([len(r) for r in ids_list], device=self.device)
         attn = (torch.arange(width, device=self.device) >= (width - lengths).unsqueeze(1)).long()  # [M, width]
         entry = {"layers": layers, "mask": attn, "lengths": lengths, "last": torch.cat(lasts)[unsort]}
-        if len(self._prefix) >= self.keep_sets:
-            self._prefix.pop(next(iter(self._prefix)))
-        self._prefix[key] = entry
         return entry
+
+    @torch.no_grad()
+    def _prefixes(self, sentences: Sequence[str]) -> dict[str, Any]:
+        """The cached prefixes of ``sentences`` (computed for those not seen before), left-padded to their widest.
+
+        Every sentence is computed once and kept (a training step that samples 8 of 32 sentences reuses
+        them; the training set, dev and test of SmolLM2 hold about 1 GB of keys and values).
+        """
+        missing = list(dict.fromkeys(s for s in sentences if s not in self._pool))
+        if missing:
+            self._entries.append({**self._compute(tuple(missing)), "key": tuple(missing)})
+            for row, sentence in enumerate(missing):
+                self._pool[sentence] = (len(self._entries) - 1, row)
+        first = self._entries[self._pool[sentences[0]][0]] if len(sentences) else None
+        if first is not None and first["key"] == tuple(sentences):  # a whole split as computed: no copy
+            return first
+        where = [self._pool[s] for s in sentences]
+        lengths = torch.stack([self._entries[e]["lengths"][r] for e, r in where])
+        width = int(lengths.max())
+        groups: dict[int, list[int]] = {}
+        for i, (e, _) in enumerate(where):
+            groups.setdefault(e, []).append(i)
+        order, blocks, lasts = [], [], []
+        for e, positions in groups.items():
+            entry = self._entries[e]
+            rows = torch.tensor([where[i][1] for i in positions], device=self.device)
+            take = []
+            for k, v in entry["layers"]:  # the last `width` columns hold every chosen sentence (left padding)
+                k, v = k.index_select(0, rows)[:, :, -width:], v.index_select(0, rows)[:, :, -width:]
+                pad = (0, 0, width - k.shape[2], 0)
+                take.append((F.pad(k, pad), F.pad(v, pad)))
+            blocks.append(take)
+            lasts.append(entry["last"].index_select(0, rows))
+            order += positions
+        if len(blocks) == 1:
+            layers, last = blocks[0], lasts[0]
+        else:
+            unsort = torch.tensor(order, device=self.device).argsort()
+            layers = [
+                (torch.cat([b[i][0] for b in blocks])[unsort], torch.cat([b[i][1] for b in blocks])[unsort])
+                for i in range(len(blocks[0]))
+            ]
+            last = torch.cat(lasts)[unsort]
+        mask = (torch.arange(width, device=self.device) >= (width - lengths).unsqueeze(1)).long()
+        return {"layers": layers, "mask": mask, "lengths": lengths, "last": last}
 
     @staticmethod
     def _cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]]):
@@ -357,7 +398,9 @@ class PrefixCachedScorer(ClassificationScorer):
             for start in range(0, p, rows_per_chunk):  # chunks of whole prompts: bounded cache copies
                 chunk = prompts[start : start + rows_per_chunk]
                 n = chunk.shape[0]
-                layers = [(k.repeat(n, 1, 1, 1), v.repeat(n, 1, 1, 1)) for k, v in entry["layers"]]  # row j*M + i
+                layers = entry["layers"]  # rows j*M + i; one prompt reads the stored tensors (never mutated)
+                if n > 1:
+                    layers = [(k.repeat(n, 1, 1, 1), v.repeat(n, 1, 1, 1)) for k, v in layers]
                 ids = chunk.repeat_interleave(m, 0)  # [n*M, T], prompt-major like the cache rows
                 attn = torch.cat([entry["mask"].repeat(n, 1), torch.ones((n * m, t), dtype=torch.long,
                                                                          device=self.device)], 1)  # fmt: skip

@@ -64,10 +64,30 @@ def one_episodic_update(config) -> dict:
     return agent.update(buffer.sample(min(config.train.batch_episodes, 4)), step=LATE)
 
 
+def tiny_stand_in(config):
+    """A preset on a packaged real LM (SmolLM2, 135M parameters) with the shipped tiny GPT-2 in its place.
+
+    The default suite stays fast and needs no optional wheel: the same code path (one model as policy
+    and task LM, the prefix cache, the real-tweet data) on a 4,096-token model; PIN's filter keeps its
+    share of the vocabulary. ``tests/test_prompt_lm.py`` has the slow test with the real model.
+    """
+    from envs.lm import PACKAGED_MODELS
+
+    if getattr(config.agent, "policy_lm", None) not in PACKAGED_MODELS:
+        return config
+    options = {**config.env.options, "task_lm": "regula-tiny-gpt2"}
+    k = config.agent.filter_top_k
+    agent = dataclasses.replace(
+        config.agent, policy_lm="regula-tiny-gpt2", filter_top_k=None if k is None else round(k / 49_152 * 4_096)
+    )
+    return dataclasses.replace(config, agent=agent, env=dataclasses.replace(config.env, options=options))
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_builds_and_updates_once(name):
     config = PRESETS[name]
     validate(config)  # every preset's values are in range
+    config = tiny_stand_in(config)
     if isinstance(config.train, EpisodicConfig):
         metrics = one_episodic_update(config)
     else:

