@@ -34,9 +34,13 @@ stage() {
   for seed in 0 1 2 3 4 5 6 7 8 9; do  # the plan's SAC runs are the measured ones
     [ -e "$root/sac_s$seed" ] || cp -r "$sweep/trials/seed$seed" "$root/sac_s$seed"
   done
-  echo "$(date -u +%H:%M) $task at $steps: SAC qualifies; the plan $tag starts"
+  # the force is calibrated against the plan's first seed: the lowest seed whose SAC reached the criterion
+  local first seeds
+  first=$(grep -m1 'reached True' "$sweep.qualify.txt" | sed 's/^seed\([0-9]*\):.*/\1/')
+  seeds="$first $(seq 0 9 | grep -vx "$first" | tr '\n' ' ')"
+  echo "$(date -u +%H:%M) $task at $steps: SAC qualifies; the plan $tag starts (seeds $seeds)"
   nice -n 5 "$PY" benchmarks/qarl_robustness.py run --task "tier3-$task" --tag "$tag" --steps $((2 * steps)) \
-    --seeds 0 1 2 3 4 5 6 7 8 9 --workers 1 --calibration-steps 40000 >> "$root.log" 2>&1
+    --seeds $seeds --workers 1 --calibration-steps 40000 >> "$root.log" 2>&1
 }
 
 stage inverted-pendulum sweeps/tier3-sac-ip 20000 tier3 ||

@@ -18,8 +18,9 @@ never a subclass. Training alternates phases (``phase_loop``): an adversary phas
 frozen) over the teacher's list of per-episode temperatures, then a protagonist phase replaying the
 same list; each learner stores only its own phase's transitions and takes one gradient step per
 ``1 / updates_per_step`` env steps once its buffer holds ``update_after_transitions``. Every finished
-episode gives the teacher a (alpha, discounted protagonist return) pair; the teacher moves only while
-the mean return is above its floor. Deployment feeds alpha = 0.
+episode makes an (alpha, discounted protagonist return) pair; the teacher gets an iteration's pairs
+when the iteration ends (so every pair it holds was drawn under its current distribution) and moves
+only while their mean return is above its floor. Deployment feeds alpha = 0.
 
 Presets: ``qarl/<task>`` (method 'qarl'), ``rarl/<task>`` (the same loop, a plain auto-tuned SAC
 adversary, no alpha input, no teacher) and ``sac-adv0/<task>`` (protagonist phases only, zero force,
@@ -30,9 +31,12 @@ learner values and one update per 3 env steps (see :mod:`agents.qarl.presets`).
 Deviations from the reference: gymnasium v5 MuJoCo tasks instead of the two-player dm_control suite
 (the DMC placements are in the table too); a phase lasts 5 episodes *and* at least
 ``phase_min_steps`` env steps (gymnasium episodes end early), extra episodes drawing fresh
-temperatures; the teacher checks for an update after every episode with the newest <= 100 pairs;
+temperatures; the teacher checks for an update after every iteration with the newest <= 100 pairs;
 2 x 128 networks on CPU (the authors use 3 x 256); the actor uses the suite's SAC (clamped log-std,
-exact tanh correction) rather than the authors' separate mean / log-std MLPs.
+exact tanh correction) rather than the authors' separate mean / log-std MLPs; within a gradient step
+the critic is updated before the actor (the reference: actor first); the actor threshold is inclusive
+(``step >= actor_update_after_steps``); progress evaluations feed alpha = 0 (the reference: the
+curriculum's mean).
 """
 
 from agents.engine.family import Family
