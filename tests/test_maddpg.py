@@ -417,7 +417,7 @@ def test_spread_ball_is_measured_once_scales_delta_and_is_checkpointed():
     torch.save(agent.state_dict(), state)
     state.seek(0)
     fresh = make(config)
-    fresh.load_state_dict(torch.load(state))
+    fresh.load_state_dict(torch.load(state, weights_only=True))
     assert torch.equal(fresh.obs_spread, spread)
     with pytest.raises(RuntimeError, match="spread"):
         make(config).actor_loss(first)  # no spread measured yet
