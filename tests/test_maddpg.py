@@ -305,13 +305,10 @@ def test_action_scale_measures_the_penalty_in_the_env_units():
     assert get_preset("ernie/vmas-navigation").agent.ernie_action_scale == 1.0
 
 
-def test_actor_loss_composition_by_hand_on_two_rows():
-    """L_mu = sum_k [-mean_b Q_k(o, a with a_k = mu_k(o_k))] + lambda n h^2 mean_{k,b} ||mu_k(o_k + d) - mu_k(o_k)||^2,
-    every term computed by hand from the networks' weights and the attack's delta: a wrong sign (or a missing n or
-    h^2) of the ERNIE term fails."""
-    weight, scale, rows = 0.7, 0.5, 2
-    agent = make(dataclasses.replace(TINY, ernie_weight=weight, ernie_action_scale=scale, ernie_radius=1.0))
-    data = batch(rows=rows)
+
+def actor_loss_with_delta(agent, data):
+    """``(agent.actor_loss(data), delta)``: the loss and the perturbation ``[n, B, D]`` the ERNIE penalty used,
+    read by wrapping the learner module's ``ernie_penalty`` for this one call."""
     seen = {}
     original = agents_maddpg.ernie_penalty
 
@@ -321,11 +318,21 @@ def test_actor_loss_composition_by_hand_on_two_rows():
 
     agents_maddpg.ernie_penalty = spy
     try:
-        torch.manual_seed(5)
-        loss, metrics = agent.actor_loss(data)
+        out = agent.actor_loss(data)
     finally:
         agents_maddpg.ernie_penalty = original
-    delta = seen["out"][1]  # [n, B, D], the attack's perturbation (its search is tested in tests/test_robust.py)
+    return out, seen["out"][1]
+
+def test_actor_loss_composition_by_hand_on_two_rows():
+    """L_mu = sum_k [-mean_b Q_k(o, a with a_k = mu_k(o_k))] + lambda n h^2 mean_{k,b} ||mu_k(o_k + d) - mu_k(o_k)||^2,
+    every term computed by hand from the networks' weights and the attack's delta: a wrong sign (or a missing n or
+    h^2) of the ERNIE term fails."""
+    weight, scale, rows = 0.7, 0.5, 2
+    agent = make(dataclasses.replace(TINY, ernie_weight=weight, ernie_action_scale=scale, ernie_radius=1.0))
+    data = batch(rows=rows)
+    torch.manual_seed(5)
+    (loss, metrics), delta = actor_loss_with_delta(agent, data)
+    # delta [n, B, D]: the attack's perturbation (its search is tested in tests/test_robust.py)
     assert delta.abs().sum() > 0
     q_term, distance = 0.0, 0.0
     for b in range(rows):
@@ -364,19 +371,7 @@ def test_penalty_moves_only_the_real_features_of_padded_observations(gaussian):
     obs = torch.randn(32, 2, width, generator=g)
     obs[:, 0, dims[0] :] = 0.0  # the padding
     data = {"obs": obs, "action": torch.rand(32, 2, agent.action_dim, generator=g) * 2 - 1}
-    seen = {}
-    original = agents_maddpg.ernie_penalty
-
-    def spy(*args, **kwargs):
-        seen["out"] = original(*args, **kwargs)
-        return seen["out"]
-
-    agents_maddpg.ernie_penalty = spy
-    try:
-        agent.actor_loss(data)
-    finally:
-        agents_maddpg.ernie_penalty = original
-    delta = seen["out"][1]  # [n, B, D]
+    _, delta = actor_loss_with_delta(agent, data)
     assert torch.equal(delta[0, :, dims[0] :], torch.zeros_like(delta[0, :, dims[0] :]))  # fails without the mask
     assert delta[0, :, : dims[0]].abs().min() > 0 and delta[1].abs().min() > 0
     if not gaussian:  # the PGD ends on the sphere of its real features
@@ -397,19 +392,7 @@ def test_spread_ball_is_measured_once_scales_delta_and_is_checkpointed():
     assert torch.all(spread[:, 3] == 0) and torch.all(spread[:, 1] > 5 * spread[:, 0])
     agent.update(batch(rows=64, seed=7), step=1)
     assert torch.equal(agent.obs_spread, spread)  # measured once
-    seen = {}
-    original = agents_maddpg.ernie_penalty
-
-    def spy(*args, **kwargs):
-        seen["out"] = original(*args, **kwargs)
-        return seen["out"]
-
-    agents_maddpg.ernie_penalty = spy
-    try:
-        agent.actor_loss(first)
-    finally:
-        agents_maddpg.ernie_penalty = original
-    delta = seen["out"][1]  # [n, B, D]
+    _, delta = actor_loss_with_delta(agent, first)
     assert torch.all(delta[..., 3] == 0)
     u = (delta / spread[:, None].clamp_min(1e-12))[..., :3].norm(dim=-1)  # the ball is in spread units
     assert u.max() <= 0.4 + 1e-5 and u.median() > 0.4 - 1e-4  # (rows on a dead ReLU stay at their start)
