@@ -39,7 +39,10 @@ ARMS = ("qcombo", "ernie-qcombo")
 RUNS = ROOT / "runs" / "traffic_robustness"
 RESULT = ROOT / "benchmarks" / "results" / "traffic_robustness.json"
 FIGURES = ROOT / "docs" / "figures"
+FIGURE_NAME = "qcombo"  # docs/figures/traffic_<name>_{curves,robustness}.png
 EPISODE = 3000  # steps per training episode (the presets')
+METRICS = ("reward_per_step", "mean_queue", "mean_delay", "mean_wait", "vehicles_passed_per_hour")
+NOISE_GROUP = "obs_noise"
 
 
 def run_dir(arm: str, seed: int) -> Path:
@@ -80,7 +83,11 @@ def score_one(path: Path, episodes: int, steps: int, skip: int) -> dict:
 
     out = path / "eval" / "traffic.json"
     if out.is_file():
-        return json.loads(out.read_text())
+        report = json.loads(out.read_text())
+        scored = [c for c in report["conditions"] if "skipped" not in c]
+        if all(METRICS[-1] in c for c in scored):
+            return report
+        print(f"rescoring {path}: its report predates {METRICS[-1]}", flush=True)
     run = load_run(path)
     results = evaluate_traffic(run.config, run.agent, episodes=episodes, seed=12345, steps=steps, skip=skip)
     report = {"step": run.step, "episodes": episodes, "steps": steps, "skip": skip, "conditions": results}
@@ -133,9 +140,7 @@ def summarize(seeds: list[int]) -> dict:
             for c in report["conditions"]:
                 if "skipped" in c:
                     continue
-                rows.setdefault((c["group"], c["label"]), []).append(
-                    {k: c[k] for k in ("reward_per_step", "mean_queue", "mean_delay", "mean_wait")}
-                )
+                rows.setdefault((c["group"], c["label"]), []).append({k: c[k] for k in METRICS if k in c})
         summary["arms"][arm] = {
             "seeds": sorted(reports),
             "conditions": [
@@ -144,7 +149,8 @@ def summarize(seeds: list[int]) -> dict:
                     "label": label,
                     **{
                         f"{k}_{stat}": float(fn([v[k] for v in vals]))
-                        for k in ("reward_per_step", "mean_queue", "mean_delay", "mean_wait")
+                        for k in METRICS
+                        if all(k in v for v in vals)
                         for stat, fn in (("mean", np.mean), ("std", np.std))
                     },
                     "per_seed_reward_per_step": [v["reward_per_step"] for v in vals],
@@ -159,7 +165,7 @@ def summarize(seeds: list[int]) -> dict:
     ax.legend(fontsize=7)
     fig.tight_layout()
     FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / "traffic_qcombo_curves.png", dpi=100)
+    fig.savefig(FIGURES / f"traffic_{FIGURE_NAME}_curves.png", dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -183,9 +189,10 @@ def summarize(seeds: list[int]) -> dict:
     ax.set_ylabel("global reward per step")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(FIGURES / "traffic_qcombo_robustness.png", dpi=100)
+    fig.savefig(FIGURES / f"traffic_{FIGURE_NAME}_robustness.png", dpi=100)
     plt.close(fig)
 
+    summary["noise_degradation"] = noise_degradation(summary)
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(summary, indent=2) + "\n")
     print("| condition | " + " | ".join(f"{a} reward/step | {a} queue" for a in ARMS) + " |")
@@ -201,7 +208,49 @@ def summarize(seeds: list[int]) -> dict:
                 else ["-", "-"]
             )
         print(f"| {key[0]} {key[1]} | " + " | ".join(cells) + " |")
+    print("\nReward per step lost to observation noise (clean minus noisy, per seed; mean ± std):")
+    for label, row in summary["noise_degradation"].items():
+        arms = "; ".join(
+            f"{a} {v['mean']:.1f} ± {v['std']:.1f} {[round(x, 1) for x in v['per_seed']]}"
+            for a, v in row["arms"].items()
+        )
+        diff = row.get("ernie_minus_qcombo")
+        tail = f"; ERNIE - QCOMBO {diff['mean']:.1f} ± {diff['ci95']:.1f} (95 % t, paired by seed)" if diff else ""
+        print(f"- {label}: {arms}{tail}")
     return summary
+
+
+def noise_degradation(summary: dict) -> dict:
+    """Per noise level: each arm's reward per step lost against its own clean score, per seed (clean - noisy; > 0 is
+    a loss), its mean and std (ddof 0), and ERNIE-QCOMBO minus QCOMBO paired by seed with a 95 % t half-width."""
+    from scipy import stats
+
+    out: dict = {}
+    per_arm = {}
+    for arm, data in summary["arms"].items():
+        by_label = {(c["group"], c["label"]): c["per_seed_reward_per_step"] for c in data["conditions"]}
+        clean = by_label.get(("clean", "clean"))
+        if clean is None:
+            continue
+        per_arm[arm] = {
+            label: [c - n for c, n in zip(clean, noisy)]
+            for (group, label), noisy in by_label.items()
+            if group == NOISE_GROUP
+        }
+    for label in dict.fromkeys(label for losses in per_arm.values() for label in losses):
+        row = {"arms": {}}
+        for arm, losses in per_arm.items():
+            if label in losses:
+                values = losses[label]
+                row["arms"][arm] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values}
+        if all(arm in row["arms"] for arm in ARMS):
+            a, b = (row["arms"][arm]["per_seed"] for arm in reversed(ARMS))
+            n = min(len(a), len(b))
+            diff = np.array(a[:n]) - np.array(b[:n])
+            half = float(stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+            row["ernie_minus_qcombo"] = {"mean": float(diff.mean()), "ci95": half, "n": n}
+        out[label] = row
+    return out
 
 
 def main() -> None:
@@ -214,9 +263,17 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=200, help="unscored first steps")
     parser.add_argument("--runs", type=Path, default=RUNS, help="folder of the runs")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings of the training runs")
+    parser.add_argument(
+        "--name", default=None,
+        help="name of the outputs: benchmarks/results/traffic_<name>.json, docs/figures/traffic_<name>_*.png "
+        "(default: traffic_robustness.json and traffic_qcombo_*.png)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
     globals()["RUNS"] = args.runs
+    if args.name:
+        globals()["RESULT"] = RESULT.with_name(f"traffic_{args.name}.json")
+        globals()["FIGURE_NAME"] = args.name
     if args.command == "run":
         for seed in args.seeds:
             for arm in args.arms:

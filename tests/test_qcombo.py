@@ -286,6 +286,7 @@ def test_traffic_conditions_play_and_the_3x3_transfer_needs_no_light_id():
         wrappers=[{"name": "malicious_lights", "p": 0.5}],
     )  # fmt: skip
     assert set(stats) >= {"reward_per_step", "mean_queue", "mean_delay", "mean_wait", "reward_per_step_std"}
+    assert stats["vehicles_passed_per_hour"] >= 0
     without_id = Qcombo(*spec, dataclasses.replace(SMALL, light_id=False))
     assert transfer_blocker(without_id) is None
     stats = play_traffic(config, without_id, episodes=1, seed=0, steps=3, skip=0, options={"rows": 3, "cols": 3})

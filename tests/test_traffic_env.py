@@ -155,6 +155,7 @@ def test_one_car_observation_and_reward_by_hand():
             # -0.5 queue - 0.5 wait - 0.5 delay + passed (0) - 0.25 emergency (0: it brakes gently) - switched (0)
             expected = -0.5 * queue.sum() - 0.5 * wait.sum() - 0.5 * delay.sum()
             assert reward == pytest.approx(float(expected), abs=1e-5)
+            assert out.info["vehicles_passed"].tolist() == [[0.0]]
             if wait[WEST] > 0:
                 assert queue[WEST] == 1 and delay[WEST] == 1.0  # standing: queued, delay 1 - 0 / 35
                 assert reward == pytest.approx(-1.0 - 0.5 * float(wait[WEST]), abs=1e-5)
@@ -176,6 +177,9 @@ def test_one_car_observation_and_reward_by_hand():
         # The car crossed in this step: nothing on the approaches, one vehicle passed.
         assert not out.obs[0, 0, :16].any() and out.obs[0, 0, 16] == 1 and out.obs[0, 0, 17] == 1
         assert float(out.reward[0]) == 1.0
+        assert out.info["vehicles_passed"].tolist() == [[1.0]]
+        out = env.step(keep(env))  # counted once: it is gone from the approaches
+        assert out.info["vehicles_passed"].tolist() == [[0.0]]
     finally:
         env.close()
 

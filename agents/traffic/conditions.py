@@ -4,7 +4,9 @@ Each condition plays ``--traffic-steps`` one-second steps (after ``--traffic-ski
 grid fills from empty) of the greedy policy on ``--episodes`` fresh simulations and reports, per step and over
 the scored steps: the global reward, the mean queue (vehicles standing on an incoming edge), the mean delay
 (``1 - mean speed / speed limit`` of an incoming edge) and the mean waiting time, read from the env's
-observations in raw units. Conditions (docs/algorithms/traffic.md):
+observations in raw units, and the vehicles passed per hour: vehicles crossing a light (leaving one of its
+incoming edges, the env's ``info["vehicles_passed"]``), summed over the lights (a vehicle that crosses two
+lights counts twice) and scaled from one-second steps to an hour. Conditions (docs/algorithms/traffic.md):
 
 * ``clean``: the training env;
 * ``obs_noise``: i.i.d. Gaussian noise of std sigma on each light's 18 measured inputs (observation units: the
@@ -37,6 +39,7 @@ SKEWED_INFLOWS = {
 SPEEDS = (25.0, 15.0)
 MALICIOUS = (0.03, 0.05, 0.1)
 NOISE = (0.05, 0.1, 0.2)
+SECONDS_PER_HOUR = 3600  # the env steps one simulated second
 
 
 def raw_scale(env: Any) -> torch.Tensor:
@@ -61,7 +64,8 @@ def play_traffic(
 ) -> dict[str, float]:
     """Greedy policy on ``episodes`` fresh simulations of ``config``'s env with ``options`` changed and
     ``wrappers`` added; means over the steps after ``skip``: reward per step (global), queue and waiting time per
-    incoming edge, delay per incoming edge; with their std over the simulations."""
+    incoming edge, delay per incoming edge, vehicles passed per hour (all lights); with their std over the
+    simulations."""
     from envs import make_vec_env
 
     env = make_vec_env(
@@ -73,7 +77,7 @@ def play_traffic(
         scale = raw_scale(env)
         generator = torch.Generator().manual_seed(seed + 31)
         obs = env.reset(seed=seed)
-        sums = {key: torch.zeros(episodes) for key in ("reward", "queue", "wait", "delay")}
+        sums = {key: torch.zeros(episodes) for key in ("reward", "queue", "wait", "delay", "passed")}
         for t in range(skip + steps):
             seen = obs
             if noise > 0:
@@ -90,10 +94,12 @@ def play_traffic(
             sums["queue"] += raw[..., 0:4].mean((-1, -2))
             sums["wait"] += raw[..., 4:8].mean((-1, -2))
             sums["delay"] += raw[..., 8:12].mean((-1, -2))
+            sums["passed"] += out.info["vehicles_passed"].cpu().sum(-1)
         out = {}
+        names = {"reward": "reward_per_step", "passed": "vehicles_passed_per_hour"}
         for key, total in sums.items():
-            per_sim = total / steps  # [episodes]
-            name = "reward_per_step" if key == "reward" else f"mean_{key}"
+            per_sim = total / steps * (SECONDS_PER_HOUR if key == "passed" else 1)  # [episodes]
+            name = names.get(key, f"mean_{key}")
             out[name] = float(per_sim.mean())
             out[f"{name}_std"] = float(per_sim.std()) if episodes > 1 else 0.0
         return out
@@ -154,8 +160,9 @@ def evaluate_traffic(config: Any, agent: Any, *, episodes: int, seed: int, steps
 
 def summary_cells(r: dict) -> list[str]:
     if "skipped" in r:
-        return ["skipped"] * 4
-    return [f"{r['reward_per_step']:.2f}", f"{r['mean_queue']:.2f}", f"{r['mean_delay']:.3f}", f"{r['mean_wait']:.2f}"]
+        return ["skipped"] * 5
+    cells = [f"{r['reward_per_step']:.2f}", f"{r['mean_queue']:.2f}", f"{r['mean_delay']:.3f}", f"{r['mean_wait']:.2f}"]
+    return [*cells, f"{r['vehicles_passed_per_hour']:.0f}"]
 
 
 class TrafficConditions:
@@ -194,7 +201,7 @@ class TrafficConditions:
         )
         rows = [[r["group"], r["label"], *summary_cells(r)] for r in results]
         print()
-        print(table("traffic:", ["group", "condition", "reward/step", "queue", "delay", "wait"], rows))
+        print(table("traffic:", ["group", "condition", "reward/step", "queue", "delay", "wait", "passed/h"], rows))
         context.out_dir.mkdir(parents=True, exist_ok=True)
         plot = traffic_plot(results, context.out_dir / "traffic.png", f"{run.config.algo}: traffic shifts")
         return {"conditions": results, "plot": plot, "steps": self.steps, "skip": self.skip}

@@ -17,6 +17,8 @@ Shapes for N simulations and L = rows * cols lights:
   with ``reward="agent"`` the per-light rewards ``[N, L]``; ``info["agent_reward"] [N, L]`` always holds them;
 * ``action [N, L]`` int64 in {0, 1}; ``info["avail_actions"] [N, L, 2]`` all True (a switch the light cannot make
   yet is a no-op, as in the authors' env); ``info["alive"]`` all True;
+* ``info["vehicles_passed"] [N, L]``: vehicles that left each light's incoming edges in this step (the reward's
+  ``passed`` term; summed over lights and steps it is the grid's throughput);
 * ``terminated`` never; ``truncated`` at ``episode_limit`` (default 3000 one-second steps: the authors' training
   episode). A finished simulation restarts in the same step as a fresh SUMO run (new ``--seed``).
 
@@ -221,24 +223,26 @@ class TrafficGrid:
         actions = state["actions"].cpu().numpy()
         rows = list(range(self.num_envs))
         args = [[*self.sumo_args, "--seed", str(int(s))] for s in seeds]
-        obs, st, _ = self._pack(self._run(self._backend.reset, rows, args))
+        obs, st, _, _ = self._pack(self._run(self._backend.reset, rows, args))
         for a in actions:
-            obs, st, _ = self._pack(self._run(self._backend.step, a.astype(np.int64)))
+            obs, st, _, _ = self._pack(self._run(self._backend.step, a.astype(np.int64)))
         self._seeds[:] = seeds
         self._steps[:] = state["steps"].cpu().numpy()
         self._history = list(actions)
         self._obs, self._state = obs, st
 
-    def _pack(self, results: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Worker results -> obs ``[n, L, D]``, state ``[n, S]``, per-light rewards ``[n, L]`` (numpy)."""
+    def _pack(self, results: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Worker results -> obs ``[n, L, D]``, state ``[n, S]``, per-light rewards and vehicles passed ``[n, L]``
+        (numpy)."""
         features = np.stack([r[0] for r in results]) / self._feature_scale  # [n, L, 17]
         since = np.stack([r[1] for r in results]) / self._time_scale  # [n, L]
         reward = np.stack([r[2] for r in results])  # [n, L]
+        passed = np.stack([r[3] for r in results])  # [n, L]
         n = len(results)
         one_hot = np.broadcast_to(self._one_hot, (n, self.n_agents, self.n_agents))
         obs = np.concatenate([features, since[..., None], one_hot], -1)
         state = np.concatenate([features.reshape(n, -1), since], -1)
-        return obs.astype(np.float32), state.astype(np.float32), reward.astype(np.float32)
+        return obs.astype(np.float32), state.astype(np.float32), reward.astype(np.float32), passed.astype(np.float32)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
@@ -254,7 +258,7 @@ class TrafficGrid:
         if seed is not None:
             self.generator.manual_seed(int(seed))
         rows = list(range(self.num_envs))
-        obs, state, _ = self._pack(self._run(self._backend.reset, rows, self._episode_args(rows)))
+        obs, state, _, _ = self._pack(self._run(self._backend.reset, rows, self._episode_args(rows)))
         self._obs, self._state = obs, state
         self._steps[:] = 0
         self._history = []
@@ -274,7 +278,7 @@ class TrafficGrid:
         if self._backend is None:
             raise _error("traffic env: the env is closed")
         actions = action.detach().to("cpu", torch.int64).reshape(self.num_envs, self.n_agents).numpy()
-        final_obs, final_state, light_reward = self._pack(self._run(self._backend.step, actions))
+        final_obs, final_state, light_reward, passed = self._pack(self._run(self._backend.step, actions))
         self._history.append(actions.astype(np.int8))
         light_reward = light_reward * self.reward_scale
         self._steps += 1
@@ -284,7 +288,7 @@ class TrafficGrid:
         done_rows = np.flatnonzero(truncated).tolist()
         if done_rows:
             obs, state = final_obs.copy(), final_state.copy()
-            fresh_obs, fresh_state, _ = self._pack(
+            fresh_obs, fresh_state, _, _ = self._pack(
                 self._run(self._backend.reset, done_rows, self._episode_args(done_rows))
             )
             obs[done_rows], state[done_rows] = fresh_obs, fresh_state
@@ -299,6 +303,7 @@ class TrafficGrid:
         done = self._tensor(truncated)
         info = finalize_info(self._info(state), self._info(final_state), done)
         info["agent_reward"] = self._tensor(light_reward)
+        info["vehicles_passed"] = self._tensor(passed)
         return StepOut(
             self._tensor(obs), self._tensor(reward), self._tensor(terminated), done, self._tensor(final_obs), info
         )

@@ -44,7 +44,8 @@ class GridSimulation:
 
     ``start(args)`` / ``restart(args)`` load SUMO with ``args`` (command line without the binary); ``step(actions)``
     takes ``[lights]`` ints (1 = switch) and returns ``(features [lights, 17], since_change [lights],
-    reward [lights])`` raw (unnormalised); ``observe()`` the same for the current state with zero reward.
+    reward [lights], passed [lights])`` raw (unnormalised; ``passed``: vehicles that crossed each light in this
+    step); ``observe()`` the same for the current state with zero reward and zero passed.
     """
 
     def __init__(self, api: Any, layout: GridLayout, yellow: int, min_green: int, speed_limit: float):
@@ -76,7 +77,7 @@ class GridSimulation:
             self.shown[i] = state
 
     # ------------------------------------------------------------------ step
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         switched = np.zeros(self.n, np.float64)
         for i in range(self.n):
             green, yellow_ns, green_ew, yellow_ew = self.layout.states[i]
@@ -97,12 +98,13 @@ class GridSimulation:
         features, passed, emergency = self._measure()
         queue, wait, delay = features[:, 0:4], features[:, 4:8], features[:, 8:12]
         reward = -0.5 * queue.sum(1) - 0.5 * wait.sum(1) - 0.5 * delay.sum(1) + passed - 0.25 * emergency - switched
-        return features, self.since.astype(np.float64), reward
+        return features, self.since.astype(np.float64), reward, passed
 
-    def observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Features, times since the last change and zero rewards of the current state (no vehicle moves)."""
+    def observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Features, times since the last change, zero rewards and zero vehicles passed of the current state (no
+        vehicle moves)."""
         features, _, _ = self._measure(track=False)
-        return features, self.since.astype(np.float64), np.zeros(self.n)
+        return features, self.since.astype(np.float64), np.zeros(self.n), np.zeros(self.n)
 
     def _measure(self, track: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Features ``[lights, 17]``, vehicles passed and emergency stops ``[lights]`` of the current state."""
