@@ -309,9 +309,28 @@ def load_tokenizer(name_or_path: str | os.PathLike, *, allow_download: bool = Fa
     return tok
 
 
+# Frozen models loaded in this process, by (loader, source, device, dtype): the policy LM, the task LM and the
+# prompt agent's backbone are often the same model (SmolLM2 is all three), and each copy of a 135M-parameter
+# model costs 0.5 GB and seconds to load. Sharing is safe because every model here is frozen (``_freeze``).
+_LOADED: dict[tuple, tuple] = {}
+
+
+def clear_model_cache() -> None:
+    """Forget the models loaded so far (the next load reads them from disk again)."""
+    _LOADED.clear()
+
+
 def _load(auto_cls, expected: str, name_or_path, allow_download: bool, device, dtype):
-    """Shared body of the model loaders: resolve, check the kind from the config, load, freeze."""
+    """Shared body of the model loaders: resolve, check the kind from the config, load, freeze; a model already
+    loaded in this process for the same device and dtype is returned as it is (see :data:`_LOADED`)."""
     source = resolve_model(name_or_path)
+    key = (auto_cls.__name__, os.path.abspath(source) if os.path.isdir(source) else source, str(device), dtype)
+    if key not in _LOADED:
+        _LOADED[key] = _load_uncached(auto_cls, expected, source, allow_download, device, dtype)
+    return _LOADED[key]
+
+
+def _load_uncached(auto_cls, expected: str, source: str, allow_download: bool, device, dtype):
     config = _config(source, allow_download)
     kind = model_kind(config)
     if kind != expected:

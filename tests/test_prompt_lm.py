@@ -140,6 +140,18 @@ def test_the_name_resolves_to_the_cached_folder_and_loads(tmp_path, monkeypatch)
     assert not any(p.requires_grad for p in model.parameters()) and tokenizer.pad_token is not None
 
 
+def test_a_model_is_loaded_once_per_process_device_and_dtype(tmp_path, monkeypatch):
+    """Policy LM, task LM and the agent's backbone are often one model: the second load is the first's objects."""
+    converted_stand_in(tmp_path, monkeypatch)
+    lm_module.clear_model_cache()
+    model, tokenizer = load_causal_lm(NAME)
+    again, tokenizer_again = load_causal_lm(NAME)
+    assert again is model and tokenizer_again is tokenizer
+    assert load_causal_lm(NAME, dtype=torch.float64)[0] is not model  # another dtype is another copy
+    lm_module.clear_model_cache()
+    assert load_causal_lm(NAME)[0] is not model
+
+
 @pytest.mark.parametrize("name", ["regula-tiny-gpt2-task", "regula-tiny-gpt2"])
 def test_prefix_cached_scorer_equals_the_plain_scorer(name):
     model, tok = load_causal_lm(name)
