@@ -305,7 +305,6 @@ def test_action_scale_measures_the_penalty_in_the_env_units():
     assert get_preset("ernie/vmas-navigation").agent.ernie_action_scale == 1.0
 
 
-
 def actor_loss_with_delta(agent, data):
     """``(agent.actor_loss(data), delta)``: the loss and the perturbation ``[n, B, D]`` the ERNIE penalty used,
     read by wrapping the learner module's ``ernie_penalty`` for this one call."""
@@ -322,6 +321,7 @@ def actor_loss_with_delta(agent, data):
     finally:
         agents_maddpg.ernie_penalty = original
     return out, seen["out"][1]
+
 
 def test_actor_loss_composition_by_hand_on_two_rows():
     """L_mu = sum_k [-mean_b Q_k(o, a with a_k = mu_k(o_k))] + lambda n h^2 mean_{k,b} ||mu_k(o_k + d) - mu_k(o_k)||^2,
