@@ -1,17 +1,71 @@
 #!/usr/bin/env python
-"""Speed: regula SAC against stable-baselines3 SAC on Hopper-v5, CPU, same threads, one process.
+"""Speed: regula SAC against stable-baselines3 SAC (and SBX, its JAX port) on Hopper-v5, CPU, same threads.
 
-Both use the same hyperparameters and networks (256x256 ReLU actor and twin critics, batch 256,
+All use the same hyperparameters and networks (256x256 ReLU actor and twin critics, batch 256,
 Adam 3e-4, one gradient update per env step, one env). Each measurement is a fresh training run
-through the library's own public entry point (regula: ``agents.engine.run.train``; SB3:
+through the library's own public entry point (regula: ``agents.engine.run.train``; SB3 and SBX:
 ``SAC.learn``): ``--warmup`` random steps, ``--burn-in`` steps with updates (allocator and caches
-settle), then ``--measure`` timed steps. The two libraries alternate for ``--rounds`` rounds, and
-the reported ratio is the median of per-round ratios. A second part times the bare update step
-(updates/s on a filled buffer) of both.
+settle, JAX compiles), then ``--measure`` timed steps. The libraries alternate for ``--rounds``
+rounds (the order rotates by one each round), and the reported ratios are medians of per-round
+ratios. A second part times the bare update step (updates/s on a filled buffer) of each.
 
   python benchmarks/sac_speed.py --threads 2 --rounds 3 --out benchmarks/results/sac_speed.json
+  python benchmarks/sac_speed.py --sbx --compile --threads 2 --rounds 3 --out benchmarks/results/sac_speed_sbx.json
   python benchmarks/sac_speed.py --compiled-step --threads 1 --out benchmarks/results/sac_compiled_step.json
   python benchmarks/sac_speed.py --ci        # CI's guard: a few seconds, prints a ratio, never fails
+
+regula and SB3 run in this process (torch threads ``--threads``); ``--compile`` adds regula with
+``agent.compile=true`` as a further column.
+
+SBX (``--sbx [PYTHON]``, default ``benchmarks/.venv-sbx/bin/python``): each round also runs
+``benchmarks/sac_speed_sbx.py`` (which imports nothing from regula) in a fresh process with that
+interpreter; the timing is SB3's (a callback marks env steps warmup + burn-in and the last one). Its
+venv (ignored by git; torch first, so that SB3's torch requirement is met by the CPU wheel and pip
+downloads no CUDA build; plain ``jax`` is the CPU wheel)::
+
+    python -m venv benchmarks/.venv-sbx
+    benchmarks/.venv-sbx/bin/pip install torch==2.13.0
+    benchmarks/.venv-sbx/bin/pip install sbx-rl==0.28.0 "gymnasium[mujoco]==1.4.0" mujoco==3.17.0
+    # -> sbx-rl 0.28.0, jax/jaxlib 0.10.2 (CPU), flax 0.12.8, optax 0.2.8, stable_baselines3 2.9.2
+
+SBX's SAC settings, every one given explicitly (``sac_speed_sbx.make_sac``), with regula's / SB3's:
+``MlpPolicy``, ``net_arch`` [256, 256] for the actor and each critic, ``activation_fn`` relu,
+``n_critics`` 2, ``layer_norm`` False, ``dropout_rate`` 0 (no DroQ), ``optimizer_class`` optax.adam
+(b1 0.9, b2 0.999, eps 1e-8: torch's defaults), ``learning_rate`` 3e-4 for actor, critics
+(``qf_learning_rate`` None) and the entropy coefficient, ``batch_size`` 256, ``gamma`` 0.99, ``tau``
+0.005, ``train_freq`` 1, ``gradient_steps`` 1, ``policy_delay`` 1 (SBX's default; TD3-style delays are
+off), ``n_steps`` 1, ``ent_coef`` "auto" (learned, initial 1.0, as regula's ``initial_temperature``),
+``target_entropy`` "auto" (-|A| = -3), ``use_sde`` False, ``param_resets`` None,
+``learning_starts`` = ``--warmup``, ``buffer_size`` = the run's steps, ``device`` cpu, ``seed`` 0.
+
+SBX's threads: JAX has no documented thread-count setting, and the often-quoted
+``XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=N"`` does not size
+anything in jaxlib 0.10.2 (its second word is not an XLA flag: the process still starts one
+``tf_XLAEigen`` thread per core). The worker sets ``PJRT_NPROC=N``, which XLA's CPU client reads for
+its intra-op pool size (``xla::DefaultThreadPoolSize()``; checked: N ``tf_XLAEigen`` threads), adds
+``--xla_cpu_multi_thread_eigen=false`` when N = 1, and sets ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and
+``torch.set_num_threads`` to N (SB3's replay buffer samples through torch). JAX's other threads
+(dispatch, runtime bookkeeping) are not compute pools and are left alone. No core pinning for any
+library.
+
+What is not matched between SBX and regula (none of it changes the amount of arithmetic per step):
+
+* SBX runs in its own process with its own interpreter (same Python, torch, numpy, gymnasium and
+  MuJoCo versions); regula and SB3 share this one. Process start and JIT compilation fall outside
+  the timed window (compilation happens in the burn-in).
+* SBX's update is jitted XLA (one compiled critic step, Polyak step, actor and entropy step per
+  ``train`` call, inside a one-iteration ``fori_loop``); regula's is eager torch (or one inductor
+  graph with ``--compile``). Each SBX ``train`` call samples through SB3's torch replay buffer and
+  converts the batch to numpy, then to device arrays; regula samples its own tensor buffer.
+* Step order inside an update: SBX does critic step, Polyak step, then actor and entropy step; regula
+  does critic, actor and temperature, then Polyak. The entropy coefficient's loss uses the same actor
+  sample as the actor loss on both sides.
+* Actor head: SBX (like SB3) has separate mean and log-std layers; regula one layer of width 2|A|.
+  log-std is clipped to [-20, 2] on all three.
+* Weight initialization: flax's (lecun normal, zero bias) against torch's.
+* Bare updates: regula's reuses one fixed batch (no sampling); SB3's and SBX's sample a batch from a
+  filled replay buffer each update. SBX also reports ``train(gradient_steps=N)`` (N updates in one
+  jitted loop, batches sampled at once) as ``sbx_fused``: not what its training loop does here.
 """
 
 from __future__ import annotations
@@ -21,6 +75,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +83,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere without installing
+SBX_PYTHON = ROOT / "benchmarks" / ".venv-sbx" / "bin" / "python"
+SBX_WORKER = ROOT / "benchmarks" / "sac_speed_sbx.py"
+SBX_VENV_HINT = (
+    "python -m venv benchmarks/.venv-sbx && benchmarks/.venv-sbx/bin/pip install torch==2.13.0 && "
+    'benchmarks/.venv-sbx/bin/pip install sbx-rl==0.28.0 "gymnasium[mujoco]==1.4.0" mujoco==3.17.0'
+)
 
 
 def regula_env_steps_per_second(args, compile_: bool) -> float:
@@ -211,6 +273,18 @@ def ci_guard(seconds: float) -> None:
     )
 
 
+def sbx_run(python: str, mode: str, args) -> dict:
+    """One SBX measurement (``mode`` env or updates) in a fresh process of the SBX venv's python."""
+    cmd = [python, str(SBX_WORKER), mode, f"--threads={args.threads}", f"--warmup={args.warmup}"]
+    cmd += [f"--burn-in={args.burn_in}", f"--measure={args.measure}", f"--updates={args.updates}"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS", "PJRT_NPROC")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT))
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"SBX worker failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
 def sb3_updates_per_second(n: int) -> float:
     import gymnasium as gym
     from stable_baselines3 import SAC
@@ -239,6 +313,14 @@ def main() -> None:
     parser.add_argument("--measure", type=int, default=1500, help="timed steps with updates")
     parser.add_argument("--updates", type=int, default=500, help="timed bare updates")
     parser.add_argument("--compile", action="store_true", help="also time regula with agent.compile=true")
+    parser.add_argument(
+        "--sbx",
+        nargs="?",
+        const=str(SBX_PYTHON),
+        default=None,
+        metavar="PYTHON",
+        help="also time SBX (JAX) in a fresh process of this interpreter each round (default: %(const)s)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/sac_speed.json"))
     parser.add_argument(
         "--compiled-step", action="store_true", help="only time agent.compile's whole-step graph against eager"
@@ -262,18 +344,46 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         return
 
+    sbx_python = None
+    if args.sbx is not None:
+        sbx_python = Path(args.sbx)
+        if not sbx_python.exists():
+            raise SystemExit(f"no SBX interpreter at {sbx_python}; create the venv: {SBX_VENV_HINT}")
+        sbx_python = str(sbx_python)
+
+    measure = {
+        "regula": lambda: regula_env_steps_per_second(args, compile_=False),
+        "sb3": lambda: sb3_env_steps_per_second(args),
+    }
+    if sbx_python:
+        measure["sbx"] = lambda: sbx_run(sbx_python, "env", args)["env_steps_per_second"]
+    if args.compile:
+        measure["regula_compiled"] = lambda: regula_env_steps_per_second(args, compile_=True)
+    names = list(measure)
     rows = []
     for r in range(args.rounds):
-        ours = regula_env_steps_per_second(args, compile_=False)
-        theirs = sb3_env_steps_per_second(args)
-        row = {"round": r, "regula": ours, "sb3": theirs, "ratio": ours / theirs}
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotated each round
+        row: dict = {"round": r, "order": order, "load1_before": os.getloadavg()[0]}
+        for name in order:
+            row[name] = measure[name]()
+        row["ratio"] = row["regula"] / row["sb3"]
+        if sbx_python:
+            row["ratio_sbx"] = row["regula"] / row["sbx"]
         if args.compile:
-            row["regula_compiled"] = regula_env_steps_per_second(args, compile_=True)
-            row["ratio_compiled"] = row["regula_compiled"] / theirs
+            row["ratio_compiled"] = row["regula_compiled"] / row["sb3"]
+            if sbx_python:
+                row["ratio_compiled_sbx"] = row["regula_compiled"] / row["sbx"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     updates = {"regula": regula_updates_per_second(args.updates), "sb3": sb3_updates_per_second(args.updates)}
     updates["ratio"] = updates["regula"] / updates["sb3"]
+    sbx_info = None
+    if sbx_python:
+        sbx_info = sbx_run(sbx_python, "updates", args)
+        updates["sbx"] = sbx_info["updates_per_second"]
+        updates["sbx_fused"] = sbx_info["fused_updates_per_second"]
+        updates["sbx_compile_s"] = sbx_info["compile_s"]
+        updates["ratio_sbx"] = updates["regula"] / updates["sbx"]
     print("bare updates/s:", json.dumps(updates), flush=True)
 
     result = {
@@ -282,14 +392,27 @@ def main() -> None:
         "torch": torch.__version__,
         "args": {k: str(v) for k, v in vars(args).items()},
         "rounds": rows,
+        "median_env_steps_per_second": {name: statistics.median(r[name] for r in rows) for name in names},
         "median_env_steps_ratio": statistics.median(r["ratio"] for r in rows),
         "updates_per_second": updates,
+        "load1_end": os.getloadavg()[0],
     }
     if args.compile:
         result["median_env_steps_ratio_compiled"] = statistics.median(r["ratio_compiled"] for r in rows)
+    if sbx_python:
+        result["median_env_steps_ratio_sbx"] = statistics.median(r["ratio_sbx"] for r in rows)
+        if args.compile:
+            result["median_env_steps_ratio_compiled_sbx"] = statistics.median(r["ratio_compiled_sbx"] for r in rows)
+        result["sbx"] = {
+            k: sbx_info[k] for k in ("sbx", "jax", "backend", "torch", "python", "PJRT_NPROC", "XLA_FLAGS")
+        }
+        result["sbx"]["interpreter"] = sbx_python
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"median env-steps/s ratio regula/sb3: {result['median_env_steps_ratio']:.2f}  -> {args.out}")
+    summary = f"median env-steps/s ratio regula/sb3: {result['median_env_steps_ratio']:.2f}"
+    if sbx_python:
+        summary += f", regula/sbx: {result['median_env_steps_ratio_sbx']:.2f}"
+    print(f"{summary}  -> {args.out}")
 
 
 if __name__ == "__main__":
