@@ -422,10 +422,11 @@ class SeedStack:
 
     One :meth:`update` is K SAC updates: the objectives :meth:`SAC.target_of`,
     :meth:`SAC.critic_objective_of` and :meth:`SAC.actor_objective_of` (the same functions the
-    compiled single-seed step uses) are mapped over the seeds with ``torch.func.vmap`` of
-    ``grad_and_value``, in eager SAC's order: critic step, actor and temperature step against the
-    updated critics, Polyak. Adam is elementwise, so :meth:`SAC._adam_step` on the stacked tensors
-    (its step count broadcast per seed) is K independent Adams; all members take the same steps in
+    compiled single-seed step uses) are mapped over the seeds with ``torch.func.vmap`` and differentiated
+    by autograd through the vmapped forward (:meth:`_gradients`), in eager SAC's order: critic step,
+    actor and temperature step against the updated critics, Polyak. Adam is elementwise, so
+    :meth:`SAC._adam_step` on the stacked tensors (its step count broadcast per seed) is K independent
+    Adams; all members take the same steps in
     lockstep (one ``updates`` counter, the same ``policy_delay`` / ``target_every`` /
     ``actor_update_after_steps`` cadence). The two reparameterisation draws are made outside vmap from
     torch's generator, ``[K, B, A]`` each, in eager order (a' for the targets, then a~).
@@ -502,7 +503,7 @@ class SeedStack:
     def update(self, batches: list[dict[str, torch.Tensor]], *, step: int) -> list[dict[str, torch.Tensor]]:
         """One SAC update of every member, member k on ``batches[k]``; returns each member's metrics
         (0-dim tensors, as :meth:`SAC.update` returns them)."""
-        from torch.func import grad_and_value, vmap
+        from torch.func import vmap
 
         if len(batches) != len(self.members):
             raise ValueError(f"{len(batches)} batches for {len(self.members)} seeds")
@@ -517,25 +518,54 @@ class SeedStack:
         noise_pi = torch.randn_like(noise_next) if actor_step else None
         critic = dict(zip(self.critic_names, self.critic_params))
         actor = dict(zip(self.actor_names, [row[0] for row in self.actor_rows]))
-        target_params = dict(zip(self.critic_names, self.targets))
         with torch.no_grad():
-            target = vmap(first.target_of)(actor, target_params, self.log_temperature, batch, noise_next)
-            grads, (_, metrics) = vmap(grad_and_value(first.critic_objective_of, has_aux=True))(critic, target, batch)
-            SAC._adam_step([grads[n] for n in self.critic_names], self.critic_rows, self._group(0, 0))
-            metrics = dict(metrics)
-            if actor_step:
-                objective = grad_and_value(first.actor_objective_of, argnums=(0, 1), has_aux=True)
-                (actor_grads, temperature_grad), (_, aux) = vmap(objective)(
-                    actor, self.log_temperature, critic, batch, noise_pi
-                )
-                SAC._adam_step([actor_grads[n] for n in self.actor_names], self.actor_rows, self._group(1, 0))
-                if self.temperature_rows is not None:
-                    SAC._adam_step([temperature_grad], self.temperature_rows, self._group(1, 1))
-                metrics.update(aux)
-                metrics["train/temperature"] = self.log_temperature.exp()
-            if target_step:
+            target = vmap(first.target_of)(actor, dict(zip(self.critic_names, self.targets)), self.log_temperature,
+                                           batch, noise_next)  # fmt: skip
+        leaves = [p.detach().requires_grad_() for p in self.critic_params]
+        (grads,), metrics = self._gradients(
+            first.critic_objective_of, [leaves], lambda: (dict(zip(self.critic_names, leaves)), target, batch)
+        )
+        with torch.no_grad():
+            SAC._adam_step(grads, self.critic_rows, self._group(0, 0))
+        if actor_step:
+            actor_leaves = [row[0].detach().requires_grad_() for row in self.actor_rows]
+            learned = self.temperature_rows is not None
+            log_temperature = self.log_temperature.detach().requires_grad_(learned)
+            (actor_grads, *temperature_grad), aux = self._gradients(
+                first.actor_objective_of,
+                [actor_leaves, [log_temperature]] if learned else [actor_leaves],
+                lambda: (dict(zip(self.actor_names, actor_leaves)), log_temperature, critic, batch, noise_pi),
+            )
+            with torch.no_grad():
+                SAC._adam_step(actor_grads, self.actor_rows, self._group(1, 0))
+                if learned:
+                    SAC._adam_step(temperature_grad[0], self.temperature_rows, self._group(1, 1))
+            metrics.update(aux)
+            metrics["train/temperature"] = self.log_temperature.exp()
+        if target_step:
+            with torch.no_grad():
                 torch._foreach_lerp_(self.targets, self.critic_params, cfg.polyak)
         return [{key: value[k] for key, value in metrics.items()} for k in range(len(self.members))]
+
+    @staticmethod
+    def _gradients(objective, leaf_groups: list[list[torch.Tensor]], arguments):
+        """The per-seed gradients of ``objective`` (``(loss, aux)`` of one seed) with respect to each
+        group of stacked leaves: ``vmap`` of the objective gives every seed's loss ``[K]``, and one
+        backward of their sum gives each row its own seed's gradient (no op of the vmapped forward mixes
+        rows, so row k's gradient is dL_k/d(row k) exactly). Returns ``(grads per group, aux metrics
+        detached)``. Plain autograd through the vmapped forward: the same gradients as
+        ``vmap(grad(objective))`` and cheaper per op (functorch's grad transform wraps every op again)."""
+        from torch.func import vmap
+
+        with torch.enable_grad():
+            loss, aux = vmap(objective)(*arguments())
+            leaves = [leaf for group in leaf_groups for leaf in group]
+            flat = torch.autograd.grad(loss.sum(), leaves)
+        grads, start = [], 0
+        for group in leaf_groups:
+            grads.append(list(flat[start : start + len(group)]))
+            start += len(group)
+        return grads, {key: value.detach() for key, value in aux.items()}
 
     def _group(self, optimizer: int, group: int) -> dict:
         """Learning rate, betas and eps of a parameter group (the same for every member)."""
