@@ -452,6 +452,8 @@ class SeedStack:
                 raise ValueError(f"{self.SUPPORTED}; not agent.temperature=per-sample")
             if member.config != members[0].config:
                 raise ValueError("seed-batched members must share one agent config")
+        if len({member.updates for member in members}) > 1:
+            raise ValueError("seed-batched members must be in lockstep (the same number of updates taken)")
         self.members = members
         self.template = members[0]  # the modules functional_call runs (every member has the same shapes)
         first = self.template
