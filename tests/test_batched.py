@@ -252,3 +252,27 @@ def test_train_py_batched_sweep_writes_ordinary_trials(tmp_path):
         assert (run_dir / "checkpoints" / "step_000000300.pt").is_file()
     rerun = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0 and "2 of 2 trials done" in rerun.stdout
+
+
+def test_rerun_resumes_a_killed_batched_sweep_from_the_newest_common_step(tmp_path, capsys):
+    """A batched sweep whose seed 1 lost its last checkpoint (killed between the two saves) resumes
+    both seeds from the newest step they share and ends where the uninterrupted sweep ended."""
+    where = tmp_path / "sweep"
+    argv = ["sac", "--seeds", "0-1", "--batched", "--sweep-dir", str(where), "--no-progress", *TINY]
+    assert sweep.main(argv) == 0
+    last = {k: load_checkpoint(where / f"trials/seed{k}/checkpoints/step_000000300.pt") for k in (0, 1)}
+    (where / "trials/seed1/checkpoints/step_000000300.pt").unlink()
+    manifest = json.loads((where / "manifest.json").read_text())
+    for trial in manifest["trials"]:
+        trial["status"] = "running"
+    (where / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert sweep.main(argv) == 0
+    assert "resumes every seed from step 200" in capsys.readouterr().out
+    manifest = json.loads((where / "manifest.json").read_text())
+    assert [t["launches"][-1]["mode"] for t in manifest["trials"]] == ["batched-resume"] * 2
+    assert [t["launches"][-1]["from_step"] for t in manifest["trials"]] == [200, 200]
+    for k in (0, 1):
+        again = load_checkpoint(where / f"trials/seed{k}/checkpoints/step_000000300.pt")
+        for key in ("agent", "buffer", "collector", "torch_rng"):
+            assert same(again[key], last[k][key]), (k, key)
