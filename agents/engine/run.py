@@ -350,11 +350,11 @@ def train_batched(family: Family, configs: list[RunConfig], run_dirs: list[Path]
             stack = family.stack_seeds([s.agent for s in sessions])
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        for k, (session, run_dir, checkpointer) in enumerate(zip(sessions, run_dirs, checkpointers)):
-            open_run_dir(session, run_dir, checkpointer, progress=cfg.progress and k == 0)
-        if sessions[0].logger.bar is not None:
-            sessions[0].logger.bar.set_description(f"{len(sessions)} seeds")
         try:
+            for k, (session, run_dir, checkpointer) in enumerate(zip(sessions, run_dirs, checkpointers)):
+                open_run_dir(session, run_dir, checkpointer, progress=cfg.progress and k == 0)
+            if sessions[0].logger.bar is not None:
+                sessions[0].logger.bar.set_description(f"{len(sessions)} seeds")
             off_policy_batched(sessions, stack)
         finally:
             for session in sessions:
