@@ -13,6 +13,7 @@
 Many runs from one command (local processes, or Ray Tune with --ray / --ray-address ADDR):
 
   python train.py sac --seeds 0-4 total_steps=20000 --sweep-dir sweeps/pendulum   # rerun to resume
+  python train.py sac --seeds 0-4 --batched --sweep-dir sweeps/pendulum-b   # 5 seeds in one process (SAC)
   python train.py sac --seeds 0-2 --grid agent.actor_lr=1e-4,3e-4 --sweep-dir sweeps/lr
   python train.py dqn/cartpole --search --space 'agent.lr=loguniform(1e-5,1e-3)' \
       --space 'train.batch_size=choice(64,128)' --samples 8 --sweep-dir sweeps/search
@@ -37,7 +38,17 @@ DEFAULT_PRESET = "sac"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-SWEEP_FLAGS = ("--seeds", "--grid", "--sweep-dir", "--ray", "--ray-address", "--search", "--space", "--space-file")
+SWEEP_FLAGS = (
+    "--seeds",
+    "--grid",
+    "--sweep-dir",
+    "--ray",
+    "--ray-address",
+    "--search",
+    "--space",
+    "--space-file",
+    "--batched",
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -63,8 +74,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--seeds",
         metavar="RANGE",
-        help="run a sweep: one trial per seed (0-4 or 0,2,5); with --grid, --ray, --search and their options "
-        "(python -m agents.experiments.sweep --help lists them all)",
+        help="run a sweep: one trial per seed (0-4 or 0,2,5); with --grid, --ray, --search, --batched and their "
+        "options (python -m agents.experiments.sweep --help lists them all)",
     )
     parser.add_argument(
         "--run-dir", metavar="DIR", help="where to write the run (default: runs/<algo>_<env>_seed<k>_<time>)"

@@ -6,8 +6,9 @@ build its agent and session, its loop, its evaluation hooks); :data:`ALGORITHMS`
 to those modules. Nothing else is looked up on a module. Modules are imported on first use so that
 ``--help`` stays fast and one family's optional dependency does not break another.
 
-``run_training(config, run_dir)`` and ``load_run(run_dir)`` resolve the run's family and call the
-runner (:mod:`agents.engine.run`), which never reads the registry itself.
+``run_training(config, run_dir)``, ``run_training_batched(configs, run_dirs)`` (K seeds in one process)
+and ``load_run(run_dir)`` resolve the run's family and call the runner (:mod:`agents.engine.run`),
+which never reads the registry itself.
 """
 
 from __future__ import annotations
@@ -74,6 +75,17 @@ def run_training(config: RunConfig, run_dir, *, resume=False, logger_factory=Non
     from agents.engine.run import train
 
     return train(family_of(config.algo), config, run_dir, resume=resume, logger_factory=logger_factory)
+
+
+def run_training_batched(configs, run_dirs, *, resume=False):
+    """Train (or resume) K runs of one config that differ only in ``train.seed`` in one process, their
+    updates stacked (:func:`agents.engine.run.train_batched`; the family must offer ``stack_seeds``)."""
+    from agents.engine.run import train_batched
+
+    configs = list(configs)
+    if not configs:
+        raise ConfigError("seed-batched training needs at least one config")
+    return train_batched(family_of(configs[0].algo), configs, run_dirs, resume=resume)
 
 
 def load_run(run_dir, checkpoint=None, device: str = "cpu"):

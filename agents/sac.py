@@ -122,6 +122,7 @@ class SAC:
         self.actor_optimizer = torch.optim.Adam(groups, **adam)
         self._actor_step_inputs = [p for group in groups for p in group["params"]]
         self.updates = 0  # critic steps taken; drives the delayed cadences
+        self._in_seed_stack = False  # set by SeedStack: the tensors are views of K seeds' stacked ones
         # agent.compile: SAC's own losses compile as one whole step (:meth:`functional_update`); a
         # variant whose critic_loss reads the live parameters (ERC's regularizer) compiles its two
         # objectives, and the optimizer steps stay eager (fused Adam is one kernel per optimizer).
@@ -294,6 +295,45 @@ class SAC:
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
             param.addcdiv_(exp_avg, denom * bias_correction1 / lr, value=-1.0)
 
+    # The update's three objectives as functions of the parameters they read, passed explicitly (dicts
+    # of ``named_parameters`` names -> tensors, through ``functional_call``): the compiled single-seed
+    # step (:meth:`functional_update`) calls them with this agent's own tensors, the seed-batched
+    # step (:class:`SeedStack`) maps them over K seeds' stacked tensors with ``torch.func.vmap``.
+
+    def target_of(self, actor_params, target_params, log_temperature, batch, noise_next) -> torch.Tensor:
+        """:meth:`critic_target_value` of the given actor, target critics and log alpha: y ``[B]``."""
+        from torch.func import functional_call
+
+        next_action, next_log_prob = functional_call(self.actor, actor_params, (batch["next_obs"], noise_next))
+        next_q = functional_call(self.critic_target, target_params, (batch["next_obs"], next_action)).min(0).values
+        per_sample = self.config.temperature == "per-sample"
+        alpha = batch["temperature"] if per_sample else log_temperature.detach().exp()
+        return td_target(batch["reward"], batch["terminated"], next_q - alpha * next_log_prob, self.config.gamma)
+
+    def critic_objective_of(self, critic_params, target, batch):
+        """:meth:`critic_loss` of the given critics against ``target``: ``(loss, metrics)``."""
+        from torch.func import functional_call
+
+        q = functional_call(self.critic, critic_params, (batch["obs"], batch["action"]))
+        return self.critic_loss(q, target, batch)
+
+    def actor_objective_of(self, actor_params, log_temperature, critic_params, batch, noise_pi):
+        """L_pi (+ L_alpha when learned) of the given actor and log alpha against the given critics:
+        ``(loss, aux metrics)``; the two losses touch disjoint parameters, as in the eager step."""
+        from torch.func import functional_call
+
+        action, log_prob = functional_call(self.actor, actor_params, (batch["obs"], noise_pi))
+        q = functional_call(self.critic, critic_params, (batch["obs"], action)).min(0).values
+        per_sample = self.config.temperature == "per-sample"
+        alpha = batch["temperature"] if per_sample else log_temperature.detach().exp()
+        actor_loss = (alpha * log_prob - q).mean()
+        loss, aux = actor_loss, {"loss/actor": actor_loss, "train/entropy": -log_prob.mean()}
+        if self.config.temperature == "learned":
+            temperature_loss = -(log_temperature * (log_prob.detach() + self.target_entropy)).mean()
+            aux["loss/temperature"] = temperature_loss
+            loss = actor_loss + temperature_loss
+        return loss, aux
+
     def functional_update(
         self, batch, noise_next, noise_pi, critic_state, actor_state, actor_step: bool, target_step: bool
     ) -> dict[str, torch.Tensor]:
@@ -301,45 +341,27 @@ class SAC:
         ``torch.func.grad``), compiled by ``agent.compile``: critic loss and Adam step, actor and
         temperature loss and Adam step (``actor_step``), Polyak (``target_step``). The same math as
         :meth:`update`'s eager path, in the same order; the losses agree to float rounding."""
-        from torch.func import functional_call, grad_and_value
+        from torch.func import grad_and_value
 
-        target = self.critic_target_value(batch, noise_next)
         (critic_rows,) = critic_state
         names = [name for name, _ in self.critic.named_parameters()]
-
-        def critic_objective(params):
-            q = functional_call(self.critic, params, (batch["obs"], batch["action"]))
-            return self.critic_loss(q, target, batch)
-
         critic_params = {name: row[0] for name, row in zip(names, critic_rows)}
-        grads, (_, metrics) = grad_and_value(critic_objective, has_aux=True)(critic_params)
+        actor_names = [name for name, _ in self.actor.named_parameters()]
+        live_actor = {name: p.detach() for name, p in self.actor.named_parameters()}
+        target_params = {name: p for name, p in self.critic_target.named_parameters()}
+        log_temperature = self.log_temperature.detach()
+        target = self.target_of(live_actor, target_params, log_temperature, batch, noise_next)
+        grads, (_, metrics) = grad_and_value(self.critic_objective_of, has_aux=True)(critic_params, target, batch)
         self._adam_step([grads[name] for name in names], critic_rows, self.critic_optimizer.param_groups[0])
         metrics = dict(metrics)
         if actor_step:
-            actor_names = [name for name, _ in self.actor.named_parameters()]
-            learned = self.config.temperature == "learned"
-
-            def actor_objective(params, log_temperature):
-                action, log_prob = functional_call(self.actor, params, (batch["obs"], noise_pi))
-                q = self.critic(batch["obs"], action).min(0).values
-                per_sample = self.config.temperature == "per-sample"
-                alpha = batch["temperature"] if per_sample else log_temperature.detach().exp()
-                actor_loss = (alpha * log_prob - q).mean()
-                loss, aux = actor_loss, {"loss/actor": actor_loss, "train/entropy": -log_prob.mean()}
-                if learned:
-                    temperature_loss = -(log_temperature * (log_prob.detach() + self.target_entropy)).mean()
-                    aux["loss/temperature"] = temperature_loss
-                    loss = actor_loss + temperature_loss
-                return loss, aux
-
             actor_params = {name: row[0] for name, row in zip(actor_names, actor_state[0])}
-            log_temperature = self.log_temperature.detach()
-            (actor_grads, temperature_grad), (_, aux) = grad_and_value(actor_objective, argnums=(0, 1), has_aux=True)(
-                actor_params, log_temperature
-            )
+            (actor_grads, temperature_grad), (_, aux) = grad_and_value(
+                self.actor_objective_of, argnums=(0, 1), has_aux=True
+            )(actor_params, log_temperature, critic_params, batch, noise_pi)
             groups = self.actor_optimizer.param_groups
             self._adam_step([actor_grads[name] for name in actor_names], actor_state[0], groups[0])
-            if learned:
+            if self.config.temperature == "learned":
                 self._adam_step([temperature_grad], actor_state[1], groups[1])
             metrics.update(aux)
             metrics["train/temperature"] = self.batch_temperature(batch).mean()
@@ -350,7 +372,7 @@ class SAC:
     # ---- persistence --------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "critic_target": self.critic_target.state_dict(),
@@ -359,6 +381,8 @@ class SAC:
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "updates": self.updates,
         }
+        # a member of a SeedStack holds views of the K seeds' tensors: its own rows only
+        return _own_storage(state) if self._in_seed_stack else state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.actor.load_state_dict(state["actor"])
@@ -369,6 +393,186 @@ class SAC:
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.updates = int(state["updates"])
+
+
+def _own_storage(tree: Any) -> Any:
+    """``tree`` with every tensor that is a view into a larger storage cloned: a member of a
+    :class:`SeedStack` holds views of the K seeds' stacked tensors, and ``torch.save`` of a view writes
+    its whole storage (all K seeds); cloned, a member's checkpoint holds its own seed only."""
+    if isinstance(tree, torch.Tensor):
+        size = tree.untyped_storage().nbytes()
+        return tree.clone() if size > tree.numel() * tree.element_size() else tree
+    if isinstance(tree, dict):
+        return {key: _own_storage(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [_own_storage(value) for value in tree]
+    return tree
+
+
+class SeedStack:
+    """K ordinary :class:`SAC` agents (one per seed, same config) updated as one: seed-batched training.
+
+    The stacked tensors ``[K, ...]`` are the source of truth: every parameter, target parameter, log
+    alpha and Adam moment of member k is the view ``stacked[k]`` (``p.data = stacked[k]``; the Adam
+    state entries are replaced by views, created eagerly as :meth:`SAC._adam_state` does). So a
+    member's ``act``, evaluation, ``state_dict`` and checkpoint are those of an ordinary SAC agent, and
+    a run directory written this way resumes as an ordinary run. Build the stack after the members
+    have been restored from their checkpoints (``load_state_dict`` copies parameters in place but the
+    optimizer's replaces its state tensors; stacking then gathers whatever the members hold).
+
+    One :meth:`update` is K SAC updates: the objectives :meth:`SAC.target_of`,
+    :meth:`SAC.critic_objective_of` and :meth:`SAC.actor_objective_of` (the same functions the
+    compiled single-seed step uses) are mapped over the seeds with ``torch.func.vmap`` and differentiated
+    by autograd through the vmapped forward (:meth:`_gradients`), in eager SAC's order: critic step,
+    actor and temperature step against the updated critics, Polyak. Adam is elementwise, so
+    :meth:`SAC._adam_step` on the stacked tensors (its step count broadcast per seed) is K independent
+    Adams; all members take the same steps in
+    lockstep (one ``updates`` counter, the same ``policy_delay`` / ``target_every`` /
+    ``actor_update_after_steps`` cadence). The two reparameterisation draws are made outside vmap from
+    torch's generator, ``[K, B, A]`` each, in eager order (a' for the targets, then a~).
+
+    Only plain SAC with a scalar temperature ('learned' or 'fixed') is supported: a variant with its
+    own losses or update (ERC), or the per-sample temperature, is refused with a one-line ValueError.
+    """
+
+    SUPPORTED = "seed-batched training supports plain SAC (algo sac, agent.temperature learned or fixed)"
+
+    def __init__(self, members: list[SAC]):
+        members = list(members)
+        if not members:
+            raise ValueError("SeedStack needs at least one agent")
+        for member in members:
+            plain = isinstance(member, SAC) and all(
+                getattr(type(member), name) is getattr(SAC, name)
+                for name in ("critic_loss", "critic_objective", "actor_objective", "update", "update_critic")
+            )
+            if not plain:
+                raise ValueError(f"{self.SUPPORTED}; {type(member).__name__} is not plain SAC")
+            if member.config.temperature == "per-sample":
+                raise ValueError(f"{self.SUPPORTED}; not agent.temperature=per-sample")
+            if member.config != members[0].config:
+                raise ValueError("seed-batched members must share one agent config")
+        if len({member.updates for member in members}) > 1:
+            raise ValueError("seed-batched members must be in lockstep (the same number of updates taken)")
+        self.members = members
+        self.template = members[0]  # the modules functional_call runs (every member has the same shapes)
+        first = self.template
+        self.critic_names = [name for name, _ in first.critic.named_parameters()]
+        self.actor_names = [name for name, _ in first.actor.named_parameters()]
+        # Adam state as torch.optim.Adam creates it, then every tensor stacked and re-pointed.
+        for member in members:
+            SAC._adam_state(member.critic_optimizer)
+            SAC._adam_state(member.actor_optimizer)
+        self.critic_rows = self._stack_group([m.critic_optimizer for m in members], 0)
+        self.actor_rows = self._stack_group([m.actor_optimizer for m in members], 0)
+        learned = first.config.temperature == "learned"
+        self.temperature_rows = self._stack_group([m.actor_optimizer for m in members], 1) if learned else None
+        if learned:
+            self.log_temperature = self.temperature_rows[0][0]
+        else:  # fixed: no optimizer holds it, but the losses read it per seed
+            self.log_temperature = self._stack_tensors([m.log_temperature for m in members])
+        self.targets = [self._stack_tensors(list(ps)) for ps in zip(*[m._critic_target_params for m in members])]
+        self.critic_params = [row[0] for row in self.critic_rows]
+        for member in members:
+            member._in_seed_stack = True  # its state_dict clones the views (see _own_storage)
+
+    @staticmethod
+    def _stack_tensors(tensors: list[torch.Tensor]) -> torch.Tensor:
+        """``torch.stack`` of the members' tensors; each member's tensor now views its row."""
+        stacked = torch.stack([t.detach() for t in tensors])
+        for k, tensor in enumerate(tensors):
+            tensor.data = stacked[k]
+        return stacked
+
+    def _stack_group(self, optimizers: list[torch.optim.Adam], group: int) -> list[tuple[torch.Tensor, ...]]:
+        """Stack parameter group ``group`` of the members' optimizers and its Adam state: rows
+        ``(param, step, exp_avg, exp_avg_sq)`` of stacked tensors for :meth:`SAC._adam_step`, the step
+        count ``[K]`` viewed as ``[K, 1, ...]`` so it broadcasts over each seed's parameter."""
+        rows = []
+        params_by_member = [opt.param_groups[group]["params"] for opt in optimizers]
+        for params in zip(*params_by_member):
+            states = [opt.state[p] for opt, p in zip(optimizers, params)]
+            stacked = {}
+            for key in ("step", "exp_avg", "exp_avg_sq"):
+                stacked[key] = torch.stack([state[key] for state in states])
+                for k, state in enumerate(states):
+                    state[key] = stacked[key][k]
+            param = self._stack_tensors(list(params))
+            step = stacked["step"].view(-1, *([1] * (param.dim() - 1)))
+            rows.append((param, step, stacked["exp_avg"], stacked["exp_avg_sq"]))
+        return rows
+
+    def update(self, batches: list[dict[str, torch.Tensor]], *, step: int) -> list[dict[str, torch.Tensor]]:
+        """One SAC update of every member, member k on ``batches[k]``; returns each member's metrics
+        (0-dim tensors, as :meth:`SAC.update` returns them)."""
+        from torch.func import vmap
+
+        if len(batches) != len(self.members):
+            raise ValueError(f"{len(batches)} batches for {len(self.members)} seeds")
+        first, cfg = self.template, self.template.config
+        for member in self.members:
+            member.updates += 1
+        actor_step = first.updates % cfg.policy_delay == 0 and step >= cfg.actor_update_after_steps
+        target_step = first.updates % cfg.target_every == 0
+        batch = {key: torch.stack([b[key] for b in batches]) for key in batches[0]}  # [K, B, ...]
+        obs = batch["obs"]
+        noise_next = torch.randn(*obs.shape[:2], first.action_dim, device=obs.device, dtype=obs.dtype)
+        noise_pi = torch.randn_like(noise_next) if actor_step else None
+        critic = dict(zip(self.critic_names, self.critic_params))
+        actor = dict(zip(self.actor_names, [row[0] for row in self.actor_rows]))
+        with torch.no_grad():
+            target = vmap(first.target_of)(actor, dict(zip(self.critic_names, self.targets)), self.log_temperature,
+                                           batch, noise_next)  # fmt: skip
+        leaves = [p.detach().requires_grad_() for p in self.critic_params]
+        (grads,), metrics = self._gradients(
+            first.critic_objective_of, [leaves], lambda: (dict(zip(self.critic_names, leaves)), target, batch)
+        )
+        with torch.no_grad():
+            SAC._adam_step(grads, self.critic_rows, self._group(0, 0))
+        if actor_step:
+            actor_leaves = [row[0].detach().requires_grad_() for row in self.actor_rows]
+            learned = self.temperature_rows is not None
+            log_temperature = self.log_temperature.detach().requires_grad_(learned)
+            (actor_grads, *temperature_grad), aux = self._gradients(
+                first.actor_objective_of,
+                [actor_leaves, [log_temperature]] if learned else [actor_leaves],
+                lambda: (dict(zip(self.actor_names, actor_leaves)), log_temperature, critic, batch, noise_pi),
+            )
+            with torch.no_grad():
+                SAC._adam_step(actor_grads, self.actor_rows, self._group(1, 0))
+                if learned:
+                    SAC._adam_step(temperature_grad[0], self.temperature_rows, self._group(1, 1))
+            metrics.update(aux)
+            metrics["train/temperature"] = self.log_temperature.exp()
+        if target_step:
+            with torch.no_grad():
+                torch._foreach_lerp_(self.targets, self.critic_params, cfg.polyak)
+        return [{key: value[k] for key, value in metrics.items()} for k in range(len(self.members))]
+
+    @staticmethod
+    def _gradients(objective, leaf_groups: list[list[torch.Tensor]], arguments):
+        """The per-seed gradients of ``objective`` (``(loss, aux)`` of one seed) with respect to each
+        group of stacked leaves: ``vmap`` of the objective gives every seed's loss ``[K]``, and one
+        backward of their sum gives each row its own seed's gradient (no op of the vmapped forward mixes
+        rows, so row k's gradient is dL_k/d(row k) exactly). Returns ``(grads per group, aux metrics
+        detached)``. Plain autograd through the vmapped forward: the same gradients as
+        ``vmap(grad(objective))`` and cheaper per op (functorch's grad transform wraps every op again)."""
+        from torch.func import vmap
+
+        with torch.enable_grad():
+            loss, aux = vmap(objective)(*arguments())
+            leaves = [leaf for group in leaf_groups for leaf in group]
+            flat = torch.autograd.grad(loss.sum(), leaves)
+        grads, start = [], 0
+        for group in leaf_groups:
+            grads.append(list(flat[start : start + len(group)]))
+            start += len(group)
+        return grads, {key: value.detach() for key, value in aux.items()}
+
+    def _group(self, optimizer: int, group: int) -> dict:
+        """Learning rate, betas and eps of a parameter group (the same for every member)."""
+        opt = (self.template.critic_optimizer, self.template.actor_optimizer)[optimizer]
+        return opt.param_groups[group]
 
 
 def _mujoco(env_id: str, **train: Any) -> RunConfig:
@@ -402,6 +606,6 @@ def build(config: RunConfig, obs_spec, action_spec, device) -> SAC:
     return SAC(obs_spec, action_spec, config.agent, device)
 
 
-FAMILY = Family(presets=PRESETS, build_agent=build)
+FAMILY = Family(presets=PRESETS, build_agent=build, stack_seeds=SeedStack)
 
-__all__ = ["FAMILY", "SAC", "SACConfig", "PRESETS", "build"]
+__all__ = ["FAMILY", "SAC", "SACConfig", "PRESETS", "SeedStack", "build"]

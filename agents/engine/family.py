@@ -46,6 +46,10 @@ class Family:
     - ``conditions``: evaluation condition classes of ``evaluate.py`` that only this family offers
       (QARL's force adversaries, the prompt report); the generic ones live in ``agents.robustness``.
     - ``multi_agent``: runs act for several agents (observations ``[N, agents, D]``).
+    - ``stack_seeds(agents)``: seed-batched training (``train.py --seeds 0-4 --batched``): one learner
+      over K ``build_agent`` agents of the same config (one per seed) whose ``update(batches, step=)``
+      updates all K at once, member k on ``batches[k]``, and returns each member's metrics; the members
+      stay ordinary agents (act, evaluate, checkpoint). None: the family cannot train seed-batched.
     - ``check(config)``: rules that span sections (QARL: the adversary's temperature follows the
       algorithm); the runner calls it before it builds anything.
     """
@@ -59,3 +63,4 @@ class Family:
     conditions: tuple[type, ...] = field(default_factory=tuple)
     multi_agent: bool = False
     check: Callable[[RunConfig], None] | None = None  # rules across sections; raises ConfigError
+    stack_seeds: Callable[[list[Any]], Any] | None = None  # K seeds' agents -> one lockstep learner

@@ -13,8 +13,9 @@ The parts every loop shares:
 * :class:`Session` - named components (``agent``, ``buffer``, ``collector``, and for two-player runs
   ``adversary``, ``adversary_buffer``, ``teacher`` ...) that checkpoints walk by name.
 
-:func:`off_policy` is the one-learner loop composed from them; a family with a new data flow (QARL's
-alternating phases) writes a short loop from the same parts.
+:func:`off_policy` is the one-learner loop composed from them (its per-run state and the two halves
+of an iteration are :class:`OffPolicyRun`, which the seed-batched loop reuses); a family with a new
+data flow (QARL's alternating phases) writes a short loop from the same parts.
 
 Prioritized replay (Schaul, Quan, Antonoglou, Silver, "Prioritized Experience Replay", ICLR 2016,
 arXiv:1511.05952) is a loop setting, ``train.prioritized`` (None: uniform replay, exactly as without
@@ -384,26 +385,53 @@ def resolve_update_after(session: Session, update_after_steps: int) -> int:
     return update_after_steps
 
 
+class OffPolicyRun:
+    """The per-run state of :func:`off_policy` and its two halves of an iteration, so that a loop over
+    several runs in lockstep (:mod:`agents.engine.batched`) composes the same parts.
+
+    :meth:`collect` is one collector step into the run's buffer and returns the updates now due
+    (none during the warm-up); :meth:`report` ends the iteration (:func:`report` with this run's
+    metrics and checkpointed counters).
+    """
+
+    def __init__(self, session: Session):
+        cfg: OffPolicyConfig = session.config.train
+        self.session = session
+        self.metrics = MetricAccumulator()
+        extra = session.extra_state or {}
+        self.credit = UpdateCredit(cfg.updates_per_step, extra.get("update_credit", 0.0))
+        self.update_after = resolve_update_after(session, cfg.update_after_steps)
+        self.loop_state = {"update_after_steps": self.update_after, **resolve_beta(session)}
+        self.cadence = Cadence.of(cfg, session.step)
+
+    @property
+    def done(self) -> bool:
+        return self.session.step >= self.session.config.train.total_steps
+
+    def collect(self) -> int:
+        """Collect with N envs (random actions during the warm-up), insert; the updates now due."""
+        session = self.session
+        warm = session.step < self.update_after
+        session.buffer.extend(session.collector.step(session.step, random=warm))
+        num_envs = session.env.num_envs
+        session.step += num_envs
+        return 0 if warm else self.credit.take(num_envs)
+
+    def report(self) -> None:
+        collector = self.session.collector
+        report(
+            self.session,
+            self.cadence,
+            lambda: {**self.metrics.means(), **collector.stats.summary()},
+            lambda: {"update_credit": self.credit.credit, **self.loop_state},
+        )
+
+
 def off_policy(session: Session) -> None:
     """Collect with N envs, insert, update ``updates_per_step`` times per transition after warm-up."""
     cfg: OffPolicyConfig = session.config.train
-    collector, buffer, agent = session.collector, session.buffer, session.agent
-    num_envs = session.env.num_envs
-    metrics = MetricAccumulator()
-    extra = session.extra_state or {}
-    credit = UpdateCredit(cfg.updates_per_step, extra.get("update_credit", 0.0))
-    update_after = resolve_update_after(session, cfg.update_after_steps)
-    loop_state = {"update_after_steps": update_after, **resolve_beta(session)}
-    cadence = Cadence.of(cfg, session.step)
-    while session.step < cfg.total_steps:
-        warm = session.step < update_after
-        buffer.extend(collector.step(session.step, random=warm))
-        session.step += num_envs
-        if not warm:
-            train_learner(agent, buffer, credit.take(num_envs), cfg.batch_size, session.step, metrics)
-        report(
-            session,
-            cadence,
-            lambda: {**metrics.means(), **collector.stats.summary()},
-            lambda: {"update_credit": credit.credit, **loop_state},
-        )
+    run = OffPolicyRun(session)
+    while not run.done:
+        updates = run.collect()
+        train_learner(session.agent, session.buffer, updates, cfg.batch_size, session.step, run.metrics)
+        run.report()

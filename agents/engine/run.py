@@ -12,7 +12,7 @@ import json
 import random
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +212,49 @@ def make_transition_buffer(cfg, fields: dict, device, seed_offset: int = 0) -> T
     )
 
 
+def resume_checkpoint(checkpointer: Checkpointer, resume: bool | Path, device) -> tuple[Path | None, dict | None]:
+    """``(path, data)`` of the checkpoint a run resumes from, ``(None, None)`` for a fresh start.
+    ``resume``: False, True (the newest usable checkpoint) or a path (that file, which must load)."""
+    if not resume:
+        return None, None
+    chosen = Path(resume) if isinstance(resume, (str, Path)) else None
+    return checkpointer.load(chosen, map_location=device)
+
+
+def open_session(family: Family, config: RunConfig, device, checkpoint: dict | None = None, checkpoint_path=None):
+    """Seed every generator with ``train.seed``, build the family's session and restore ``checkpoint``
+    into it (CheckpointError naming ``checkpoint_path`` when it does not fit; the session is closed)."""
+    seed_everything(config.train.seed)
+    session = (family.build_session or off_policy_session(family))(config, device)
+    if checkpoint is not None:
+        try:
+            restore_session(session, checkpoint)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+            close_session(session)
+            reason = error_reason(e)
+            raise CheckpointError(f"{checkpoint_path}: does not match this run's config ({reason})") from None
+    return session
+
+
+def open_run_dir(session: Session, run_dir: Path, checkpointer: Checkpointer, logger_factory=None, progress=None):
+    """Write ``run_dir`` (config.json) and give the session its checkpointer and logger (a
+    :class:`Logger` from ``session.step``, with a progress bar when ``progress``, default
+    ``train.progress``). Called once the session is built and restored: nothing changes before."""
+    cfg = session.config.train
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(session.config, run_dir)
+    session.checkpointer = checkpointer
+    progress = cfg.progress if progress is None else progress
+    make_logger = logger_factory or (lambda: Logger(run_dir, cfg.total_steps, session.step, progress=progress))
+    session.logger = make_logger()
+
+
+def close_session(session: Session) -> None:
+    session.env.close()
+    if session.close is not None:
+        session.close()
+
+
 def train(
     family: Family, config: RunConfig, run_dir: Path, *, resume: bool | Path = False, logger_factory=None
 ) -> Path:
@@ -228,25 +271,12 @@ def train(
     torch.set_num_threads(resolve_threads(cfg.threads))
     run_dir = Path(run_dir)
     checkpointer = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
-    checkpoint, checkpoint_path = None, None
-    if resume:  # True: the newest usable checkpoint; a path: that file (train.py --resume RUN/checkpoints/F)
-        chosen = Path(resume) if isinstance(resume, (str, Path)) else None
-        checkpoint_path, checkpoint = checkpointer.load(chosen, map_location=device)
-    seed_everything(cfg.seed)
-    session = (family.build_session or off_policy_session(family))(config, device)
+    # resume True: the newest usable checkpoint; a path: that file (train.py --resume RUN/checkpoints/F)
+    checkpoint_path, checkpoint = resume_checkpoint(checkpointer, resume, device)
+    session = open_session(family, config, device, checkpoint, checkpoint_path)
     try:
-        if checkpoint is not None:
-            try:
-                restore_session(session, checkpoint)
-            except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
-                reason = error_reason(e)
-                raise CheckpointError(f"{checkpoint_path}: does not match this run's config ({reason})") from None
         # Built and checked: only now does the run directory change.
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(config, run_dir)
-        session.checkpointer = checkpointer
-        make_logger = logger_factory or (lambda: Logger(run_dir, cfg.total_steps, session.step, progress=cfg.progress))
-        session.logger = make_logger()
+        open_run_dir(session, run_dir, checkpointer, logger_factory)
         try:
             (family.loop or off_policy)(session)
             if session.finish is not None:
@@ -254,10 +284,86 @@ def train(
         finally:
             session.logger.close()
     finally:
-        session.env.close()
-        if session.close is not None:
-            session.close()
+        close_session(session)
     return run_dir
+
+
+def check_batchable(family: Family, configs: list[RunConfig]) -> None:
+    """ConfigError (one line) unless ``configs`` can train seed-batched: a family with a seed-stacked
+    update and the default off-policy session and loop, uniform replay, and configs that differ only
+    in ``train.seed`` (each seed once)."""
+    algo = configs[0].algo
+    if family.stack_seeds is None or family.loop is not None or family.build_session is not None:
+        raise ConfigError(
+            f"algo {algo} has no seed-batched update; --batched supports plain SAC (algo sac, "
+            "agent.temperature learned or fixed)"
+        )
+    base = configs[0]
+    if getattr(base.train, "prioritized", None) is not None:
+        raise ConfigError("--batched does not support train.prioritized (seed-batched runs use uniform replay)")
+    seeds = [c.train.seed for c in configs]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seed-batched runs need distinct seeds, got {seeds}")
+
+    def without_seed(config: RunConfig) -> RunConfig:
+        return replace(config, train=replace(config.train, seed=0))
+
+    for config in configs[1:]:
+        if without_seed(config) != without_seed(base):
+            raise ConfigError("seed-batched runs must differ only in train.seed (one config, K seeds)")
+
+
+def train_batched(family: Family, configs: list[RunConfig], run_dirs: list[Path], *, resume=False) -> list[Path]:
+    """Train (or resume) K runs of one config that differ only in ``train.seed``, in one process, their
+    updates stacked (``family.stack_seeds``; :mod:`agents.engine.batched`). Returns the run directories.
+
+    Each run is built as :func:`train` builds one (its own env, buffer, collector, evaluator, logger,
+    checkpointer, seeded with its own seed) and writes an ordinary run directory: ``evaluate.py`` and
+    ``train.py --resume`` read it like any other. ``resume``: False, True (each run's newest usable
+    checkpoint) or a list of K checkpoint paths; all K must then be at one step (CheckpointError).
+    One progress bar for the batch: the first run's (the runs are in lockstep).
+    """
+    from agents.engine.batched import off_policy_batched
+
+    configs, run_dirs = list(configs), [Path(d) for d in run_dirs]
+    if not configs or len(configs) != len(run_dirs):
+        raise ConfigError(f"seed-batched training needs one run directory per config ({len(configs)} configs)")
+    check_batchable(family, configs)
+    if family.check is not None:
+        family.check(configs[0])
+    cfg = configs[0].train
+    device = torch.device(cfg.device)
+    torch.set_num_threads(resolve_threads(cfg.threads))
+    resumes = list(resume) if isinstance(resume, (list, tuple)) else [resume] * len(configs)
+    checkpointers = [Checkpointer(d, keep=cfg.keep_checkpoints) for d in run_dirs]
+    sessions: list[Session] = []
+    try:
+        # Built and restored in seed order: the global RNG ends as the last run's checkpoint left it,
+        # which is where the lockstep loop stood when it saved that checkpoint (its last act that step).
+        for config, checkpointer, chosen in zip(configs, checkpointers, resumes):
+            path, checkpoint = resume_checkpoint(checkpointer, chosen, device)
+            sessions.append(open_session(family, config, device, checkpoint, path))
+        steps = sorted({s.step for s in sessions})
+        if len(steps) > 1:
+            raise CheckpointError(f"seed-batched runs must resume from one step; their checkpoints are at {steps}")
+        try:
+            stack = family.stack_seeds([s.agent for s in sessions])
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        try:
+            for k, (session, run_dir, checkpointer) in enumerate(zip(sessions, run_dirs, checkpointers)):
+                open_run_dir(session, run_dir, checkpointer, progress=cfg.progress and k == 0)
+            if sessions[0].logger.bar is not None:
+                sessions[0].logger.bar.set_description(f"{len(sessions)} seeds")
+            off_policy_batched(sessions, stack)
+        finally:
+            for session in sessions:
+                if session.logger is not None:
+                    session.logger.close()
+    finally:
+        for session in sessions:
+            close_session(session)
+    return run_dirs
 
 
 def make_run_env(config: RunConfig, device, wrappers: tuple = ()) -> Any:

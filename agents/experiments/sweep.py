@@ -24,6 +24,11 @@ a trial without a checkpoint restarts, and failed trials are tried again. New se
 on a rerun are added as new trials; a directory made for another preset or other base overrides
 is refused.
 
+Seed-batched runner (``--batched``, SAC): the trials (the seeds of one config, no grid) train in this
+process with their updates stacked on a leading seed dimension (:func:`agents.engine.run.train_batched`):
+each trial still writes an ordinary run directory (``train.py --resume SWEEP/trials/seed3`` continues
+that seed alone), and a rerun resumes all of them from the newest checkpoint step they all have.
+
 Ray runner: the same trial commands run as Ray Tune trials, one subprocess each, on a Ray instance
 started here or on an existing cluster (``address``), with ``cpus_per_trial`` / ``gpus_per_trial``
 (a fraction shares a GPU; Ray sets ``CUDA_VISIBLE_DEVICES`` for the trial, and the overrides must
@@ -725,6 +730,99 @@ def run_ray(
 
 
 # --------------------------------------------------------------------------------------------------
+# Seed-batched (one process)
+
+
+def batched_configs(manifest: Manifest, trials: list[Trial], threads: int | None, progress: bool) -> list:
+    """The RunConfig of each trial as ``trial_launch`` would start it: preset, base overrides, the
+    trial's overrides, ``seed=K`` (and ``train.threads`` / ``train.progress`` when given)."""
+    from agents.registry import get_preset
+
+    configs = []
+    for trial in trials:
+        items = [*manifest.overrides, *trial.overrides, f"seed={trial.seed}"]
+        if threads and not any(o.split("=", 1)[0] in ("threads", "train.threads") for o in items):
+            items.append(f"train.threads={threads}")
+        if not progress:
+            items.append("train.progress=false")
+        configs.append(apply_overrides(get_preset(manifest.preset), items))
+    return configs
+
+
+def checkpoint_steps(run_dir: Path) -> dict[int, Path]:
+    """``{step: file}`` of the checkpoints in ``run_dir/checkpoints`` (empty when there are none)."""
+    from agents.engine.checkpoint import Checkpointer
+
+    return {int(re.search(r"(\d+)", p.name).group(1)): p for p in Checkpointer(run_dir).existing()}
+
+
+def batched_resume(manifest: Manifest, trials: list[Trial]) -> tuple[int, list[Path] | bool]:
+    """``(from_step, resume)`` of a seed-batched launch: ``(0, False)`` when no trial has a checkpoint
+    (run directories left without one are cleared, as :func:`trial_launch` does), else the newest step
+    at which every trial has a checkpoint and those K files. ConfigError (one line) when some trials
+    have checkpoints and others none, or when they share no step."""
+    run_dirs = [manifest.sweep_dir / t.run_dir for t in trials]
+    found = [checkpoint_steps(d) if d.is_dir() else {} for d in run_dirs]
+    if not any(found):
+        for run_dir in run_dirs:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+        return 0, False
+    missing = [t.id for t, steps in zip(trials, found) if not steps]
+    if missing:
+        raise ConfigError(
+            f"--batched resumes all seeds from one step, but {', '.join(missing)} have no checkpoint; resume "
+            "the others with train.py --resume, or start a new --sweep-dir"
+        )
+    common = set.intersection(*(set(steps) for steps in found))
+    newest = {t.id: max(steps) for t, steps in zip(trials, found)}
+    if not common:
+        listed = ", ".join(f"{tid} at {step:,}" for tid, step in newest.items())
+        raise ConfigError(f"--batched: the trials share no checkpoint step (newest: {listed}); resume them one by one")
+    step = max(common)
+    if any(s != step for s in newest.values()):
+        listed = ", ".join(f"{tid} {s:,}" for tid, s in newest.items())
+        print(f"note: --batched resumes every seed from step {step:,}, the newest they all have ({listed})")
+    return step, [steps[step] for steps in found]
+
+
+def run_batched(manifest: Manifest, trials: list[Trial], *, threads: int | None = None, progress: bool = True) -> None:
+    """Train ``trials`` (the seeds of one config) in this process, their updates stacked
+    (:func:`agents.engine.run.train_batched`); each trial's run directory is an ordinary run. Resumes
+    all of them from the newest checkpoint step they share (:func:`batched_resume`). The manifest says
+    ``batched-start`` / ``batched-resume`` for each launch; an error in any seed fails them all."""
+    from agents.engine.agent import NonFiniteLossError
+    from agents.engine.checkpoint import CheckpointError
+    from agents.registry import run_training_batched
+
+    configs = batched_configs(manifest, trials, threads, progress)
+    step, resume = batched_resume(manifest, trials)
+    mode = "batched-resume" if resume else "batched-start"
+    for trial in trials:
+        trial.status, trial.returncode = RUNNING, None
+        trial.launches.append({"mode": mode, "from_step": step, "returncode": None})
+    manifest.save()
+
+    def finish(code: int) -> None:
+        for trial in trials:
+            trial.status, trial.returncode = (DONE if code == 0 else FAILED), code
+            trial.launches[-1]["returncode"] = code
+        manifest.save()
+
+    run_dirs = [manifest.sweep_dir / t.run_dir for t in trials]
+    try:
+        run_training_batched(configs, run_dirs, resume=resume)
+    except (ConfigError, CheckpointError) as e:
+        finish(2)
+        raise ConfigError(str(e)) from None
+    except NonFiniteLossError as e:
+        finish(3)
+        print(f"error: {e}", file=sys.stderr)
+        return
+    finish(0)
+
+
+# --------------------------------------------------------------------------------------------------
 # Sweep entry point
 
 
@@ -743,15 +841,18 @@ def run_sweep(
     gpus_per_trial: float = 0.0,
     connect_timeout_s: float = 15.0,
     progress: bool = True,
+    batched: bool = False,
 ) -> Manifest:
     """Create or resume the sweep in ``sweep_dir`` and run its unfinished trials.
 
     ``preset`` + ``overrides`` are the base config, ``seeds`` the seeds, ``grid`` the ``key=v1,v2`` specs.
     Local runner: ``parallel`` trials at once (default: one per core, at most the number of trials) with
     ``threads`` torch threads each (default ``cores // parallel``). ``ray`` or ``ray_address`` runs the
-    trials on Ray instead. Returns the manifest; raises ConfigError (one line) on bad input.
+    trials on Ray instead. ``batched`` trains the seeds in this process with their updates stacked
+    (:func:`run_batched`; local only, no grid). Returns the manifest; raises ConfigError (one line) on
+    bad input.
     """
-    from agents.registry import get_preset
+    from agents.registry import family_of, get_preset
 
     if not seeds:
         raise ConfigError("no seeds given")
@@ -771,6 +872,14 @@ def run_sweep(
         if item.split("=", 1)[0].strip().rsplit(".", 1)[-1] == "seed":
             raise ConfigError(f"override {item!r}: give seeds with --seeds")
     points = parse_grid(grid, base)
+    if batched:  # refused before the sweep directory is written
+        if ray or ray_address:
+            raise ConfigError("--batched trains the seeds in this process; it does not combine with --ray")
+        if grid:
+            raise ConfigError("--batched trains the seeds of one config; it does not combine with --grid")
+        from agents.engine.run import check_batchable
+
+        check_batchable(family_of(base.algo), [apply_overrides(base, [f"seed={seed}"]) for seed in seeds])
     created = next((p for p in reversed([sweep_dir, *sweep_dir.parents]) if not p.exists()), None)
     manifest = open_sweep(sweep_dir, preset, overrides, plan_trials(seeds, points))
     manifest.extra.setdefault("created", time.strftime("%Y-%m-%d %H:%M:%S"))
@@ -780,7 +889,9 @@ def run_sweep(
     todo = [t for t in manifest.trials if t.status != DONE]
     if not todo:
         return manifest
-    if ray or ray_address:
+    if batched:
+        run_batched(manifest, todo, threads=threads, progress=progress)
+    elif ray or ray_address:
         try:
             run_ray(
                 manifest,
@@ -1001,6 +1112,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--space-file", metavar="JSON", help="search space as a JSON object")
     parser.add_argument("--samples", type=int, default=16, help="search: number of trials")
     parser.add_argument("--time-budget", type=float, help="search: stop starting trials after this many seconds")
+    parser.add_argument(
+        "--batched",
+        action="store_true",
+        help="train the seeds in one process with their updates stacked (SAC only; local, no --grid/--ray/--search)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress display")
     return parser
 
@@ -1013,6 +1129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.preset = None
     try:
         if args.search:
+            if args.batched:
+                raise ConfigError("--batched trains the seeds of one config; it does not combine with --search")
             if args.preset is None:
                 raise ConfigError("--search needs a preset")
             space = parse_space(args.space, args.space_file)
@@ -1047,6 +1165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cpus_per_trial=args.cpus_per_trial,
             gpus_per_trial=args.gpus_per_trial,
             progress=not args.no_progress,
+            batched=args.batched,
         )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

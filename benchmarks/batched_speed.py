@@ -1,0 +1,186 @@
+#!/usr/bin/env python
+"""Speed of seed-batched SAC (``train.py --seeds 0-4 --batched``) against the same seeds as separate runs.
+
+Two measurements, both on CPU, SAC on Pendulum-v1 with ``--hidden`` networks:
+
+1. End to end, seed-steps per second (K seeds x total_steps / wall seconds), each arm as the user runs
+   it from the command line: the batched sweep (one process, ``train.threads`` threads) against K
+   ordinary ``train.py`` runs, ``--parallel`` processes at a time (``train.threads`` each). Process
+   start-up and the final evaluations are included in both arms. Note the cores: the batched arm
+   uses ``threads`` cores, the separate arm ``parallel x threads``.
+2. The bare update, updates per second of all K seeds: one stacked update
+   (:class:`agents.sac.SeedStack`) against K eager ``SAC.update`` calls, same batches, one process.
+
+  python benchmarks/batched_speed.py                                   # K=5, 2,000 steps, 128x128
+  python benchmarks/batched_speed.py --seeds 5 --steps 20000 --hidden 256 --out benchmarks/results/batched_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere without installing
+
+
+def overrides(args) -> list[str]:
+    width = f"[{args.hidden},{args.hidden}]"
+    return [
+        f"train.total_steps={args.steps}",
+        f"train.update_after_steps={args.update_after}",
+        "train.eval_every=0",
+        "train.eval_episodes=1",
+        "train.checkpoint_every=0",
+        "train.progress=false",
+        f"train.threads={args.threads}",
+        f"agent.hidden={width}",
+    ]
+
+
+def child_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(threads)
+    return env
+
+
+def batched_wall(args, root: Path) -> float:
+    """Wall seconds of ``train.py sac --seeds 0-(K-1) --batched`` (one process)."""
+    argv = [sys.executable, str(ROOT / "train.py"), "sac", "--seeds", f"0-{args.seeds - 1}", "--batched"]
+    argv += ["--sweep-dir", str(root / "batched"), "--no-progress", *overrides(args)]
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=ROOT, check=True, env=child_env(args.threads), capture_output=True)
+    return time.perf_counter() - start
+
+
+def separate_wall(args, root: Path) -> float:
+    """Wall seconds of K ordinary ``train.py sac seed=k`` runs, ``parallel`` at a time."""
+    queue = list(range(args.seeds))
+    running: list[subprocess.Popen] = []
+    start = time.perf_counter()
+    while queue or running:
+        while queue and len(running) < args.parallel:
+            seed = queue.pop(0)
+            argv = [sys.executable, str(ROOT / "train.py"), "sac", f"seed={seed}", *overrides(args)]
+            argv += ["--run-dir", str(root / f"separate_seed{seed}")]
+            running.append(
+                subprocess.Popen(
+                    argv, cwd=ROOT, env=child_env(args.threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                )
+            )
+        for proc in list(running):
+            if proc.poll() is not None:
+                running.remove(proc)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"a separate run failed: {proc.stderr.read().decode()[-500:]}")
+        time.sleep(0.05)
+    return time.perf_counter() - start
+
+
+def update_rates(args) -> tuple[float, float]:
+    """(stacked, eager) updates per second of all K seeds on a fixed set of batches."""
+    import torch
+
+    from agents.sac import SAC, SACConfig, SeedStack
+    from envs.base import BoxSpec
+
+    torch.set_num_threads(args.threads)
+    config = SACConfig(hidden=(args.hidden, args.hidden), actor_lr=1e-3, critic_lr=1e-3, temperature_lr=1e-3)
+
+    def agents():
+        out = []
+        for seed in range(args.seeds):
+            torch.manual_seed(seed)
+            out.append(SAC(BoxSpec((3,)), BoxSpec((1,)), config))
+        return out
+
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        {
+            "obs": torch.randn(256, 3, generator=g),
+            "action": torch.rand(256, 1, generator=g) * 2 - 1,
+            "reward": torch.randn(256, generator=g),
+            "next_obs": torch.randn(256, 3, generator=g),
+            "terminated": torch.zeros(256, dtype=torch.bool),
+        }
+        for _ in range(args.seeds)
+    ]
+    stack, eager = SeedStack(agents()), agents()
+
+    def timed(step_fn) -> float:
+        for i in range(10):  # warm up
+            step_fn(i)
+        start = time.perf_counter()
+        for i in range(args.updates):
+            step_fn(i)
+        return args.updates / (time.perf_counter() - start)
+
+    stacked = timed(lambda i: stack.update(batches, step=i))
+    separate = timed(lambda i: [agent.update(batch, step=i) for agent, batch in zip(eager, batches)])
+    return stacked, separate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=5, help="K seeds")
+    parser.add_argument("--steps", type=int, default=2_000, help="env steps per seed")
+    parser.add_argument("--update-after", type=int, default=200, help="warm-up steps (random actions, no updates)")
+    parser.add_argument("--hidden", type=int, default=128, help="width of the two hidden layers")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--parallel", type=int, default=2, help="separate runs at a time")
+    parser.add_argument("--updates", type=int, default=100, help="timed updates in the bare-update part")
+    parser.add_argument("--skip-end-to-end", action="store_true", help="only the bare-update part")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+
+    result = {
+        "seeds": args.seeds,
+        "steps": args.steps,
+        "hidden": args.hidden,
+        "threads": args.threads,
+        "parallel": args.parallel,
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "machine": platform.platform(),
+    }
+    stacked, eager = update_rates(args)
+    result["updates_per_s"] = {"stacked": stacked, "eager_k_updates": eager, "ratio": stacked / eager}
+    print(
+        f"bare update, all {args.seeds} seeds: stacked {stacked:.1f}/s, {args.seeds} eager updates {eager:.1f}/s "
+        f"-> {stacked / eager:.2f}x"
+    )
+    if not args.skip_end_to_end:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            batched = batched_wall(args, root)
+            separate = separate_wall(args, root)
+        seed_steps = args.seeds * args.steps
+        result["seed_steps_per_s"] = {
+            "batched": seed_steps / batched,
+            "separate": seed_steps / separate,
+            "ratio": separate / batched,
+            "batched_cores": args.threads,
+            "separate_cores": args.threads * args.parallel,
+        }
+        print(
+            f"end to end, {args.seeds} seeds x {args.steps:,} steps: batched {seed_steps / batched:,.0f} seed-steps/s "
+            f"({batched:.1f} s, {args.threads} core(s)), separate {seed_steps / separate:,.0f} seed-steps/s "
+            f"({separate:.1f} s, {args.parallel} x {args.threads} core(s)) -> {separate / batched:.2f}x"
+        )
+    print(f"load average during the run: {result['load_average']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
