@@ -318,10 +318,16 @@ def summarize(presets: list[tuple[str, str]], args: argparse.Namespace, baseline
             "runs": runs,
         }
     pin, rl = (next((a for p, a in out["arms"].items() if p.startswith(f"{x}/")), None) for x in ("pin", "rlprompt"))
-    if pin is not None and rl is not None:
-        out["pin_minus_rlprompt_best_test_accuracy"] = bootstrap_difference(
-            [r["best"]["test_accuracy"] for r in pin["runs"]], [r["best"]["test_accuracy"] for r in rl["runs"]]
-        )
+    if pin is not None and rl is not None:  # PIN - RLPrompt on the best dev prompts, each with its interval
+        measures = {
+            "test_accuracy": lambda b: b["test_accuracy"],
+            "log_perplexity": lambda b: math.log(b["perplexity"]),
+            "whole_word_fraction": lambda b: b["whole_word_fraction"],
+        }
+        for name, measure in measures.items():
+            out[f"pin_minus_rlprompt_best_{name}"] = bootstrap_difference(
+                [measure(r["best"]) for r in pin["runs"]], [measure(r["best"]) for r in rl["runs"]]
+            )
     return out
 
 
@@ -348,13 +354,18 @@ def table(summary: dict) -> str:
             f"{cell('final/whole_word_fraction', 2)} | "
             f"{cell('prompts_per_second', 1)} |"
         )
-    diff = summary.get("pin_minus_rlprompt_best_test_accuracy")
-    if diff and diff["n"][0] and diff["n"][1]:
-        lines.append(
-            f"\nPIN - RLPrompt, test accuracy of the best dev prompt: {diff['difference']:+.3f} "
-            f"(95 % bootstrap interval {diff['low']:+.3f} to {diff['high']:+.3f}; "
-            f"seeds {diff['n'][0]} and {diff['n'][1]})."
-        )
+    for name, label in (
+        ("test_accuracy", "test accuracy"),
+        ("log_perplexity", "ln perplexity"),
+        ("whole_word_fraction", "whole-word fraction"),
+    ):
+        diff = summary.get(f"pin_minus_rlprompt_best_{name}")
+        if diff and diff["n"][0] and diff["n"][1]:
+            lines.append(
+                f"\nPIN - RLPrompt, {label} of the best dev prompt: {diff['difference']:+.3f} "
+                f"(95 % bootstrap interval {diff['low']:+.3f} to {diff['high']:+.3f}; "
+                f"seeds {diff['n'][0]} and {diff['n'][1]})."
+            )
     base = summary["random_prompts"]
     if base:
         acc = base["test_accuracy"]
@@ -388,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "runs" / "prompt")
     parser.add_argument("--out", type=Path, default=None, help="summary JSON (default: by task, benchmarks/results/)")
     parser.add_argument("--diagnose", action="store_true", help="only print the policy LM's quality and its filter")
+    parser.add_argument(
+        "--summarize", action="store_true",
+        help="train nothing: rewrite the summary from the finished runs (the random-prompt baseline is read back "
+        "from the summary JSON when it has one)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.diagnose:
         print(json.dumps(lm_diagnostics(), indent=1))
@@ -401,7 +417,15 @@ def main(argv: list[str] | None = None) -> int:
         english_words(args.words)  # fail now, not after the runs
     presets = [(f"{arm}/{task}", arm) for arm in args.arms]
     jobs = [(preset, arm, seed) for seed in args.seeds for preset, arm in presets]
-    baseline = random_prompts(args.random_prompts, 0, task, args.device, args.override) if args.random_prompts else {}
+    saved = json.loads(args.out.read_text()).get("random_prompts") if args.out.is_file() else None
+    if args.summarize and saved is not None:
+        baseline = saved
+    elif args.random_prompts:
+        baseline = random_prompts(args.random_prompts, 0, task, args.device, args.override)
+    else:
+        baseline = {}
+    if args.summarize:
+        jobs = []
 
     def write() -> None:
         summary = summarize(presets, args, baseline)
