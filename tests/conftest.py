@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY_OVERRIDES
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -76,27 +77,5 @@ def device(request) -> str:
 
 @pytest.fixture
 def tiny_env_overrides() -> dict[str, list[str]]:
-    """Overrides that shrink the default run of each loop to seconds: ``off_policy`` (SAC / DQN / ERC)
-    and ``episodic`` (the multi-agent learners)."""
-    return {
-        "off_policy": [
-            "train.total_steps=300",
-            "train.update_after_steps=100",
-            "train.batch_size=32",
-            "train.eval_every=0",
-            "train.eval_episodes=1",
-            "train.log_every=100",
-            "train.checkpoint_every=100",
-            "train.progress=false",
-        ],
-        "episodic": [
-            "train.total_steps=60",
-            "train.batch_episodes=4",
-            "train.update_after_episodes=4",
-            "train.eval_every=0",
-            "train.eval_episodes=2",
-            "train.log_every=20",
-            "train.checkpoint_every=30",
-            "train.progress=false",
-        ],
-    }
+    """Overrides that shrink the default run of each loop to seconds (:data:`tiny.TINY_OVERRIDES`)."""
+    return {loop: list(overrides) for loop, overrides in TINY_OVERRIDES.items()}

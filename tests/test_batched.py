@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY_OVERRIDES
 
 from agents import family_of, get_preset, load_run, run_training
 from agents.engine import run as engine_run
@@ -20,17 +21,7 @@ from agents.sac import SAC, SACConfig, SeedStack
 from envs.base import BoxSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "agent.hidden=[16,16]",
-    "train.total_steps=300",
-    "train.update_after_steps=100",
-    "train.batch_size=32",
-    "train.eval_every=0",
-    "train.eval_episodes=1",
-    "train.log_every=100",
-    "train.checkpoint_every=100",
-    "train.progress=false",
-]
+TINY = ["agent.hidden=[16,16]", *TINY_OVERRIDES["off_policy"]]
 
 
 def configs(seeds, *extra):
