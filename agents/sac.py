@@ -174,15 +174,18 @@ class SAC:
 
         Returns ``(loss, metrics)``; a prioritized batch's metrics add ``td_error [B]`` =
         mean_k |Q_k - y| (detached), the rows' new priorities. Variants (ERC) override this to add terms.
+        Written over the trailing dimensions, so a seed stack's ``q [S, K, B]``, ``target [S, B]`` give
+        each seed's loss ``[S]`` (:class:`SeedStack`).
         """
-        td_error = q - target  # [K, B]
+        td_error = q - target.unsqueeze(-2)  # [K, B]
         weights = batch.get("weights")
+        q_mean = q.detach().mean((-2, -1))
         if weights is None:  # uniform replay: the original reduction, bit for bit
-            loss = 0.5 * td_error.pow(2).mean(1).sum()
-            return loss, {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean()}
-        loss = 0.5 * (weights * td_error.pow(2)).mean(1).sum()
-        metrics = {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean()}
-        metrics[TD_ERROR] = td_error.detach().abs().mean(0)  # [B]
+            loss = 0.5 * td_error.pow(2).mean(-1).sum(-1)
+            return loss, {"loss/critic": loss.detach(), "train/q_mean": q_mean}
+        loss = 0.5 * (weights.unsqueeze(-2) * td_error.pow(2)).mean(-1).sum(-1)
+        metrics = {"loss/critic": loss.detach(), "train/q_mean": q_mean}
+        metrics[TD_ERROR] = td_error.detach().abs().mean(-2)  # [B]
         return loss, metrics
 
     def critic_objective(self, batch: dict[str, torch.Tensor]):
@@ -298,14 +301,17 @@ class SAC:
     # The update's three objectives as functions of the parameters they read, passed explicitly (dicts
     # of ``named_parameters`` names -> tensors, through ``functional_call``): the compiled single-seed
     # step (:meth:`functional_update`) calls them with this agent's own tensors, the seed-batched
-    # step (:class:`SeedStack`) maps them over K seeds' stacked tensors with ``torch.func.vmap``.
+    # step (:class:`SeedStack`) with K seeds' tensors stacked on a leading dimension (parameters
+    # ``[K, ...]``, batch ``[K, B, ...]``, log alpha ``[K, 1]``): the networks run stacked (one batched
+    # matmul per layer, agents/engine/nets.py) and every reduction is over trailing dimensions, so the
+    # same code gives each seed's loss ``[K]``.
 
     def target_of(self, actor_params, target_params, log_temperature, batch, noise_next) -> torch.Tensor:
         """:meth:`critic_target_value` of the given actor, target critics and log alpha: y ``[B]``."""
         from torch.func import functional_call
 
         next_action, next_log_prob = functional_call(self.actor, actor_params, (batch["next_obs"], noise_next))
-        next_q = functional_call(self.critic_target, target_params, (batch["next_obs"], next_action)).min(0).values
+        next_q = functional_call(self.critic_target, target_params, (batch["next_obs"], next_action)).min(-2).values
         per_sample = self.config.temperature == "per-sample"
         alpha = batch["temperature"] if per_sample else log_temperature.detach().exp()
         return td_target(batch["reward"], batch["terminated"], next_q - alpha * next_log_prob, self.config.gamma)
@@ -323,13 +329,13 @@ class SAC:
         from torch.func import functional_call
 
         action, log_prob = functional_call(self.actor, actor_params, (batch["obs"], noise_pi))
-        q = functional_call(self.critic, critic_params, (batch["obs"], action)).min(0).values
+        q = functional_call(self.critic, critic_params, (batch["obs"], action)).min(-2).values
         per_sample = self.config.temperature == "per-sample"
         alpha = batch["temperature"] if per_sample else log_temperature.detach().exp()
-        actor_loss = (alpha * log_prob - q).mean()
-        loss, aux = actor_loss, {"loss/actor": actor_loss, "train/entropy": -log_prob.mean()}
+        actor_loss = (alpha * log_prob - q).mean(-1)
+        loss, aux = actor_loss, {"loss/actor": actor_loss, "train/entropy": -log_prob.mean(-1)}
         if self.config.temperature == "learned":
-            temperature_loss = -(log_temperature * (log_prob.detach() + self.target_entropy)).mean()
+            temperature_loss = -(log_temperature * (log_prob.detach() + self.target_entropy)).mean(-1)
             aux["loss/temperature"] = temperature_loss
             loss = actor_loss + temperature_loss
         return loss, aux
@@ -505,8 +511,6 @@ class SeedStack:
     def update(self, batches: list[dict[str, torch.Tensor]], *, step: int) -> list[dict[str, torch.Tensor]]:
         """One SAC update of every member, member k on ``batches[k]``; returns each member's metrics
         (0-dim tensors, as :meth:`SAC.update` returns them)."""
-        from torch.func import vmap
-
         if len(batches) != len(self.members):
             raise ValueError(f"{len(batches)} batches for {len(self.members)} seeds")
         first, cfg = self.template, self.template.config
@@ -520,23 +524,24 @@ class SeedStack:
         noise_pi = torch.randn_like(noise_next) if actor_step else None
         critic = dict(zip(self.critic_names, self.critic_params))
         actor = dict(zip(self.actor_names, [row[0] for row in self.actor_rows]))
+        log_temperature = self.log_temperature.unsqueeze(-1)  # [K, 1]: broadcasts over each seed's batch
         with torch.no_grad():
-            target = vmap(first.target_of)(actor, dict(zip(self.critic_names, self.targets)), self.log_temperature,
-                                           batch, noise_next)  # fmt: skip
+            target = first.target_of(actor, dict(zip(self.critic_names, self.targets)), log_temperature, batch,
+                                     noise_next)  # fmt: skip
         leaves = [p.detach().requires_grad_() for p in self.critic_params]
         (grads,), metrics = self._gradients(
-            first.critic_objective_of, [leaves], lambda: (dict(zip(self.critic_names, leaves)), target, batch)
+            first.critic_objective_of, [leaves], (dict(zip(self.critic_names, leaves)), target, batch)
         )
         with torch.no_grad():
             SAC._adam_step(grads, self.critic_rows, self._group(0, 0))
         if actor_step:
             actor_leaves = [row[0].detach().requires_grad_() for row in self.actor_rows]
             learned = self.temperature_rows is not None
-            log_temperature = self.log_temperature.detach().requires_grad_(learned)
+            temperature_leaf = self.log_temperature.detach().requires_grad_(learned)
             (actor_grads, *temperature_grad), aux = self._gradients(
                 first.actor_objective_of,
-                [actor_leaves, [log_temperature]] if learned else [actor_leaves],
-                lambda: (dict(zip(self.actor_names, actor_leaves)), log_temperature, critic, batch, noise_pi),
+                [actor_leaves, [temperature_leaf]] if learned else [actor_leaves],
+                (dict(zip(self.actor_names, actor_leaves)), temperature_leaf.unsqueeze(-1), critic, batch, noise_pi),
             )
             with torch.no_grad():
                 SAC._adam_step(actor_grads, self.actor_rows, self._group(1, 0))
@@ -551,16 +556,13 @@ class SeedStack:
 
     @staticmethod
     def _gradients(objective, leaf_groups: list[list[torch.Tensor]], arguments):
-        """The per-seed gradients of ``objective`` (``(loss, aux)`` of one seed) with respect to each
-        group of stacked leaves: ``vmap`` of the objective gives every seed's loss ``[K]``, and one
-        backward of their sum gives each row its own seed's gradient (no op of the vmapped forward mixes
-        rows, so row k's gradient is dL_k/d(row k) exactly). Returns ``(grads per group, aux metrics
-        detached)``. Plain autograd through the vmapped forward: the same gradients as
-        ``vmap(grad(objective))`` and cheaper per op (functorch's grad transform wraps every op again)."""
-        from torch.func import vmap
-
+        """The per-seed gradients of ``objective`` with respect to each group of stacked leaves: run on
+        the stacked tensors it gives every seed's loss ``[K]`` (see :meth:`SAC.target_of`), and one
+        backward of their sum gives each row its own seed's gradient (no op of the stacked forward
+        mixes rows, so row k's gradient is dL_k/d(row k) exactly). Returns ``(grads per group, aux
+        metrics detached)``."""
         with torch.enable_grad():
-            loss, aux = vmap(objective)(*arguments())
+            loss, aux = objective(*arguments)
             leaves = [leaf for group in leaf_groups for leaf in group]
             flat = torch.autograd.grad(loss.sum(), leaves)
         grads, start = [], 0
