@@ -286,17 +286,32 @@ class SAC:
 
     @staticmethod
     def _adam_step(grads: list[torch.Tensor], rows, group: dict) -> None:
-        """torch.optim.Adam's update (no weight decay, no amsgrad) on ``rows`` = (param, step, m, v)."""
+        """torch.optim.Adam's update (no weight decay, no amsgrad) on ``rows`` = (param, step, m, v), as
+        ``torch._foreach_*`` ops over all rows at once: the same elementwise arithmetic in the same order
+        as one tensor at a time (bit for bit), with one dispatch per op for all parameters."""
+        if not rows:
+            return
         beta1, beta2 = group["betas"]
         lr, eps = group["lr"], group["eps"]
-        for grad, (param, step, exp_avg, exp_avg_sq) in zip(grads, rows):
-            step.add_(1)
-            exp_avg.lerp_(grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            bias_correction1 = 1 - beta1**step
-            bias_correction2_sqrt = (1 - beta2**step).sqrt()
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-            param.addcdiv_(exp_avg, denom * bias_correction1 / lr, value=-1.0)
+        params, steps, exp_avgs, exp_avg_sqs = (list(column) for column in zip(*rows))
+        grads = list(grads)
+        torch._foreach_add_(steps, 1)
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        bias_correction1 = torch._foreach_pow(beta1, steps)  # 1 - beta1^t, written as -(beta1^t) + 1
+        torch._foreach_neg_(bias_correction1)
+        torch._foreach_add_(bias_correction1, 1)
+        bias_correction2_sqrt = torch._foreach_pow(beta2, steps)
+        torch._foreach_neg_(bias_correction2_sqrt)
+        torch._foreach_add_(bias_correction2_sqrt, 1)
+        torch._foreach_sqrt_(bias_correction2_sqrt)
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_mul_(denom, bias_correction1)
+        torch._foreach_div_(denom, lr)
+        torch._foreach_addcdiv_(params, exp_avgs, denom, value=-1.0)
 
     # The update's three objectives as functions of the parameters they read, passed explicitly (dicts
     # of ``named_parameters`` names -> tensors, through ``functional_call``): the compiled single-seed
