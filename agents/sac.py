@@ -496,6 +496,12 @@ class SeedStack:
         self.critic_params = [row[0] for row in self.critic_rows]
         for member in members:
             member._in_seed_stack = True  # its state_dict clones the views (see _own_storage)
+        # agent.compile: the whole stacked step as one graph (eager with a notice where compiling fails)
+        self._compiled_step = (
+            torch.compile(self._functional_step, backend=COMPILE_BACKEND, fullgraph=True)
+            if first.config.compile
+            else None
+        )
 
     @staticmethod
     def _stack_tensors(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -537,26 +543,53 @@ class SeedStack:
         obs = batch["obs"]
         noise_next = torch.randn(*obs.shape[:2], first.action_dim, device=obs.device, dtype=obs.dtype)
         noise_pi = torch.randn_like(noise_next) if actor_step else None
+        metrics = None
+        if self._compiled_step is not None:
+            try:
+                with torch.no_grad():
+                    metrics = self._compiled_step(batch, noise_next, noise_pi, actor_step, target_step)
+            except Exception as e:  # noqa: BLE001 - any compiler failure (no C++ toolchain, unsupported op)
+                cause = getattr(e, "inner_exception", None) or e
+                reason = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0][:200]}"
+                print(f"notice: agent.compile unavailable for the stacked update ({reason}); it runs eager")
+                self._compiled_step = None  # Dynamo compiles before it runs: nothing was changed
+        if metrics is None:
+            metrics = self._step(batch, noise_next, noise_pi, actor_step, target_step, self._gradients)
+        return [{key: value[k] for key, value in metrics.items()} for k in range(len(self.members))]
+
+    def _functional_step(self, batch, noise_next, noise_pi, actor_step: bool, target_step: bool):
+        """:meth:`_step` with gradients by ``torch.func`` (what ``agent.compile`` compiles as one graph)."""
+        return self._step(batch, noise_next, noise_pi, actor_step, target_step, self._func_gradients)
+
+    def _step(self, batch, noise_next, noise_pi, actor_step: bool, target_step: bool, gradients):
+        """The stacked update on the stacked batch and noise: critic step, actor and temperature step
+        (``actor_step``), Polyak (``target_step``); all K seeds' metrics ``[K]``. ``gradients``:
+        :meth:`_gradients` (eager) or :meth:`_func_gradients` (compiled)."""
+        first, cfg = self.template, self.template.config
         critic = dict(zip(self.critic_names, self.critic_params))
         actor = dict(zip(self.actor_names, [row[0] for row in self.actor_rows]))
         log_temperature = self.log_temperature.unsqueeze(-1)  # [K, 1]: broadcasts over each seed's batch
         with torch.no_grad():
             target = first.target_of(actor, dict(zip(self.critic_names, self.targets)), log_temperature, batch,
                                      noise_next)  # fmt: skip
-        leaves = [p.detach().requires_grad_() for p in self.critic_params]
-        (grads,), metrics = self._gradients(
-            first.critic_objective_of, [leaves], (dict(zip(self.critic_names, leaves)), target, batch)
+        names = self.critic_names
+        (grads,), metrics = gradients(
+            first.critic_objective_of, [self.critic_params], lambda leaves: (dict(zip(names, leaves[0])), target, batch)
         )
         with torch.no_grad():
             SAC._adam_step(grads, self.critic_rows, self._group(0, 0))
         if actor_step:
-            actor_leaves = [row[0].detach().requires_grad_() for row in self.actor_rows]
             learned = self.temperature_rows is not None
-            temperature_leaf = self.log_temperature.detach().requires_grad_(learned)
-            (actor_grads, *temperature_grad), aux = self._gradients(
+            actor_params = [row[0] for row in self.actor_rows]
+
+            def arguments(leaves):
+                alpha = leaves[1][0] if learned else self.log_temperature
+                return dict(zip(self.actor_names, leaves[0])), alpha.unsqueeze(-1), critic, batch, noise_pi
+
+            (actor_grads, *temperature_grad), aux = gradients(
                 first.actor_objective_of,
-                [actor_leaves, [temperature_leaf]] if learned else [actor_leaves],
-                (dict(zip(self.actor_names, actor_leaves)), temperature_leaf.unsqueeze(-1), critic, batch, noise_pi),
+                [actor_params, [self.log_temperature]] if learned else [actor_params],
+                arguments,
             )
             with torch.no_grad():
                 SAC._adam_step(actor_grads, self.actor_rows, self._group(1, 0))
@@ -567,17 +600,18 @@ class SeedStack:
         if target_step:
             with torch.no_grad():
                 torch._foreach_lerp_(self.targets, self.critic_params, cfg.polyak)
-        return [{key: value[k] for key, value in metrics.items()} for k in range(len(self.members))]
+        return metrics
 
     @staticmethod
-    def _gradients(objective, leaf_groups: list[list[torch.Tensor]], arguments):
-        """The per-seed gradients of ``objective`` with respect to each group of stacked leaves: run on
-        the stacked tensors it gives every seed's loss ``[K]`` (see :meth:`SAC.target_of`), and one
-        backward of their sum gives each row its own seed's gradient (no op of the stacked forward
-        mixes rows, so row k's gradient is dL_k/d(row k) exactly). Returns ``(grads per group, aux
-        metrics detached)``."""
+    def _gradients(objective, param_groups: list[list[torch.Tensor]], arguments):
+        """The per-seed gradients of ``objective(*arguments(leaves))`` with respect to each group of
+        stacked parameters: run on the stacked tensors it gives every seed's loss ``[K]`` (see
+        :meth:`SAC.target_of`), and one backward of their sum gives each row its own seed's gradient
+        (no op of the stacked forward mixes rows, so row k's gradient is dL_k/d(row k) exactly).
+        Returns ``(grads per group, aux metrics detached)``."""
+        leaf_groups = [[p.detach().requires_grad_() for p in group] for group in param_groups]
         with torch.enable_grad():
-            loss, aux = objective(*arguments)
+            loss, aux = objective(*arguments(leaf_groups))
             leaves = [leaf for group in leaf_groups for leaf in group]
             flat = torch.autograd.grad(loss.sum(), leaves)
         grads, start = [], 0
@@ -585,6 +619,20 @@ class SeedStack:
             grads.append(list(flat[start : start + len(group)]))
             start += len(group)
         return grads, {key: value.detach() for key, value in aux.items()}
+
+    @staticmethod
+    def _func_gradients(objective, param_groups: list[list[torch.Tensor]], arguments):
+        """:meth:`_gradients` by ``torch.func.grad_and_value`` (traceable by ``torch.compile``)."""
+        from torch.func import grad_and_value
+
+        def summed(*groups):
+            loss, aux = objective(*arguments(groups))
+            return loss.sum(), {key: value.detach() for key, value in aux.items()}
+
+        grads, (_, aux) = grad_and_value(summed, argnums=tuple(range(len(param_groups))), has_aux=True)(
+            *[[p.detach() for p in group] for group in param_groups]
+        )
+        return [list(group) for group in grads], aux
 
     def _group(self, optimizer: int, group: int) -> dict:
         """Learning rate, betas and eps of a parameter group (the same for every member)."""
