@@ -82,8 +82,9 @@ class SACConfig(AgentConfig):
     fused_adam: bool = doc("use the fused Adam kernel (same math, fewer kernel launches)", True)
     compile: bool = doc(
         "torch.compile the whole update (critic, actor and temperature steps, both Adams, Polyak) as one "
-        "graph; a variant with its own critic_loss (ERC) compiles its objectives only; eager with a notice "
-        "where compiling fails (slow start; see docs/algorithms/sac.md for when it pays)",
+        "graph (with --batched, the whole stacked step of all seeds); a variant with its own critic_loss (ERC) "
+        "compiles its objectives only; eager with a notice where compiling fails (slow start; see "
+        "docs/algorithms/sac.md for when it pays)",
         False,
     )
     RENAMED = {"learn_temperature": ("temperature", {True: "learned", False: "fixed"})}
@@ -443,14 +444,19 @@ class SeedStack:
 
     One :meth:`update` is K SAC updates: the objectives :meth:`SAC.target_of`,
     :meth:`SAC.critic_objective_of` and :meth:`SAC.actor_objective_of` (the same functions the
-    compiled single-seed step uses) are mapped over the seeds with ``torch.func.vmap`` and differentiated
-    by autograd through the vmapped forward (:meth:`_gradients`), in eager SAC's order: critic step,
+    compiled single-seed step uses) run once on the stacked tensors (parameters ``[K, ...]``, batch
+    ``[K, B, ...]``; the networks' layers take stacked weights, one batched matmul per layer for all K
+    seeds, and the losses reduce over trailing dimensions, so they return every seed's loss ``[K]``; no
+    ``vmap``, whose per-op dispatch cost more than it saved at 128x128), differentiated by one
+    autograd backward of the summed losses (:meth:`_gradients`), in eager SAC's order: critic step,
     actor and temperature step against the updated critics, Polyak. Adam is elementwise, so
     :meth:`SAC._adam_step` on the stacked tensors (its step count broadcast per seed) is K independent
     Adams; all members take the same steps in
     lockstep (one ``updates`` counter, the same ``policy_delay`` / ``target_every`` /
-    ``actor_update_after_steps`` cadence). The two reparameterisation draws are made outside vmap from
-    torch's generator, ``[K, B, A]`` each, in eager order (a' for the targets, then a~).
+    ``actor_update_after_steps`` cadence). The two reparameterisation draws are made before the step
+    from torch's generator, ``[K, B, A]`` each, in eager order (a' for the targets, then a~).
+    ``agent.compile`` compiles the whole stacked step as one graph (:meth:`_functional_step`:
+    gradients by ``torch.func``); where compiling fails, one notice and eager.
 
     Only plain SAC with a scalar temperature ('learned' or 'fixed') is supported: a variant with its
     own losses or update (ERC), or the per-sample temperature, is refused with a one-line ValueError.

@@ -82,7 +82,7 @@ def make_sac(seed: int, **config) -> SAC:
 
 @pytest.mark.parametrize("config", [{}, {"temperature": "fixed"}, {"policy_delay": 2, "target_every": 2}])
 def test_one_seed_stack_is_the_eager_sac_update_on_fixed_batches(config):
-    """K=1: the vmapped losses, and the parameters and Adam state after each update, equal eager
+    """K=1: the stacked losses, and the parameters and Adam state after each update, equal eager
     ``SAC.update`` on the same batches and the same noise (float tolerance: other kernels)."""
     eager, member = make_sac(1, **config), make_sac(1, **config)
     stack = SeedStack([member])
