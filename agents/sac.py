@@ -82,8 +82,9 @@ class SACConfig(AgentConfig):
     fused_adam: bool = doc("use the fused Adam kernel (same math, fewer kernel launches)", True)
     compile: bool = doc(
         "torch.compile the whole update (critic, actor and temperature steps, both Adams, Polyak) as one "
-        "graph; a variant with its own critic_loss (ERC) compiles its objectives only; eager with a notice "
-        "where compiling fails (slow start; see docs/algorithms/sac.md for when it pays)",
+        "graph (with --batched, the whole stacked step of all seeds); a variant with its own critic_loss (ERC) "
+        "compiles its objectives only; eager with a notice where compiling fails (slow start; see "
+        "docs/algorithms/sac.md for when it pays)",
         False,
     )
     RENAMED = {"learn_temperature": ("temperature", {True: "learned", False: "fixed"})}
@@ -174,15 +175,18 @@ class SAC:
 
         Returns ``(loss, metrics)``; a prioritized batch's metrics add ``td_error [B]`` =
         mean_k |Q_k - y| (detached), the rows' new priorities. Variants (ERC) override this to add terms.
+        Written over the trailing dimensions, so a seed stack's ``q [S, K, B]``, ``target [S, B]`` give
+        each seed's loss ``[S]`` (:class:`SeedStack`).
         """
-        td_error = q - target  # [K, B]
+        td_error = q - target.unsqueeze(-2)  # [K, B]
         weights = batch.get("weights")
+        q_mean = q.detach().mean((-2, -1))
         if weights is None:  # uniform replay: the original reduction, bit for bit
-            loss = 0.5 * td_error.pow(2).mean(1).sum()
-            return loss, {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean()}
-        loss = 0.5 * (weights * td_error.pow(2)).mean(1).sum()
-        metrics = {"loss/critic": loss.detach(), "train/q_mean": q.detach().mean()}
-        metrics[TD_ERROR] = td_error.detach().abs().mean(0)  # [B]
+            loss = 0.5 * td_error.pow(2).mean(-1).sum(-1)
+            return loss, {"loss/critic": loss.detach(), "train/q_mean": q_mean}
+        loss = 0.5 * (weights.unsqueeze(-2) * td_error.pow(2)).mean(-1).sum(-1)
+        metrics = {"loss/critic": loss.detach(), "train/q_mean": q_mean}
+        metrics[TD_ERROR] = td_error.detach().abs().mean(-2)  # [B]
         return loss, metrics
 
     def critic_objective(self, batch: dict[str, torch.Tensor]):
@@ -283,29 +287,47 @@ class SAC:
 
     @staticmethod
     def _adam_step(grads: list[torch.Tensor], rows, group: dict) -> None:
-        """torch.optim.Adam's update (no weight decay, no amsgrad) on ``rows`` = (param, step, m, v)."""
+        """torch.optim.Adam's update (no weight decay, no amsgrad) on ``rows`` = (param, step, m, v), as
+        ``torch._foreach_*`` ops over all rows at once: the same elementwise arithmetic in the same order
+        as one tensor at a time (bit for bit), with one dispatch per op for all parameters."""
+        if not rows:
+            return
         beta1, beta2 = group["betas"]
         lr, eps = group["lr"], group["eps"]
-        for grad, (param, step, exp_avg, exp_avg_sq) in zip(grads, rows):
-            step.add_(1)
-            exp_avg.lerp_(grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            bias_correction1 = 1 - beta1**step
-            bias_correction2_sqrt = (1 - beta2**step).sqrt()
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-            param.addcdiv_(exp_avg, denom * bias_correction1 / lr, value=-1.0)
+        params, steps, exp_avgs, exp_avg_sqs = (list(column) for column in zip(*rows))
+        grads = list(grads)
+        torch._foreach_add_(steps, 1)
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        bias_correction1 = torch._foreach_pow(beta1, steps)  # 1 - beta1^t, written as -(beta1^t) + 1
+        torch._foreach_neg_(bias_correction1)
+        torch._foreach_add_(bias_correction1, 1)
+        bias_correction2_sqrt = torch._foreach_pow(beta2, steps)
+        torch._foreach_neg_(bias_correction2_sqrt)
+        torch._foreach_add_(bias_correction2_sqrt, 1)
+        torch._foreach_sqrt_(bias_correction2_sqrt)
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_mul_(denom, bias_correction1)
+        torch._foreach_div_(denom, lr)
+        torch._foreach_addcdiv_(params, exp_avgs, denom, value=-1.0)
 
     # The update's three objectives as functions of the parameters they read, passed explicitly (dicts
     # of ``named_parameters`` names -> tensors, through ``functional_call``): the compiled single-seed
     # step (:meth:`functional_update`) calls them with this agent's own tensors, the seed-batched
-    # step (:class:`SeedStack`) maps them over K seeds' stacked tensors with ``torch.func.vmap``.
+    # step (:class:`SeedStack`) with K seeds' tensors stacked on a leading dimension (parameters
+    # ``[K, ...]``, batch ``[K, B, ...]``, log alpha ``[K, 1]``): the networks run stacked (one batched
+    # matmul per layer, agents/engine/nets.py) and every reduction is over trailing dimensions, so the
+    # same code gives each seed's loss ``[K]``.
 
     def target_of(self, actor_params, target_params, log_temperature, batch, noise_next) -> torch.Tensor:
         """:meth:`critic_target_value` of the given actor, target critics and log alpha: y ``[B]``."""
         from torch.func import functional_call
 
         next_action, next_log_prob = functional_call(self.actor, actor_params, (batch["next_obs"], noise_next))
-        next_q = functional_call(self.critic_target, target_params, (batch["next_obs"], next_action)).min(0).values
+        next_q = functional_call(self.critic_target, target_params, (batch["next_obs"], next_action)).min(-2).values
         per_sample = self.config.temperature == "per-sample"
         alpha = batch["temperature"] if per_sample else log_temperature.detach().exp()
         return td_target(batch["reward"], batch["terminated"], next_q - alpha * next_log_prob, self.config.gamma)
@@ -323,13 +345,13 @@ class SAC:
         from torch.func import functional_call
 
         action, log_prob = functional_call(self.actor, actor_params, (batch["obs"], noise_pi))
-        q = functional_call(self.critic, critic_params, (batch["obs"], action)).min(0).values
+        q = functional_call(self.critic, critic_params, (batch["obs"], action)).min(-2).values
         per_sample = self.config.temperature == "per-sample"
         alpha = batch["temperature"] if per_sample else log_temperature.detach().exp()
-        actor_loss = (alpha * log_prob - q).mean()
-        loss, aux = actor_loss, {"loss/actor": actor_loss, "train/entropy": -log_prob.mean()}
+        actor_loss = (alpha * log_prob - q).mean(-1)
+        loss, aux = actor_loss, {"loss/actor": actor_loss, "train/entropy": -log_prob.mean(-1)}
         if self.config.temperature == "learned":
-            temperature_loss = -(log_temperature * (log_prob.detach() + self.target_entropy)).mean()
+            temperature_loss = -(log_temperature * (log_prob.detach() + self.target_entropy)).mean(-1)
             aux["loss/temperature"] = temperature_loss
             loss = actor_loss + temperature_loss
         return loss, aux
@@ -422,14 +444,19 @@ class SeedStack:
 
     One :meth:`update` is K SAC updates: the objectives :meth:`SAC.target_of`,
     :meth:`SAC.critic_objective_of` and :meth:`SAC.actor_objective_of` (the same functions the
-    compiled single-seed step uses) are mapped over the seeds with ``torch.func.vmap`` and differentiated
-    by autograd through the vmapped forward (:meth:`_gradients`), in eager SAC's order: critic step,
+    compiled single-seed step uses) run once on the stacked tensors (parameters ``[K, ...]``, batch
+    ``[K, B, ...]``; the networks' layers take stacked weights, one batched matmul per layer for all K
+    seeds, and the losses reduce over trailing dimensions, so they return every seed's loss ``[K]``; no
+    ``vmap``, whose per-op dispatch cost more than it saved at 128x128), differentiated by one
+    autograd backward of the summed losses (:meth:`_gradients`), in eager SAC's order: critic step,
     actor and temperature step against the updated critics, Polyak. Adam is elementwise, so
     :meth:`SAC._adam_step` on the stacked tensors (its step count broadcast per seed) is K independent
     Adams; all members take the same steps in
     lockstep (one ``updates`` counter, the same ``policy_delay`` / ``target_every`` /
-    ``actor_update_after_steps`` cadence). The two reparameterisation draws are made outside vmap from
-    torch's generator, ``[K, B, A]`` each, in eager order (a' for the targets, then a~).
+    ``actor_update_after_steps`` cadence). The two reparameterisation draws are made before the step
+    from torch's generator, ``[K, B, A]`` each, in eager order (a' for the targets, then a~).
+    ``agent.compile`` compiles the whole stacked step as one graph (:meth:`_functional_step`:
+    gradients by ``torch.func``); where compiling fails, one notice and eager.
 
     Only plain SAC with a scalar temperature ('learned' or 'fixed') is supported: a variant with its
     own losses or update (ERC), or the per-sample temperature, is refused with a one-line ValueError.
@@ -475,6 +502,12 @@ class SeedStack:
         self.critic_params = [row[0] for row in self.critic_rows]
         for member in members:
             member._in_seed_stack = True  # its state_dict clones the views (see _own_storage)
+        # agent.compile: the whole stacked step as one graph (eager with a notice where compiling fails)
+        self._compiled_step = (
+            torch.compile(self._functional_step, backend=COMPILE_BACKEND, fullgraph=True)
+            if first.config.compile
+            else None
+        )
 
     @staticmethod
     def _stack_tensors(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -505,8 +538,6 @@ class SeedStack:
     def update(self, batches: list[dict[str, torch.Tensor]], *, step: int) -> list[dict[str, torch.Tensor]]:
         """One SAC update of every member, member k on ``batches[k]``; returns each member's metrics
         (0-dim tensors, as :meth:`SAC.update` returns them)."""
-        from torch.func import vmap
-
         if len(batches) != len(self.members):
             raise ValueError(f"{len(batches)} batches for {len(self.members)} seeds")
         first, cfg = self.template, self.template.config
@@ -518,25 +549,53 @@ class SeedStack:
         obs = batch["obs"]
         noise_next = torch.randn(*obs.shape[:2], first.action_dim, device=obs.device, dtype=obs.dtype)
         noise_pi = torch.randn_like(noise_next) if actor_step else None
+        metrics = None
+        if self._compiled_step is not None:
+            try:
+                with torch.no_grad():
+                    metrics = self._compiled_step(batch, noise_next, noise_pi, actor_step, target_step)
+            except Exception as e:  # noqa: BLE001 - any compiler failure (no C++ toolchain, unsupported op)
+                cause = getattr(e, "inner_exception", None) or e
+                reason = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0][:200]}"
+                print(f"notice: agent.compile unavailable for the stacked update ({reason}); it runs eager")
+                self._compiled_step = None  # Dynamo compiles before it runs: nothing was changed
+        if metrics is None:
+            metrics = self._step(batch, noise_next, noise_pi, actor_step, target_step, self._gradients)
+        return [{key: value[k] for key, value in metrics.items()} for k in range(len(self.members))]
+
+    def _functional_step(self, batch, noise_next, noise_pi, actor_step: bool, target_step: bool):
+        """:meth:`_step` with gradients by ``torch.func`` (what ``agent.compile`` compiles as one graph)."""
+        return self._step(batch, noise_next, noise_pi, actor_step, target_step, self._func_gradients)
+
+    def _step(self, batch, noise_next, noise_pi, actor_step: bool, target_step: bool, gradients):
+        """The stacked update on the stacked batch and noise: critic step, actor and temperature step
+        (``actor_step``), Polyak (``target_step``); all K seeds' metrics ``[K]``. ``gradients``:
+        :meth:`_gradients` (eager) or :meth:`_func_gradients` (compiled)."""
+        first, cfg = self.template, self.template.config
         critic = dict(zip(self.critic_names, self.critic_params))
         actor = dict(zip(self.actor_names, [row[0] for row in self.actor_rows]))
+        log_temperature = self.log_temperature.unsqueeze(-1)  # [K, 1]: broadcasts over each seed's batch
         with torch.no_grad():
-            target = vmap(first.target_of)(actor, dict(zip(self.critic_names, self.targets)), self.log_temperature,
-                                           batch, noise_next)  # fmt: skip
-        leaves = [p.detach().requires_grad_() for p in self.critic_params]
-        (grads,), metrics = self._gradients(
-            first.critic_objective_of, [leaves], lambda: (dict(zip(self.critic_names, leaves)), target, batch)
+            target = first.target_of(actor, dict(zip(self.critic_names, self.targets)), log_temperature, batch,
+                                     noise_next)  # fmt: skip
+        names = self.critic_names
+        (grads,), metrics = gradients(
+            first.critic_objective_of, [self.critic_params], lambda leaves: (dict(zip(names, leaves[0])), target, batch)
         )
         with torch.no_grad():
             SAC._adam_step(grads, self.critic_rows, self._group(0, 0))
         if actor_step:
-            actor_leaves = [row[0].detach().requires_grad_() for row in self.actor_rows]
             learned = self.temperature_rows is not None
-            log_temperature = self.log_temperature.detach().requires_grad_(learned)
-            (actor_grads, *temperature_grad), aux = self._gradients(
+            actor_params = [row[0] for row in self.actor_rows]
+
+            def arguments(leaves):
+                alpha = leaves[1][0] if learned else self.log_temperature
+                return dict(zip(self.actor_names, leaves[0])), alpha.unsqueeze(-1), critic, batch, noise_pi
+
+            (actor_grads, *temperature_grad), aux = gradients(
                 first.actor_objective_of,
-                [actor_leaves, [log_temperature]] if learned else [actor_leaves],
-                lambda: (dict(zip(self.actor_names, actor_leaves)), log_temperature, critic, batch, noise_pi),
+                [actor_params, [self.log_temperature]] if learned else [actor_params],
+                arguments,
             )
             with torch.no_grad():
                 SAC._adam_step(actor_grads, self.actor_rows, self._group(1, 0))
@@ -547,20 +606,18 @@ class SeedStack:
         if target_step:
             with torch.no_grad():
                 torch._foreach_lerp_(self.targets, self.critic_params, cfg.polyak)
-        return [{key: value[k] for key, value in metrics.items()} for k in range(len(self.members))]
+        return metrics
 
     @staticmethod
-    def _gradients(objective, leaf_groups: list[list[torch.Tensor]], arguments):
-        """The per-seed gradients of ``objective`` (``(loss, aux)`` of one seed) with respect to each
-        group of stacked leaves: ``vmap`` of the objective gives every seed's loss ``[K]``, and one
-        backward of their sum gives each row its own seed's gradient (no op of the vmapped forward mixes
-        rows, so row k's gradient is dL_k/d(row k) exactly). Returns ``(grads per group, aux metrics
-        detached)``. Plain autograd through the vmapped forward: the same gradients as
-        ``vmap(grad(objective))`` and cheaper per op (functorch's grad transform wraps every op again)."""
-        from torch.func import vmap
-
+    def _gradients(objective, param_groups: list[list[torch.Tensor]], arguments):
+        """The per-seed gradients of ``objective(*arguments(leaves))`` with respect to each group of
+        stacked parameters: run on the stacked tensors it gives every seed's loss ``[K]`` (see
+        :meth:`SAC.target_of`), and one backward of their sum gives each row its own seed's gradient
+        (no op of the stacked forward mixes rows, so row k's gradient is dL_k/d(row k) exactly).
+        Returns ``(grads per group, aux metrics detached)``."""
+        leaf_groups = [[p.detach().requires_grad_() for p in group] for group in param_groups]
         with torch.enable_grad():
-            loss, aux = vmap(objective)(*arguments())
+            loss, aux = objective(*arguments(leaf_groups))
             leaves = [leaf for group in leaf_groups for leaf in group]
             flat = torch.autograd.grad(loss.sum(), leaves)
         grads, start = [], 0
@@ -568,6 +625,20 @@ class SeedStack:
             grads.append(list(flat[start : start + len(group)]))
             start += len(group)
         return grads, {key: value.detach() for key, value in aux.items()}
+
+    @staticmethod
+    def _func_gradients(objective, param_groups: list[list[torch.Tensor]], arguments):
+        """:meth:`_gradients` by ``torch.func.grad_and_value`` (traceable by ``torch.compile``)."""
+        from torch.func import grad_and_value
+
+        def summed(*groups):
+            loss, aux = objective(*arguments(groups))
+            return loss.sum(), {key: value.detach() for key, value in aux.items()}
+
+        grads, (_, aux) = grad_and_value(summed, argnums=tuple(range(len(param_groups))), has_aux=True)(
+            *[[p.detach() for p in group] for group in param_groups]
+        )
+        return [list(group) for group in grads], aux
 
     def _group(self, optimizer: int, group: int) -> dict:
         """Learning rate, betas and eps of a parameter group (the same for every member)."""

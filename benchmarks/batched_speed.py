@@ -9,9 +9,11 @@ Two measurements, both on CPU, SAC on Pendulum-v1 with ``--hidden`` networks:
    start-up and the final evaluations are included in both arms. Note the cores: the batched arm
    uses ``threads`` cores, the separate arm ``parallel x threads``.
 2. The bare update, updates per second of all K seeds: one stacked update
-   (:class:`agents.sac.SeedStack`) against K eager ``SAC.update`` calls, same batches, one process.
+   (:class:`agents.sac.SeedStack`) against K eager ``SAC.update`` calls (and, with ``--compile``, the
+   stacked step under ``agent.compile``), same batches, one process, the arms in alternating blocks.
 
   python benchmarks/batched_speed.py                                   # K=5, 2,000 steps, 128x128
+  python benchmarks/batched_speed.py --skip-end-to-end --compile --hidden 256     # bare update, + agent.compile
   python benchmarks/batched_speed.py --seeds 5 --steps 20000 --hidden 256 --out benchmarks/results/batched_speed.json
 """
 
@@ -85,8 +87,16 @@ def separate_wall(args, root: Path) -> float:
     return time.perf_counter() - start
 
 
-def update_rates(args) -> tuple[float, float]:
-    """(stacked, eager) updates per second of all K seeds on a fixed set of batches."""
+def update_rates(args) -> dict[str, float]:
+    """Updates per second of all K seeds on a fixed set of batches, per arm: ``stacked`` (one eager
+    :class:`SeedStack` update), ``eager_k_updates`` (K eager ``SAC.update`` calls) and, with
+    ``--compile``, ``compiled`` (the stacked step under ``agent.compile``; its first update, the compile,
+    is timed apart as ``compile_s``). The arms run in alternating blocks (``--blocks`` of ``--updates``
+    each, the order reversed every other block) and each rate is the median over the blocks, as are the
+    ratios ``<arm>/eager`` of same-block rates: on a shared machine the load drifts."""
+    import dataclasses
+    import statistics
+
     import torch
 
     from agents.sac import SAC, SACConfig, SeedStack
@@ -95,11 +105,11 @@ def update_rates(args) -> tuple[float, float]:
     torch.set_num_threads(args.threads)
     config = SACConfig(hidden=(args.hidden, args.hidden), actor_lr=1e-3, critic_lr=1e-3, temperature_lr=1e-3)
 
-    def agents():
+    def agents(cfg):
         out = []
         for seed in range(args.seeds):
             torch.manual_seed(seed)
-            out.append(SAC(BoxSpec((3,)), BoxSpec((1,)), config))
+            out.append(SAC(BoxSpec((3,)), BoxSpec((1,)), cfg))
         return out
 
     g = torch.Generator().manual_seed(0)
@@ -113,19 +123,37 @@ def update_rates(args) -> tuple[float, float]:
         }
         for _ in range(args.seeds)
     ]
-    stack, eager = SeedStack(agents()), agents()
-
-    def timed(step_fn) -> float:
+    stack, eager = SeedStack(agents(config)), agents(config)
+    arms = {
+        "stacked": lambda i: stack.update(batches, step=i),
+        "eager_k_updates": lambda i: [agent.update(batch, step=i) for agent, batch in zip(eager, batches)],
+    }
+    result = {}
+    if args.compile:
+        compiled = SeedStack(agents(dataclasses.replace(config, compile=True)))
+        start = time.perf_counter()
+        compiled.update(batches, step=0)
+        result["compile_s"] = time.perf_counter() - start
+        if compiled._compiled_step is None:
+            raise RuntimeError("agent.compile fell back to eager: no compiled arm to time")
+        arms["compiled"] = lambda i: compiled.update(batches, step=i)
+    for step_fn in arms.values():
         for i in range(10):  # warm up
             step_fn(i)
-        start = time.perf_counter()
-        for i in range(args.updates):
-            step_fn(i)
-        return args.updates / (time.perf_counter() - start)
-
-    stacked = timed(lambda i: stack.update(batches, step=i))
-    separate = timed(lambda i: [agent.update(batch, step=i) for agent, batch in zip(eager, batches)])
-    return stacked, separate
+    rates: dict[str, list[float]] = {name: [] for name in arms}
+    for block in range(args.blocks):
+        for name in list(arms)[:: 1 if block % 2 == 0 else -1]:
+            start = time.perf_counter()
+            for i in range(args.updates):
+                arms[name](i)
+            rates[name].append(args.updates / (time.perf_counter() - start))
+    for name, values in rates.items():
+        result[name] = statistics.median(values)
+        if name != "eager_k_updates":
+            ratios = [a / b for a, b in zip(values, rates["eager_k_updates"])]
+            result[f"{name}/eager"] = statistics.median(ratios)
+            result[f"{name}/eager_range"] = [min(ratios), max(ratios)]
+    return result
 
 
 def main() -> int:
@@ -136,7 +164,9 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=128, help="width of the two hidden layers")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--parallel", type=int, default=2, help="separate runs at a time")
-    parser.add_argument("--updates", type=int, default=100, help="timed updates in the bare-update part")
+    parser.add_argument("--updates", type=int, default=20, help="timed updates per block in the bare-update part")
+    parser.add_argument("--blocks", type=int, default=6, help="alternating blocks per arm in the bare-update part")
+    parser.add_argument("--compile", action="store_true", help="also time the stacked step under agent.compile")
     parser.add_argument("--skip-end-to-end", action="store_true", help="only the bare-update part")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -151,12 +181,15 @@ def main() -> int:
         "load_average": os.getloadavg(),
         "machine": platform.platform(),
     }
-    stacked, eager = update_rates(args)
-    result["updates_per_s"] = {"stacked": stacked, "eager_k_updates": eager, "ratio": stacked / eager}
-    print(
-        f"bare update, all {args.seeds} seeds: stacked {stacked:.1f}/s, {args.seeds} eager updates {eager:.1f}/s "
-        f"-> {stacked / eager:.2f}x"
-    )
+    rates = update_rates(args)
+    result["updates_per_s"] = rates
+    line = f"bare update, all {args.seeds} seeds (median of {args.blocks} alternating blocks): "
+    line += f"{args.seeds} eager updates {rates['eager_k_updates']:.1f}/s, stacked {rates['stacked']:.1f}/s "
+    line += f"({rates['stacked/eager']:.2f}x)"
+    if args.compile:
+        line += f", compiled stacked {rates['compiled']:.1f}/s ({rates['compiled/eager']:.2f}x; "
+        line += f"first update, the compile, {rates['compile_s']:.0f} s)"
+    print(line)
     if not args.skip_end_to_end:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)

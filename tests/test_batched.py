@@ -73,7 +73,7 @@ def make_sac(seed: int, **config) -> SAC:
 
 @pytest.mark.parametrize("config", [{}, {"temperature": "fixed"}, {"policy_delay": 2, "target_every": 2}])
 def test_one_seed_stack_is_the_eager_sac_update_on_fixed_batches(config):
-    """K=1: the vmapped losses, and the parameters and Adam state after each update, equal eager
+    """K=1: the stacked losses, and the parameters and Adam state after each update, equal eager
     ``SAC.update`` on the same batches and the same noise (float tolerance: other kernels)."""
     eager, member = make_sac(1, **config), make_sac(1, **config)
     stack = SeedStack([member])
@@ -89,6 +89,58 @@ def test_one_seed_stack_is_the_eager_sac_update_on_fixed_batches(config):
     assert a["updates"] == b["updates"] == 5
     for x, y in zip(flat(a), flat(b)):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("config", [{}, {"temperature": "fixed"}, {"policy_delay": 2, "target_every": 2}])
+def test_compiled_stack_is_the_eager_stack(config, monkeypatch):
+    """agent.compile: the stacked step compiled as one graph (traced with ``aot_eager``, as
+    tests/test_speed.py does: no C++ build) gives the eager stacked update's metrics, parameters and
+    Adam state (float tolerance), K=3 over 4 updates, every cadence branch."""
+    import agents.sac as sac
+
+    monkeypatch.setattr(sac, "COMPILE_BACKEND", "aot_eager")
+    eager_members = [make_sac(seed, **config) for seed in range(3)]
+    compiled_members = [make_sac(seed, compile=True, **config) for seed in range(3)]
+    eager, compiled = SeedStack(eager_members), SeedStack(compiled_members)
+    batches = fixed_batches(3)
+    for i in range(4):
+        torch.manual_seed(100 + i)
+        want = eager.update(batches, step=i)
+        torch.manual_seed(100 + i)
+        got = compiled.update(batches, step=i)
+        for w, g in zip(want, got):
+            assert set(g) == set(w)
+            for key in w:
+                torch.testing.assert_close(g[key], w[key], rtol=1e-5, atol=1e-6)
+    assert compiled._compiled_step is not None
+    for a, b in zip(eager_members, compiled_members):
+        for x, y in zip(flat(a.state_dict()), flat(b.state_dict())):
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_a_failing_compile_runs_the_stack_eager_with_one_notice(monkeypatch, capsys):
+    import agents.sac as sac
+
+    def broken(graph, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(sac, "COMPILE_BACKEND", broken)
+    eager, fallback = (
+        SeedStack([make_sac(s) for s in range(2)]),
+        SeedStack([make_sac(s, compile=True) for s in range(2)]),
+    )
+    for i, batch in enumerate(fixed_batches(2)):
+        torch.manual_seed(i)
+        want = eager.update([batch, batch], step=i)
+        torch.manual_seed(i)
+        got = fallback.update([batch, batch], step=i)
+        for w, g in zip(want, got):
+            assert all(torch.equal(g[key], w[key]) for key in w)  # eager all along: bit for bit
+    out = capsys.readouterr().out
+    assert out.count("notice: agent.compile unavailable for the stacked update") == 1 and "no compiler here" in out
+    assert fallback._compiled_step is None
+    for a, b in zip(eager.members, fallback.members):
+        assert same(a.state_dict(), b.state_dict())
 
 
 def test_members_view_the_stack_and_checkpoint_their_own_rows():

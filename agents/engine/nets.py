@@ -5,6 +5,12 @@
   hidden layer (``baddbmm``) and one batched dot product for the scalar output: twin critics cost
   one kernel per layer instead of two.
 * :class:`SquashedGaussianActor` - tanh-squashed diagonal Gaussian policy (SAC).
+
+Seed stacks: :class:`StackLinear` (the actor's layers) and :class:`EnsembleLinear` / :class:`QEnsemble`
+also run with parameters stacked on one leading ``[S]`` dimension (S seeds, through
+``torch.func.functional_call``) on inputs ``[S, B, ...]``: one batched matmul per layer for all S
+networks, the same module code (``agents.sac.SeedStack``). With unstacked parameters they run the
+ops they always ran.
 """
 
 from __future__ import annotations
@@ -37,13 +43,27 @@ def activation(name: str) -> nn.Module:
     return table[name]()
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, act: str = "relu") -> nn.Sequential:
-    """``in_dim -> hidden[0] -> ... -> out_dim`` with ``act`` between layers, none after the last."""
+class StackLinear(nn.Linear):
+    """``nn.Linear`` (same parameters, initialisation and forward) that also runs with its weight stacked
+    on a leading seed dimension: weight ``[S, out, in]``, bias ``[S, out]``, input ``[S, B, in]`` ->
+    output ``[S, B, out]`` by one ``baddbmm`` (the S layers' own ``addmm`` s, batched)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.dim() == 2:
+            return F.linear(x, self.weight, self.bias)
+        return torch.baddbmm(self.bias.unsqueeze(-2), x, self.weight.mT)
+
+
+def mlp(
+    in_dim: int, hidden: tuple[int, ...], out_dim: int, act: str = "relu", linear: type[nn.Linear] = nn.Linear
+) -> nn.Sequential:
+    """``in_dim -> hidden[0] -> ... -> out_dim`` with ``act`` between layers, none after the last
+    (``linear``: the layer class, ``nn.Linear`` or :class:`StackLinear`)."""
     layers: list[nn.Module] = []
     dims = (in_dim, *hidden)
     for a, b in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(a, b), activation(act)]
-    layers.append(nn.Linear(dims[-1], out_dim))
+        layers += [linear(a, b), activation(act)]
+    layers.append(linear(dims[-1], out_dim))
     return nn.Sequential(*layers)
 
 
@@ -51,7 +71,8 @@ class EnsembleLinear(nn.Module):
     """K independent linear layers applied as one batched matmul.
 
     weight ``[K, in, out]``, bias ``[K, 1, out]``; input ``[K, B, in]`` -> output ``[K, B, out]``.
-    Each member is initialised exactly like ``nn.Linear`` (Kaiming-uniform, a=sqrt(5)).
+    Each member is initialised exactly like ``nn.Linear`` (Kaiming-uniform, a=sqrt(5)). Stacked
+    parameters (weight ``[S, K, in, out]``, bias ``[S, K, 1, out]``) take input ``[S * K, B, in]``.
     """
 
     def __init__(self, members: int, in_dim: int, out_dim: int):
@@ -65,13 +86,16 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+        # [S, K, ...] parameters as [S * K, ...] (a view; unstacked, the tensors themselves)
+        return torch.baddbmm(self.bias.flatten(0, -3), x, self.weight.flatten(0, -3))
 
 
 class QEnsemble(nn.Module):
     """K state-action critics Q_k(s, a) as one batched network.
 
     ``forward(obs [B, O], action [B, A]) -> [K, B]``. With ``members=2`` this is SAC's twin critic.
+    With parameters stacked on a leading seed dimension S: ``forward(obs [S, B, O], action [S, B, A])
+    -> [S, K, B]``, the S x K critics as one batched network.
     """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], members: int = 2, act: str = "relu"):
@@ -83,14 +107,19 @@ class QEnsemble(nn.Module):
         self.act = activation(act)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, action], dim=-1).expand(self.members, -1, -1)  # [K, B, O+A], no copy
+        x = torch.cat([obs, action], dim=-1)
+        stack = x.shape[:-2]  # () or (S,)
+        # [K, B, O+A] (no copy), stacked [S * K, B, O+A]
+        x = x.unsqueeze(-3).expand(*stack, self.members, *x.shape[-2:]).flatten(0, -3)
         for layer in self.layers:
             x = self.act(layer(x))
         # The scalar head as a dot product, [K, B, H] . [K, 1, H] -> [K, B]: the same function as
         # ``self.head(x)`` (up to float rounding), but a batched matmul with one output column
         # takes CPU BLAS's slow path (~90 us forward and ~180 us backward for 2 x 256 x 256 on
         # 2 cores, against ~30 / ~100).
-        return torch.linalg.vecdot(x, self.head.weight.transpose(1, 2)) + self.head.bias.squeeze(-1)
+        weight, bias = self.head.weight.flatten(0, -3), self.head.bias.flatten(0, -3)
+        q = torch.linalg.vecdot(x, weight.transpose(1, 2)) + bias.squeeze(-1)
+        return q.unflatten(0, (*stack, self.members)) if stack else q
 
 
 class SquashedGaussianActor(nn.Module):
@@ -108,9 +137,12 @@ class SquashedGaussianActor(nn.Module):
         super().__init__()
         if not hidden:  # the head reads the last hidden layer
             raise ValueError("SquashedGaussianActor needs at least one hidden layer width, e.g. (256, 256)")
-        self.trunk = mlp(obs_dim, hidden[:-1], hidden[-1], act) if len(hidden) > 1 else nn.Linear(obs_dim, hidden[-1])
+        if len(hidden) > 1:
+            self.trunk = mlp(obs_dim, hidden[:-1], hidden[-1], act, linear=StackLinear)
+        else:
+            self.trunk = StackLinear(obs_dim, hidden[-1])
         self.trunk_act = activation(act)
-        self.head = nn.Linear(hidden[-1], 2 * action_dim)  # mean and log-std in one matmul
+        self.head = StackLinear(hidden[-1], 2 * action_dim)  # mean and log-std in one matmul
 
     def distribution_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.head(self.trunk_act(self.trunk(obs))).chunk(2, dim=-1)
