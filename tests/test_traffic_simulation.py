@@ -75,23 +75,24 @@ def test_features_and_reward_by_hand():
     api = FakeApi(script)
     sim = GridSimulation(api, LAYOUT, yellow=3, min_green=1, speed_limit=35.0)
     sim.restart([])
-    features, since, reward = sim.observe()
+    features, since, reward, passed = sim.observe()
     assert not features[0, :16].any() and features[0, 16] == 0 and since[0] == 0 and reward[0] == 0
+    assert passed[0] == 0
 
-    features, since, reward = sim.step(np.array([0]))
+    features, since, reward, passed = sim.step(np.array([0]))
     queue, wait, delay, count = (features[0, 4 * k : 4 * k + 4] for k in range(4))
     assert queue.tolist() == [1, 0, 0, 1] and count.tolist() == [1, 0, 0, 2]
     assert wait.tolist() == [7, 0, 0, 1]  # (2 + 0) / 2 on the west edge
     delay_w = 1 - (0.5 + 14.0) / 2 / 35
     assert delay.tolist() == pytest.approx([1, 0, 0, delay_w])  # empty edges: 0
     expected = -0.5 * 2 - 0.5 * 8 - 0.5 * (1 + delay_w) + 0 - 0.25 * 1 - 0
-    assert reward[0] == pytest.approx(expected) and since[0] == 1
+    assert reward[0] == pytest.approx(expected) and since[0] == 1 and passed[0] == 0
 
-    features, since, reward = sim.step(np.array([1]))  # switch: yellow on north-south, -1
+    features, since, reward, passed = sim.step(np.array([1]))  # switch: yellow on north-south, -1
     queue, wait, delay, count = (features[0, 4 * k : 4 * k + 4] for k in range(4))
     assert queue.tolist() == [0, 0, 0, 0] and count.tolist() == [1, 1, 0, 1]
     delays = [1 - 1.5 / 35, 1 - 30 / 35, 0, 1 - 12 / 35]
     assert delay.tolist() == pytest.approx(delays)
     assert features[0, 16] == 1 and since[0] == 1 and api.shown[-1] == "yyrr"
     expected = -0.5 * 0 - 0.5 * 0 - 0.5 * sum(delays) + 1 - 0.25 * 0 - 1  # v1 passed the light
-    assert reward[0] == pytest.approx(expected)
+    assert reward[0] == pytest.approx(expected) and passed[0] == 1
