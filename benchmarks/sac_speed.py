@@ -86,6 +86,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 SBX_PYTHON = ROOT / "benchmarks" / ".venv-sbx" / "bin" / "python"
+
+
+def repo_relative(value) -> str:
+    """``value`` as a string, a path inside the repository relative to it (results name no machine's paths)."""
+    text = str(value)
+    root = str(ROOT) + os.sep
+    return text[len(root) :] if text.startswith(root) else text
+
+
 SBX_WORKER = ROOT / "benchmarks" / "sac_speed_sbx.py"
 SBX_VENV_HINT = (
     "python -m venv benchmarks/.venv-sbx && benchmarks/.venv-sbx/bin/pip install torch==2.13.0 && "
@@ -390,7 +399,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
-        "args": {k: str(v) for k, v in vars(args).items()},
+        "args": {k: repo_relative(v) for k, v in vars(args).items()},
         "rounds": rows,
         "median_env_steps_per_second": {name: statistics.median(r[name] for r in rows) for name in names},
         "median_env_steps_ratio": statistics.median(r["ratio"] for r in rows),
@@ -406,7 +415,7 @@ def main() -> None:
         result["sbx"] = {
             k: sbx_info[k] for k in ("sbx", "jax", "backend", "torch", "python", "PJRT_NPROC", "XLA_FLAGS")
         }
-        result["sbx"]["interpreter"] = sbx_python
+        result["sbx"]["interpreter"] = repo_relative(sbx_python)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     summary = f"median env-steps/s ratio regula/sb3: {result['median_env_steps_ratio']:.2f}"
