@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from agents.engine.compiled import CompiledStep, batch_signature
 from agents.engine.config import AgentConfig, EnvConfig, RunConfig, check_finite, doc
 from agents.engine.family import Family
 from agents.engine.loops import TD_ERROR, OffPolicyConfig
@@ -131,9 +132,7 @@ class SAC:
         compile_fn = torch.compile if config.compile and not whole else (lambda fn: fn)
         self._critic_objective = compile_fn(self.critic_objective)
         self._actor_objective = compile_fn(self.actor_objective)
-        self._compiled_update = (
-            torch.compile(self.functional_update, backend=COMPILE_BACKEND, fullgraph=True) if whole else None
-        )
+        self._compiled_update = CompiledStep(self.functional_update, COMPILE_BACKEND) if whole else None
 
     # ---- acting -------------------------------------------------------------------------------
 
@@ -253,6 +252,7 @@ class SAC:
         try:
             with torch.no_grad():
                 metrics = self._compiled_update(
+                    (actor_step, target_step, batch_signature(batch)),
                     batch, noise_next, noise_pi, self._adam_state(self.critic_optimizer),
                     self._adam_state(self.actor_optimizer), actor_step, target_step,
                 )  # fmt: skip
@@ -503,11 +503,7 @@ class SeedStack:
         for member in members:
             member._in_seed_stack = True  # its state_dict clones the views (see _own_storage)
         # agent.compile: the whole stacked step as one graph (eager with a notice where compiling fails)
-        self._compiled_step = (
-            torch.compile(self._functional_step, backend=COMPILE_BACKEND, fullgraph=True)
-            if first.config.compile
-            else None
-        )
+        self._compiled_step = CompiledStep(self._functional_step, COMPILE_BACKEND) if first.config.compile else None
 
     @staticmethod
     def _stack_tensors(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -553,7 +549,8 @@ class SeedStack:
         if self._compiled_step is not None:
             try:
                 with torch.no_grad():
-                    metrics = self._compiled_step(batch, noise_next, noise_pi, actor_step, target_step)
+                    signature = (actor_step, target_step, batch_signature(batch))
+                    metrics = self._compiled_step(signature, batch, noise_next, noise_pi, actor_step, target_step)
             except Exception as e:  # noqa: BLE001 - any compiler failure (no C++ toolchain, unsupported op)
                 cause = getattr(e, "inner_exception", None) or e
                 reason = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0][:200]}"

@@ -15,6 +15,7 @@ Two measurements, both on CPU, SAC on Pendulum-v1 with ``--hidden`` networks:
   python benchmarks/batched_speed.py                                   # K=5, 2,000 steps, 128x128
   python benchmarks/batched_speed.py --skip-end-to-end --compile --hidden 256     # bare update, + agent.compile
   python benchmarks/batched_speed.py --seeds 5 --steps 20000 --hidden 256 --out benchmarks/results/batched_speed.json
+  python benchmarks/batched_speed.py --steps 20000 --batched-threads 2 --set agent.compile=true   # same 2 cores
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
 
-def overrides(args) -> list[str]:
+def overrides(args, threads: int | None = None) -> list[str]:
     width = f"[{args.hidden},{args.hidden}]"
+    threads = args.threads if threads is None else threads
     return [
         f"train.total_steps={args.steps}",
         f"train.update_after_steps={args.update_after}",
@@ -42,8 +44,9 @@ def overrides(args) -> list[str]:
         "train.eval_episodes=1",
         "train.checkpoint_every=0",
         "train.progress=false",
-        f"train.threads={args.threads}",
+        f"train.threads={threads}",
         f"agent.hidden={width}",
+        *args.set,
     ]
 
 
@@ -57,9 +60,9 @@ def child_env(threads: int) -> dict[str, str]:
 def batched_wall(args, root: Path) -> float:
     """Wall seconds of ``train.py sac --seeds 0-(K-1) --batched`` (one process)."""
     argv = [sys.executable, str(ROOT / "train.py"), "sac", "--seeds", f"0-{args.seeds - 1}", "--batched"]
-    argv += ["--sweep-dir", str(root / "batched"), "--no-progress", *overrides(args)]
+    argv += ["--sweep-dir", str(root / "batched"), "--no-progress", *overrides(args, args.batched_threads)]
     start = time.perf_counter()
-    subprocess.run(argv, cwd=ROOT, check=True, env=child_env(args.threads), capture_output=True)
+    subprocess.run(argv, cwd=ROOT, check=True, env=child_env(args.batched_threads), capture_output=True)
     return time.perf_counter() - start
 
 
@@ -164,19 +167,31 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=128, help="width of the two hidden layers")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--parallel", type=int, default=2, help="separate runs at a time")
+    parser.add_argument(
+        "--batched-threads",
+        type=int,
+        help="torch threads of the batched process (default --threads; "
+        "--parallel x --threads puts it on the separate runs' cores)",
+    )
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="more overrides for both arms (agent.compile=true)"
+    )
     parser.add_argument("--updates", type=int, default=20, help="timed updates per block in the bare-update part")
     parser.add_argument("--blocks", type=int, default=6, help="alternating blocks per arm in the bare-update part")
     parser.add_argument("--compile", action="store_true", help="also time the stacked step under agent.compile")
     parser.add_argument("--skip-end-to-end", action="store_true", help="only the bare-update part")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
+    args.batched_threads = args.batched_threads or args.threads
 
     result = {
         "seeds": args.seeds,
         "steps": args.steps,
         "hidden": args.hidden,
         "threads": args.threads,
+        "batched_threads": args.batched_threads,
         "parallel": args.parallel,
+        "set": args.set,
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
         "machine": platform.platform(),
@@ -200,12 +215,12 @@ def main() -> int:
             "batched": seed_steps / batched,
             "separate": seed_steps / separate,
             "ratio": separate / batched,
-            "batched_cores": args.threads,
+            "batched_cores": args.batched_threads,
             "separate_cores": args.threads * args.parallel,
         }
         print(
             f"end to end, {args.seeds} seeds x {args.steps:,} steps: batched {seed_steps / batched:,.0f} seed-steps/s "
-            f"({batched:.1f} s, {args.threads} core(s)), separate {seed_steps / separate:,.0f} seed-steps/s "
+            f"({batched:.1f} s, {args.batched_threads} core(s)), separate {seed_steps / separate:,.0f} seed-steps/s "
             f"({separate:.1f} s, {args.parallel} x {args.threads} core(s)) -> {separate / batched:.2f}x"
         )
     print(f"load average during the run: {result['load_average']}")

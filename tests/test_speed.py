@@ -119,6 +119,21 @@ def test_compiled_step_gives_eager_losses_on_a_fixed_batch(traced, config, capsy
     assert compiled.updates == eager.updates == 4
 
 
+def test_compiled_step_skips_guards_only_for_signatures_it_has_compiled():
+    from agents.engine.compiled import CompiledStep, batch_signature
+
+    step = CompiledStep(lambda batch, scale: batch["x"] * scale, "aot_eager")
+    x, longer = torch.ones(3), torch.ones(5)
+    calls = [(x, 2), (x, 3), (x, 2), (longer, 3), (x, 3), (longer, 3)]  # a new Python switch, then a new shape
+    for tensor, scale in calls:
+        batch = {"x": tensor}
+        got = step((scale, batch_signature(batch)), batch, scale)
+        # skipping every guard from the second call on would run scale 2's graph for scale 3
+        assert torch.equal(got, tensor * scale), (tuple(tensor.shape), scale)
+    assert step.compiled == {(2, (("x", (3,), torch.float32),)), (3, (("x", (3,), torch.float32),)),
+                             (3, (("x", (5,), torch.float32),))}  # fmt: skip
+
+
 def test_compile_failure_falls_back_to_eager_with_a_notice(monkeypatch, capsys):
     def broken(graph, example_inputs):
         raise RuntimeError("no compiler here")
