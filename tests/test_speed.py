@@ -134,6 +134,27 @@ def test_compiled_step_skips_guards_only_for_signatures_it_has_compiled():
                              (3, (("x", (5,), torch.float32),))}  # fmt: skip
 
 
+def test_two_compiled_agents_in_one_process_each_update_their_own_parameters(traced):
+    # QARL's protagonist and adversary compile the same function (SAC.functional_update): with guards
+    # skipped for known signatures, each call must still run its own agent's graph (Dynamo keeps the
+    # tensor guards that tell two cache entries apart)
+    eager, compiled = [make_agent(), make_agent()], [make_agent(compile=True), make_agent(compile=True)]
+    for agents in (eager, compiled):
+        with torch.no_grad():
+            agents[1].actor.head.bias.add_(0.5)  # two different agents of the same shapes
+    batch = fixed_batch()
+    for i in range(3):
+        for k in range(2):
+            torch.manual_seed(10 * i + k)
+            expected = eager[k].update(batch, step=i)
+            torch.manual_seed(10 * i + k)
+            got = compiled[k].update(batch, step=i)
+            for key in expected:
+                torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=f"agent {k} {key}")
+    for a, b in zip(eager, compiled):
+        assert_same_agents(a, b, exact=False)
+
+
 def test_compile_failure_falls_back_to_eager_with_a_notice(monkeypatch, capsys):
     def broken(graph, example_inputs):
         raise RuntimeError("no compiler here")
