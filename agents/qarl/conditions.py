@@ -28,6 +28,12 @@ from envs.base import BoxSpec
 FRESH_ADVERSARY = dataclasses.replace(PLAYER, actor_update_after_steps=1_000)
 
 
+def trained_compiled(config: RunConfig) -> bool:
+    """Whether ``config``'s learner ran with ``agent.compile`` (QARL's protagonist, or a plain SAC run)."""
+    agent = getattr(config.agent, "protagonist", config.agent)
+    return bool(getattr(agent, "compile", False))
+
+
 def adversary_env(config: RunConfig, wrapper: dict, num_envs: int, seed: int, device):
     """The run's deployment env with the adversary's force added (the protagonist sees what it saw)."""
     from envs import make_vec_env
@@ -95,7 +101,9 @@ def train_fresh_adversary(
     env = adversary_env(config, wrapper, 1, seed, device)
     with torch.random.fork_rng(devices=[]):  # the adversary's own seed; the caller's RNG is left alone
         torch.manual_seed(seed)
-        adversary = SAC(env.obs_spec, BoxSpec((adversary_dim,)), FRESH_ADVERSARY, device)
+        # the run's agent.compile carries over (the same math, faster; a run trained compiled evaluates so)
+        learner = dataclasses.replace(FRESH_ADVERSARY, compile=trained_compiled(config))
+        adversary = SAC(env.obs_spec, BoxSpec((adversary_dim,)), learner, device)
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
         actor = JointActor(run.agent, adversary, adversary_dim, generator)
