@@ -105,6 +105,8 @@ class Task:
     grid: str = ""  # which model grid (grid()): the task's own name unless set
     band: tuple[float, float] = CUT_BAND  # the cut the calibrating adversary should make
     until_flat: float | None = None  # fresh adversaries stop once the attacked return flattens (tolerance)
+    flat_from: float = 0.25  # ... checked from this fraction of their budget on (a return still at its nominal
+    # value early on is not an adversary that has finished learning)
 
 
 def _presets(task: str, suffix: str = "") -> dict[str, str]:
@@ -147,6 +149,7 @@ TASKS = {
         grid="inverted-pendulum",
         band=(0.30, 0.70),
         until_flat=0.05,
+        flat_from=0.5,
     ),
     "tier3-inverted-double-pendulum": Task(
         "InvertedDoublePendulum-v5",
@@ -344,6 +347,7 @@ def job_calibrate(spec: dict) -> dict:
         force_limit=force,
         progress=False,
         until_flat=spec.get("until_flat"),
+        min_steps=spec.get("min_steps"),
         curve=curve,
     )
     attacked = score_against(
@@ -401,6 +405,7 @@ def job_evaluate(spec: dict) -> dict:
             force_limit=force,
             progress=False,
             until_flat=spec.get("until_flat"),
+            min_steps=spec.get("min_steps"),
             curve=curve,
         )
         scores = both(lambda explore: score_against(run, adversary, explore=explore, **common))
@@ -478,8 +483,7 @@ def plan(args, results: Results) -> list[dict]:
             "grid": args.grid,
             "task": args.task,
         }
-        if TASKS[args.task].until_flat is not None:
-            spec["until_flat"] = TASKS[args.task].until_flat
+        spec.update(until_flat(args.task, args.adversary_steps))
         return {"key": f"eval/{method}/s{seed}", "kind": "evaluate", "needs": [f"train/{method}/s{seed}"], "spec": spec}
 
     jobs = [train("sac", args.seeds[0])]
@@ -488,8 +492,7 @@ def plan(args, results: Results) -> list[dict]:
         if force is not None and f > force:  # a smaller force already qualified
             continue
         spec = {"run_dir": calibration_run, "force": f, "adversary_steps": args.calibration_steps, "episodes": 10}
-        if TASKS[args.task].until_flat is not None:
-            spec["until_flat"] = TASKS[args.task].until_flat
+        spec.update(until_flat(args.task, args.calibration_steps))
         jobs.append({"key": f"calibrate/F{f:g}", "kind": "calibrate", "needs": [f"train/sac/s{args.seeds[0]}"],
                      "spec": spec})  # fmt: skip
     if force is None:  # the rest waits for the force limit
@@ -503,6 +506,14 @@ def plan(args, results: Results) -> list[dict]:
             seen.add(job["key"])
             unique.append(job)
     return unique
+
+
+def until_flat(task: str, steps: int) -> dict:
+    """The early stop of a ``steps``-step fresh adversary of ``task``: none, or its tolerance and first step."""
+    spec = TASKS[task]
+    if spec.until_flat is None:
+        return {}
+    return {"until_flat": spec.until_flat, "min_steps": int(steps * spec.flat_from)}
 
 
 def calibrating(args) -> bool:
