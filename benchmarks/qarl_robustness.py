@@ -713,7 +713,8 @@ def done_when(table: dict, margin: float = 1.2) -> tuple[dict, list[str]]:
 
     - retained: per seed the fraction r_s = fresh-adversary return / nominal return (deterministic) of
       QARL and SAC, the paired ratio r_QARL,s / r_SAC,s, and the seeds where it is >= ``margin`` (QARL
-      keeps at least 20 % more of its nominal return than SAC; the plan asks for 4 of 5 seeds);
+      keeps at least 20 % more of its nominal return than SAC; the plan asks for 4 of 5 seeds, tier 3 for
+      8 of 10); the same for RARL / SAC (``retained rarl``);
     - grid mean and nominal return, QARL / SAC: the ratio of the seed means (the plan's criteria: grid
       >= 1.1, nominal >= 0.9) and the mean of per-seed ratios with its 95 % t-interval;
     - QARL vs RARL: paired differences QARL - RARL with 95 % t-intervals (nominal, fresh adversary,
@@ -738,6 +739,16 @@ def done_when(table: dict, margin: float = 1.2) -> tuple[dict, list[str]]:
         + ", ".join(f"s{s} {r:.2f}" for s, r in ratio["per_seed"].items())
         + f" (>= {margin}: {len(wins)} of {len(ratio['per_seed'])} seeds {wins}) |",
     ]
+    # RARL meets the same test (tier 3's criterion: each of RARL and QARL keeps >= margin x SAC's fraction)
+    rarl = paired(table["rarl"]["retained (det.)"]["per_seed"], kept["sac"], "ratio")
+    rarl_wins = [s for s, r in rarl["per_seed"].items() if r >= margin]
+    out["retained rarl"] = {"rarl/sac": rarl, f"seeds with rarl/sac >= {margin}": rarl_wins,
+                            "count": f"{len(rarl_wins)} of {len(rarl['per_seed'])}"}  # fmt: skip
+    lines.append(
+        "| retained against the fresh adversary, RARL / SAC per seed | "
+        + ", ".join(f"s{s} {r:.2f}" for s, r in rarl["per_seed"].items())
+        + f" (>= {margin}: {len(rarl_wins)} of {len(rarl['per_seed'])} seeds {rarl_wins}) |"
+    )
     # the same on discounted returns, where recorded: what the adversary minimizes (not a criterion)
     name = "retained, discounted (det.)"
     discounted = paired(*(table[m].get(name, {"per_seed": {}})["per_seed"] for m in ("qarl", "sac")), "ratio")

@@ -133,6 +133,8 @@ def test_done_when_numbers():
     assert diff["low"] < 60.0 < diff["high"]
     assert out["grid mean qarl/rarl (of seed means)"] == pytest.approx(660 / 600)
     assert any("2 of 3 seeds [0, 1]" in line for line in lines)
+    rarl = out["retained rarl"]  # kept 0.1 / 0.5, 0.2 / 0.4, 0.3 / 0.3 of SAC's
+    assert rarl["rarl/sac"]["per_seed"] == pytest.approx({0: 0.2, 1: 0.5, 2: 1.0}) and rarl["count"] == "0 of 3"
 
 
 def test_done_when_leaves_out_seeds_without_a_positive_denominator():
