@@ -909,6 +909,8 @@ def summarize(args) -> dict:
     fig.savefig(figures / f"{prefix}_learning.png", dpi=120)
     plt.close(fig)
 
+    adversary_figure(results, seeds, env_id, figures / f"{prefix}_adversaries.png")
+
     # Grid heatmaps: the seed-mean return per (pole, cart) cell, one figure per method.
     for method in METHODS:
         grids = [results[f"eval/{method}/s{s}"]["grid"] for s in seeds if f"eval/{method}/s{s}" in results]
@@ -977,6 +979,38 @@ def summarize(args) -> dict:
     print(json.dumps({"force": summary["force_limit"], "rule": summary["force_rule"], "calibration": calibration,
                       "curriculum": summary["curriculum"], "criteria": summary["criteria"]}, indent=1))  # fmt: skip
     return summary
+
+
+def adversary_figure(results: Results, seeds: list[int], env_id: str, path: Path) -> bool:
+    """The force calibration (left: the fraction of SAC's nominal return each calibrating adversary cut, per F)
+    and every fresh adversary's learning curve (right: the attacked protagonist's mean episode return as
+    the adversary trains, one line per run, coloured by method). False when there is nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    calibration = sorted((v["force"], v["cut"]) for k, v in results.data["jobs"].items() if k.startswith("calibrate/"))
+    curves = {m: [results[f"eval/{m}/s{s}"]["fresh_adversary"].get("curve", []) for s in seeds
+                  if f"eval/{m}/s{s}" in results] for m in METHODS}  # fmt: skip
+    if not calibration and not any(curves.values()):
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    if calibration:
+        left.plot(*zip(*calibration), marker="o", color="k")
+        left.axhspan(0.3, 0.7, color="tab:green", alpha=0.15, label="30-70 % band")
+        left.set_xlabel("force limit F (N per component)")
+        left.set_ylabel("cut of SAC's nominal return")
+        left.set_title("calibration: a fresh adversary per F")
+        left.legend()
+    for method, color in zip(METHODS, ("tab:gray", "tab:blue", "tab:red")):
+        for i, curve in enumerate(c for c in curves[method] if c):
+            right.plot(*zip(*curve), color=color, alpha=0.6, lw=1, label=method.upper() if i == 0 else None)
+    right.set_xlabel("fresh adversary's env steps")
+    right.set_ylabel("protagonist's mean episode return")
+    right.set_title(f"{env_id}: fresh adversaries (stop once flat)")
+    if right.lines:
+        right.legend()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
 
 
 def qualify(runs: list[Path], fraction: float = 0.9, need: int = 9, seeds: int = 10) -> dict:

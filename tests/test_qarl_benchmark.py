@@ -173,9 +173,17 @@ def test_summarize_writes_the_task_figures_and_the_done_when_block(tmp_path, tas
         jobs[f"eval/qarl/s{seed}"] = _eval_record(task, 1000.0, 1000.0 * (0.6 - 0.1 * seed), 700.0)
         jobs[f"eval/rarl/s{seed}"] = _eval_record(task, 900.0, 450.0, 650.0)
         jobs[f"eval/sac/s{seed}"] = _eval_record(task, 1000.0, 400.0, 600.0)
+    jobs["eval/sac/s0"]["fresh_adversary"]["curve"] = [[10, 900.0], [20, 400.0]]  # its learning curve
+    jobs["calibrate/F5"] = {
+        "force": 5.0,
+        "cut": 0.6,
+        "nominal": {"mean_reward": 1000.0},
+        "attacked": {"mean_reward": 400.0},
+    }
     path.write_text(json.dumps({"meta": meta, "jobs": jobs}))
     summary = bench.summarize(_args(tmp_path, "--results", str(path), *extra, command="summarize"))
-    for name in ("grid_sac", "grid_rarl", "grid_qarl", "learning"):
+    assert summary["calibration"]["calibrate/F5"]["cut"] == 0.6
+    for name in ("grid_sac", "grid_rarl", "grid_qarl", "learning", "adversaries"):
         assert (tmp_path / "figs" / f"{prefix}_{name}.png").exists()
     done = summary["done_when"]
     assert done["retained"]["qarl/sac"]["per_seed"] == pytest.approx({0: 1.5, 1: 1.25})
