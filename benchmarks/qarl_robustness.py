@@ -105,6 +105,8 @@ class Task:
     grid: str = ""  # which model grid (grid()): the task's own name unless set
     band: tuple[float, float] = CUT_BAND  # the cut the calibrating adversary should make
     until_flat: float | None = None  # fresh adversaries stop once the attacked return flattens (tolerance)
+    adversary_learner: str = "fresh"  # fresh adversaries' SAC settings: "fresh" (FRESH_ADVERSARY) or "run"
+    # (the run's own adversary learner: agents.qarl.conditions.run_adversary_learner)
     flat_from: float = 0.25  # ... checked from this fraction of their budget on (a return still at its nominal
     # value early on is not an adversary that has finished learning)
 
@@ -150,6 +152,7 @@ TASKS = {
         band=(0.30, 0.70),
         until_flat=0.05,
         flat_from=0.5,
+        adversary_learner="run",
     ),
     "tier3-inverted-double-pendulum": Task(
         "InvertedDoublePendulum-v5",
@@ -349,6 +352,7 @@ def job_calibrate(spec: dict) -> dict:
         until_flat=spec.get("until_flat"),
         min_steps=spec.get("min_steps"),
         curve=curve,
+        learner=fresh_learner(spec, run),
     )
     attacked = score_against(
         run, adversary, episodes=episodes, seed=EVAL_SEED, explore=False, force_limit=force, gamma=gamma
@@ -407,6 +411,7 @@ def job_evaluate(spec: dict) -> dict:
             until_flat=spec.get("until_flat"),
             min_steps=spec.get("min_steps"),
             curve=curve,
+            learner=fresh_learner(spec, run),
         )
         scores = both(lambda explore: score_against(run, adversary, explore=explore, **common))
         trained = curve[-1][0] if curve else spec["adversary_steps"]
@@ -509,11 +514,20 @@ def plan(args, results: Results) -> list[dict]:
 
 
 def until_flat(task: str, steps: int) -> dict:
-    """The early stop of a ``steps``-step fresh adversary of ``task``: none, or its tolerance and first step."""
+    """How a ``steps``-step fresh adversary of ``task`` trains: its learner (unless the default) and early
+    stop (none, or its tolerance and first step)."""
     spec = TASKS[task]
+    out = {"adversary_learner": spec.adversary_learner} if spec.adversary_learner != "fresh" else {}
     if spec.until_flat is None:
-        return {}
-    return {"until_flat": spec.until_flat, "min_steps": int(steps * spec.flat_from)}
+        return out
+    return {**out, "until_flat": spec.until_flat, "min_steps": int(steps * spec.flat_from)}
+
+
+def fresh_learner(spec: dict, run):
+    """The fresh adversary's SAC settings a job asks for (None: the default FRESH_ADVERSARY)."""
+    from agents.qarl.conditions import run_adversary_learner
+
+    return run_adversary_learner(run.config) if spec.get("adversary_learner") == "run" else None
 
 
 def calibrating(args) -> bool:

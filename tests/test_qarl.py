@@ -353,3 +353,14 @@ def test_fresh_adversary_can_train_until_the_return_flattens(qarl_run):
     train_fresh_adversary(run, steps=400, seed=0, progress=False, curve=full)
     train_fresh_adversary(run, steps=400, seed=0, progress=False, until_flat=1e9, min_steps=100, curve=early)
     assert full[-1][0] == 400 and 100 <= early[-1][0] < 400  # any curve is flat at tolerance 1e9
+
+
+def test_tier3_fresh_adversary_learns_with_the_runs_own_adversary_settings():
+    from agents.qarl.conditions import FRESH_ADVERSARY, run_adversary_learner
+
+    learner = run_adversary_learner(get_preset("qarl/inverted-pendulum"))
+    assert learner.temperature == "learned"  # not QARL's per-sample temperature
+    assert (learner.actor_lr, learner.initial_temperature, learner.actor_update_after_steps) == (1e-3, 0.1, 1_000)
+    assert (FRESH_ADVERSARY.actor_lr, FRESH_ADVERSARY.initial_temperature) == (1e-4, 0.005)  # the default stays
+    with pytest.raises(ValueError, match="no adversary learner"):
+        run_adversary_learner(get_preset("sac"))

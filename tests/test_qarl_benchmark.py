@@ -277,6 +277,7 @@ def test_tier3_plan_uses_the_suite_presets_a_30_to_70_percent_band_and_flattenin
     assert calibrations and all(j["spec"]["until_flat"] == 0.05 for j in calibrations)
     # flatness is checked from half the budget on: a return still at 1000 early is not a finished adversary
     assert all(j["spec"]["min_steps"] == args.calibration_steps // 2 for j in calibrations)
+    assert all(j["spec"]["adversary_learner"] == "run" for j in calibrations)  # the task's learners attack
     band = bench.TASKS["tier3-inverted-pendulum"].band
     assert bench.choose_force({2.0: 0.1, 5.0: 0.65, 10.0: None}, band)[0] == 5.0  # in [30 %, 70 %]
     assert "above the band" in bench.choose_force({2.0: 0.1, 5.0: 0.65}, bench.CUT_BAND)[1]  # tiers 1-2: 30-60 %
@@ -285,7 +286,8 @@ def test_tier3_plan_uses_the_suite_presets_a_30_to_70_percent_band_and_flattenin
     results.data["meta"]["force_limit"] = 5.0
     evals = [j for j in bench.plan(args, results) if j["kind"] == "evaluate"]
     assert evals and all(j["spec"]["until_flat"] == 0.05 and j["spec"]["adversary_steps"] == 40_000 for j in evals)
-    assert all(j["spec"]["min_steps"] == 20_000 for j in evals)
+    assert all(j["spec"]["min_steps"] == 20_000 and j["spec"]["adversary_learner"] == "run" for j in evals)
+    assert "adversary_learner" not in bench.until_flat("inverted-pendulum", 10_000)  # tier 1: FRESH_ADVERSARY
 
 
 def test_qualify_counts_seeds_that_reach_ninety_percent_of_the_best_return(tmp_path):

@@ -20,12 +20,24 @@ from agents.engine.loops import Session
 from agents.engine.run import transition_fields
 from agents.qarl.loop import JointActor, PhaseLoopConfig, force_dims, force_wrapper, phase_loop
 from agents.qarl.presets import PLAYER
-from agents.sac import SAC
+from agents.sac import SAC, SACConfig
 from envs.base import BoxSpec
 
 # The fresh adversary: a plain auto-tuned SAC (the same networks as the players), one update per env
 # step, learning from 1k transitions; its actor from 1k too (short budgets of 20k-50k steps).
 FRESH_ADVERSARY = dataclasses.replace(PLAYER, actor_update_after_steps=1_000)
+
+
+def run_adversary_learner(config: RunConfig) -> SACConfig:
+    """A fresh adversary with the run's own adversary learner settings (a QARL-family run: its
+    ``agent.adversary``, the temperature auto-tuned rather than QARL's per-sample one), actor from 1k
+    transitions as :data:`FRESH_ADVERSARY`. Tier 3 attacks with it: the authors' learner (initial
+    temperature 0.005, actor lr 1e-4) explores so little that whether it finds an attack within its
+    budget depends on its seed."""
+    adversary = getattr(config.agent, "adversary", None)
+    if adversary is None:
+        raise ValueError(f"{config.algo} runs have no adversary learner settings: use the default fresh adversary")
+    return dataclasses.replace(adversary, temperature="learned", actor_update_after_steps=1_000)
 
 
 def trained_compiled(config: RunConfig) -> bool:
@@ -73,6 +85,7 @@ def train_fresh_adversary(
     until_flat: float | None = None,
     min_steps: int | None = None,
     curve: list | None = None,
+    learner: SACConfig | None = None,
 ) -> SAC:
     """A new SAC adversary trained for ``steps`` env steps against the frozen protagonist of ``run``.
 
@@ -82,6 +95,8 @@ def train_fresh_adversary(
     under attack (logged every ``steps // 100`` env steps) has flattened: :func:`returns_flat` over
     windows of ``steps // 10`` env steps, checked from ``min_steps`` (default ``steps // 4``) on.
     ``curve`` (a list) receives ``(env step, protagonist's mean episode return)`` at every log.
+    ``learner``: the adversary's SAC settings (default :data:`FRESH_ADVERSARY`; see
+    :func:`run_adversary_learner`).
     """
     curve = [] if curve is None else curve
     log_every = max(steps // 100, 1)
@@ -102,7 +117,7 @@ def train_fresh_adversary(
     with torch.random.fork_rng(devices=[]):  # the adversary's own seed; the caller's RNG is left alone
         torch.manual_seed(seed)
         # the run's agent.compile carries over (the same math, faster; a run trained compiled evaluates so)
-        learner = dataclasses.replace(FRESH_ADVERSARY, compile=trained_compiled(config))
+        learner = dataclasses.replace(learner or FRESH_ADVERSARY, compile=trained_compiled(config))
         adversary = SAC(env.obs_spec, BoxSpec((adversary_dim,)), learner, device)
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
