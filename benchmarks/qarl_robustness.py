@@ -488,7 +488,7 @@ def plan(args, results: Results) -> list[dict]:
             "grid": args.grid,
             "task": args.task,
         }
-        spec.update(until_flat(args.task, args.adversary_steps))
+        spec.update(fresh_adversary_spec(args.task, args.adversary_steps))
         return {"key": f"eval/{method}/s{seed}", "kind": "evaluate", "needs": [f"train/{method}/s{seed}"], "spec": spec}
 
     jobs = [train("sac", args.seeds[0])]
@@ -497,7 +497,7 @@ def plan(args, results: Results) -> list[dict]:
         if force is not None and f > force:  # a smaller force already qualified
             continue
         spec = {"run_dir": calibration_run, "force": f, "adversary_steps": args.calibration_steps, "episodes": 10}
-        spec.update(until_flat(args.task, args.calibration_steps))
+        spec.update(fresh_adversary_spec(args.task, args.calibration_steps))
         jobs.append({"key": f"calibrate/F{f:g}", "kind": "calibrate", "needs": [f"train/sac/s{args.seeds[0]}"],
                      "spec": spec})  # fmt: skip
     if force is None:  # the rest waits for the force limit
@@ -513,7 +513,7 @@ def plan(args, results: Results) -> list[dict]:
     return unique
 
 
-def until_flat(task: str, steps: int) -> dict:
+def fresh_adversary_spec(task: str, steps: int) -> dict:
     """How a ``steps``-step fresh adversary of ``task`` trains: its learner (unless the default) and early
     stop (none, or its tolerance and first step)."""
     spec = TASKS[task]

@@ -18,6 +18,19 @@ from pathlib import Path
 
 import torch
 
+# QARL-family runs (both players, the teacher): tiny networks, short phases, learners from the first steps
+TWO_PLAYER_TINY = (
+    "total_steps=600",
+    "eval_every=0",
+    "eval_episodes=1",
+    "phase_min_steps=100",
+    "update_after_transitions=50",
+    "agent.protagonist.hidden=[16,16]",
+    "agent.adversary.hidden=[16,16]",
+    "agent.protagonist.actor_update_after_steps=0",
+    "agent.adversary.actor_update_after_steps=0",
+)
+
 # preset -> (overrides, names of the checkpoint entries that hold learners)
 COMMON = ("train.threads=1", "train.progress=false", "seed=3")
 PINNED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -78,31 +91,11 @@ PINNED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("agent",),
     ),
     "qarl-authors/inverted-pendulum": (
-        (
-            "total_steps=600",
-            "eval_every=0",
-            "eval_episodes=1",
-            "phase_min_steps=100",
-            "update_after_transitions=50",
-            "agent.protagonist.hidden=[16,16]",
-            "agent.adversary.hidden=[16,16]",
-            "agent.protagonist.actor_update_after_steps=0",
-            "agent.adversary.actor_update_after_steps=0",
-        ),
+        TWO_PLAYER_TINY,
         ("agent", "adversary", "teacher"),
     ),
     "rarl-authors/inverted-pendulum": (
-        (
-            "total_steps=600",
-            "eval_every=0",
-            "eval_episodes=1",
-            "phase_min_steps=100",
-            "update_after_transitions=50",
-            "agent.protagonist.hidden=[16,16]",
-            "agent.adversary.hidden=[16,16]",
-            "agent.protagonist.actor_update_after_steps=0",
-            "agent.adversary.actor_update_after_steps=0",
-        ),
+        TWO_PLAYER_TINY,
         ("agent", "adversary"),
     ),
     "pin/fsc-sentiment": (

@@ -287,7 +287,7 @@ def test_tier3_plan_uses_the_suite_presets_a_30_to_70_percent_band_and_flattenin
     evals = [j for j in bench.plan(args, results) if j["kind"] == "evaluate"]
     assert evals and all(j["spec"]["until_flat"] == 0.05 and j["spec"]["adversary_steps"] == 40_000 for j in evals)
     assert all(j["spec"]["min_steps"] == 20_000 and j["spec"]["adversary_learner"] == "run" for j in evals)
-    assert "adversary_learner" not in bench.until_flat("inverted-pendulum", 10_000)  # tier 1: FRESH_ADVERSARY
+    assert "adversary_learner" not in bench.fresh_adversary_spec("inverted-pendulum", 10_000)  # tier 1: FRESH_ADVERSARY
 
 
 def test_qualify_counts_seeds_that_reach_ninety_percent_of_the_best_return(tmp_path):
