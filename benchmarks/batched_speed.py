@@ -102,10 +102,12 @@ def update_rates(args) -> dict[str, float]:
 
     import torch
 
+    from agents.engine.allocator import retain_freed_memory
     from agents.sac import SAC, SACConfig, SeedStack
     from envs.base import BoxSpec
 
     torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as the runner does for every run
     config = SACConfig(hidden=(args.hidden, args.hidden), actor_lr=1e-3, critic_lr=1e-3, temperature_lr=1e-3)
 
     def agents(cfg):

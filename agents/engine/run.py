@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.engine.allocator import retain_freed_memory
 from agents.engine.buffers import TransitionBuffer
 from agents.engine.checkpoint import Checkpointer, CheckpointError
 from agents.engine.collect import Collector
@@ -108,6 +109,13 @@ def resolve_threads(threads: int) -> int:
     sets it; OpenMP reads it when torch is first imported) for whoever asks for more.
     """
     return threads if threads > 0 else AUTO_THREADS
+
+
+def prepare_process(cfg: Any) -> None:
+    """Process settings a run trains under: ``train.threads`` torch threads, and freed tensors kept in
+    the process rather than page-faulted back at every update (:mod:`agents.engine.allocator`)."""
+    torch.set_num_threads(resolve_threads(cfg.threads))
+    retain_freed_memory()
 
 
 def seed_everything(seed: int) -> None:
@@ -268,7 +276,7 @@ def train(
         family.check(config)
     cfg = config.train
     device = torch.device(cfg.device)
-    torch.set_num_threads(resolve_threads(cfg.threads))
+    prepare_process(cfg)
     run_dir = Path(run_dir)
     checkpointer = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
     # resume True: the newest usable checkpoint; a path: that file (train.py --resume RUN/checkpoints/F)
@@ -333,7 +341,7 @@ def train_batched(family: Family, configs: list[RunConfig], run_dirs: list[Path]
         family.check(configs[0])
     cfg = configs[0].train
     device = torch.device(cfg.device)
-    torch.set_num_threads(resolve_threads(cfg.threads))
+    prepare_process(cfg)
     resumes = list(resume) if isinstance(resume, (list, tuple)) else [resume] * len(configs)
     checkpointers = [Checkpointer(d, keep=cfg.keep_checkpoints) for d in run_dirs]
     sessions: list[Session] = []
