@@ -28,8 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-# Idle OpenMP workers sleep instead of spinning (as in train.py); set before torch is first imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Idle OpenMP workers spin briefly, then sleep (as in train.py); set before torch is first imported.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 
 def all_conditions() -> list[type]:

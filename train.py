@@ -33,9 +33,12 @@ from pathlib import Path
 
 DEFAULT_PRESET = "sac"
 
-# Idle OpenMP workers sleep instead of spinning on cores other jobs need (agents.engine.run.resolve_threads).
-# OpenMP reads this once, when torch is first imported: so here, before any import of torch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# With more than one torch thread (train.threads=N asks for the cores to itself), idle OpenMP workers
+# spin ~0.2 ms for the next parallel region, then sleep: as fast alone as OpenMP's default 3 ms spin, and
+# 2.4x a passive wait's rate (docs/benchmarks.md, "Threads under load"). One thread, the default, has no
+# workers. OpenMP reads this when torch is first imported, so here; a user's own setting wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 
 SWEEP_FLAGS = (

@@ -8,6 +8,7 @@ torch thread count and an OpenMP wait policy (the environment a worker starts wi
 
   spin2     2 threads, OpenMP's default wait policy (GNU OpenMP spins ~300k iterations before sleeping)
   passive2  2 threads, OMP_WAIT_POLICY=PASSIVE (idle OpenMP workers sleep at once)
+  bounded2  2 threads, GOMP_SPINCOUNT=20000 (idle workers spin ~0.2 ms, then sleep; what train.py sets)
   one       1 thread (no OpenMP workers; what train.threads=0 now resolves to for CPU runs)
 
 For each round and setting: one worker alone, then two at once. The settings alternate within every
@@ -32,12 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {
     "spin2": (2, {}),
     "passive2": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "bounded2": (2, {"GOMP_SPINCOUNT": "20000"}),
     "one": (1, {}),
 }
 WORKER = """
 import sys, time, torch
 sys.path.insert(0, {root!r})
 torch.set_num_threads({threads})
+from agents.engine.allocator import retain_freed_memory
+retain_freed_memory()  # as the runner does
 from agents.sac import SAC, SACConfig
 from envs.base import BoxSpec
 agent = SAC(BoxSpec((3,)), BoxSpec((1,)), SACConfig())
@@ -59,7 +63,8 @@ print(n / (time.perf_counter() - start), flush=True)
 
 def run_workers(setting: str, count: int, seconds: float) -> list[float]:
     threads, extra = SETTINGS[setting]
-    env = {**os.environ, **extra}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(extra)
     code = WORKER.format(root=str(ROOT), threads=threads, seconds=seconds)
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True, "env": env}
     procs = [subprocess.Popen([sys.executable, "-c", code], **pipes) for _ in range(count)]

@@ -41,14 +41,23 @@ def test_auto_threads_is_one_and_the_runner_applies_it(tmp_path, tiny_sac_overri
 
 
 @pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
-def test_entry_points_start_openmp_passive_unless_told(script):
-    code = f"import runpy, os; runpy.run_path({script!r}, run_name='x'); print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split()[-1] == "PASSIVE"
-    env["OMP_WAIT_POLICY"] = "ACTIVE"  # a user's own setting wins
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split()[-1] == "ACTIVE"
+def test_entry_points_bound_openmp_spinning_unless_told(script):
+    """Both entry points start OpenMP with a ~0.2 ms spin (GOMP_SPINCOUNT=20000) before idle workers
+    sleep, unless the environment chose a wait policy or a spin count itself."""
+    code = (
+        f"import runpy, os; runpy.run_path({script!r}, run_name='x'); "
+        "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+
+    def started_with(**extra) -> list[str]:
+        run = [sys.executable, "-c", code]
+        out = subprocess.run(run, cwd=ROOT, env={**base, **extra}, capture_output=True, text=True, check=True)
+        return out.stdout.split()[-2:]
+
+    assert started_with() == ["20000", "None"]
+    assert started_with(OMP_WAIT_POLICY="PASSIVE") == ["None", "PASSIVE"]  # a user's own setting wins
+    assert started_with(GOMP_SPINCOUNT="5") == ["5", "None"]
 
 
 # ---- the allocator ---------------------------------------------------------------------------------

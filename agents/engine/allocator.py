@@ -5,11 +5,12 @@ PyTorch's CPU tensors come from the C library's ``malloc``. glibc serves a reque
 threshold* (128 KiB at start, raised as such blocks are freed, up to 32 MiB) with a fresh ``mmap``
 and unmaps it on free, and it gives the free top of its heap back to the kernel once that exceeds the
 *trim threshold* (128 KiB). Either way the next update's tensor of the same size lands on pages the
-kernel must map and zero again, one minor page fault per 4 KiB page. A training step allocates the
-same activations and gradients every time, so this is paid every update: the seed-stacked SAC update
-of 5 seeds at 128x128 (activations ``[10, 256, 128]``, 1.3 MB each) took ~3,000 page faults and
-14.4 ms per update, against 3 faults and 11.0 ms with the allocator tuned; single-seed SAC at 256x256
-8.8 -> 7.5 ms (2026-12-06, 1 thread; ``docs/benchmarks.md``, "Page faults").
+kernel must map and zero again, one minor page fault per 4 KiB page. A training step allocates
+the same activations and gradients every time, so this is paid every update: the seed-stacked SAC
+update of 5 seeds at 128x128 (activations ``[10, 256, 128]``, 1.3 MB each) took ~3,100 page faults and
+12.4 ms per update, against 1 fault and 9.5 ms with the allocator tuned (1.31x); one SAC agent at
+256x256, 61 faults and 6.15 ms against 5.76 ms (1.07x) (2026-12-06, 1 thread,
+``benchmarks/page_faults.py``; ``docs/benchmarks.md``, "Page faults: the allocator").
 
 :func:`retain_freed_memory` sets the mmap threshold to its maximum (32 MiB: smaller blocks come from
 the heap and are reused) and the trim threshold to 1 GiB (the heap is not shrunk under that much free

@@ -102,11 +102,12 @@ AUTO_THREADS = 1  # train.threads=0: one torch thread (docs/benchmarks.md, "Thre
 def resolve_threads(threads: int) -> int:
     """``train.threads`` as a thread count: 0 (auto) is :data:`AUTO_THREADS`.
 
-    The suite's networks are small (256x256, batch 256): a second intra-op thread gains little alone
-    and, on cores shared with other jobs, OpenMP's spin-waiting workers collapse the run (measured
-    8.5x slower for two default-thread runs side by side on 2 cores). So auto is one thread, and
-    train.py / evaluate.py also start OpenMP with ``OMP_WAIT_POLICY=PASSIVE`` (unless the environment
-    sets it; OpenMP reads it when torch is first imported) for whoever asks for more.
+    The suite's networks are small (256x256, batch 256): on cores shared with other jobs, OpenMP's
+    workers collapse a multi-threaded run (measured 8.5x slower for two default-thread runs side by
+    side on 2 cores, 10x for two 2-thread updates). So auto is one thread, which has no OpenMP workers.
+    More threads are for a machine of the run's own: there train.py / evaluate.py let idle workers spin
+    ~0.2 ms (``GOMP_SPINCOUNT=20000``, unless the environment chose; OpenMP reads it when torch is first
+    imported), which keeps a 2-thread update 1.4x one thread's rate, where a passive wait made it slower.
     """
     return threads if threads > 0 else AUTO_THREADS
 
