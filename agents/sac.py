@@ -531,6 +531,17 @@ class SeedStack:
             rows.append((param, step, stacked["exp_avg"], stacked["exp_avg_sq"]))
         return rows
 
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, *, step: int) -> torch.Tensor:
+        """Every member's exploring action for its own observations, ``obs [K, N, ...]`` -> ``[K, N, A...]``:
+        :meth:`SAC.act` (``explore=True``) of the K actors as one stacked network, one draw ``[K, N, A]``
+        from torch's generator (as K separate calls would make K draws of ``[N, A]``)."""
+        from torch.func import functional_call
+
+        actor = dict(zip(self.actor_names, [row[0] for row in self.actor_rows]))
+        action, _ = functional_call(self.template.actor, actor, (obs.reshape(*obs.shape[:2], -1),))
+        return action.reshape(*obs.shape[:2], *self.template.action_shape)
+
     def update(self, batches: list[dict[str, torch.Tensor]], *, step: int) -> list[dict[str, torch.Tensor]]:
         """One SAC update of every member, member k on ``batches[k]``; returns each member's metrics
         (0-dim tensors, as :meth:`SAC.update` returns them)."""

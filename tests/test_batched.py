@@ -174,6 +174,22 @@ def test_the_seeds_do_not_touch_each_other_in_the_update():
     assert not same(plain[1], perturbed[1])
 
 
+def test_the_stacked_act_is_each_members_exploring_action():
+    """:meth:`SeedStack.act` on ``[K, N, obs]``: member k's squashed-Gaussian sample of its own
+    observations, with the k-th slice of one ``[K, N, A]`` draw."""
+    members = [make_sac(seed) for seed in range(3)]
+    stack = SeedStack(members)
+    stack.update(fixed_batches(3), step=0)  # the members differ after an update as well as at init
+    obs = torch.randn(3, 4, 3)
+    torch.manual_seed(11)
+    actions = stack.act(obs, step=0)
+    torch.manual_seed(11)
+    noise = torch.randn(3, 4, 1)
+    for k, member in enumerate(members):
+        mean, log_std = member.actor.distribution_params(obs[k])
+        torch.testing.assert_close(actions[k], torch.tanh(mean + log_std.exp() * noise[k]))
+
+
 # ---- the loop: independence, ordinary run directories, resume --------------------------------------
 
 

@@ -153,12 +153,21 @@ class Collector:
         self.stats.running_return.zero_()
         self.stats.running_length.zero_()
 
-    def step(self, step: int, *, random: bool = False) -> dict[str, torch.Tensor]:
+    def observation(self) -> torch.Tensor:
+        """The envs' current observation ``[N, ...]`` (resetting them first if they have not started)."""
+        if self.obs is None:
+            self.reset()
+        return self.obs
+
+    def step(self, step: int, *, random: bool = False, action: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One step of the N envs: with uniformly random actions (``random``), the given ``action``
+        ``[N, ...]`` (chosen for :meth:`observation` by someone else: the seed-batched loop acts for all
+        its runs at once), or the agent's exploring action."""
         if self.obs is None:
             self.reset()
         if random:
             action = random_actions(self.env.action_spec, self.env.num_envs, self.generator, self.device)
-        else:
+        elif action is None:
             action, self.state = self.agent.act(self.obs, self.state, step=step, explore=True)
         out = self.env.step(action)
         self.stats.record(out.reward, out.terminated | out.truncated, out.info.get("episode_ended"))

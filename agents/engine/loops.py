@@ -408,11 +408,17 @@ class OffPolicyRun:
     def done(self) -> bool:
         return self.session.step >= self.session.config.train.total_steps
 
-    def collect(self) -> int:
-        """Collect with N envs (random actions during the warm-up), insert; the updates now due."""
+    @property
+    def warm(self) -> bool:
+        """In the warm-up: uniformly random actions, no updates."""
+        return self.session.step < self.update_after
+
+    def collect(self, action: torch.Tensor | None = None) -> int:
+        """Collect with N envs (random actions during the warm-up; after it ``action [N, ...]`` if given,
+        else the agent's), insert; the updates now due."""
         session = self.session
-        warm = session.step < self.update_after
-        session.buffer.extend(session.collector.step(session.step, random=warm))
+        warm = self.warm
+        session.buffer.extend(session.collector.step(session.step, random=warm, action=action))
         num_envs = session.env.num_envs
         session.step += num_envs
         return 0 if warm else self.credit.take(num_envs)
