@@ -52,6 +52,12 @@ COMPILE_BACKEND = "inductor"  # agent.compile's torch.compile backend (tests tra
 TEMPERATURES = ("learned", "fixed", "per-sample")  # SACConfig.temperature: where alpha comes from
 
 
+def stateless_call(module: torch.nn.Module, params: dict[str, torch.Tensor], args: tuple):
+    """``module(*args)`` with its parameters replaced by ``params`` (``torch.func.functional_call``);
+    the suite's networks tie no weights, so the per-call search for tied ones is skipped."""
+    return torch.func.functional_call(module, params, args, tie_weights=False)
+
+
 @dataclass(frozen=True)
 class SACConfig(AgentConfig):
     """SAC hyperparameters (defaults: Haarnoja et al. 2018, Table 1)."""
@@ -324,28 +330,22 @@ class SAC:
 
     def target_of(self, actor_params, target_params, log_temperature, batch, noise_next) -> torch.Tensor:
         """:meth:`critic_target_value` of the given actor, target critics and log alpha: y ``[B]``."""
-        from torch.func import functional_call
-
-        next_action, next_log_prob = functional_call(self.actor, actor_params, (batch["next_obs"], noise_next))
-        next_q = functional_call(self.critic_target, target_params, (batch["next_obs"], next_action)).min(-2).values
+        next_action, next_log_prob = stateless_call(self.actor, actor_params, (batch["next_obs"], noise_next))
+        next_q = stateless_call(self.critic_target, target_params, (batch["next_obs"], next_action)).min(-2).values
         per_sample = self.config.temperature == "per-sample"
         alpha = batch["temperature"] if per_sample else log_temperature.detach().exp()
         return td_target(batch["reward"], batch["terminated"], next_q - alpha * next_log_prob, self.config.gamma)
 
     def critic_objective_of(self, critic_params, target, batch):
         """:meth:`critic_loss` of the given critics against ``target``: ``(loss, metrics)``."""
-        from torch.func import functional_call
-
-        q = functional_call(self.critic, critic_params, (batch["obs"], batch["action"]))
+        q = stateless_call(self.critic, critic_params, (batch["obs"], batch["action"]))
         return self.critic_loss(q, target, batch)
 
     def actor_objective_of(self, actor_params, log_temperature, critic_params, batch, noise_pi):
         """L_pi (+ L_alpha when learned) of the given actor and log alpha against the given critics:
         ``(loss, aux metrics)``; the two losses touch disjoint parameters, as in the eager step."""
-        from torch.func import functional_call
-
-        action, log_prob = functional_call(self.actor, actor_params, (batch["obs"], noise_pi))
-        q = functional_call(self.critic, critic_params, (batch["obs"], action)).min(-2).values
+        action, log_prob = stateless_call(self.actor, actor_params, (batch["obs"], noise_pi))
+        q = stateless_call(self.critic, critic_params, (batch["obs"], action)).min(-2).values
         per_sample = self.config.temperature == "per-sample"
         alpha = batch["temperature"] if per_sample else log_temperature.detach().exp()
         actor_loss = (alpha * log_prob - q).mean(-1)
@@ -536,10 +536,8 @@ class SeedStack:
         """Every member's exploring action for its own observations, ``obs [K, N, ...]`` -> ``[K, N, A...]``:
         :meth:`SAC.act` (``explore=True``) of the K actors as one stacked network, one draw ``[K, N, A]``
         from torch's generator (as K separate calls would make K draws of ``[N, A]``)."""
-        from torch.func import functional_call
-
         actor = dict(zip(self.actor_names, [row[0] for row in self.actor_rows]))
-        action, _ = functional_call(self.template.actor, actor, (obs.reshape(*obs.shape[:2], -1),))
+        action, _ = stateless_call(self.template.actor, actor, (obs.reshape(*obs.shape[:2], -1),))
         return action.reshape(*obs.shape[:2], *self.template.action_shape)
 
     def update(self, batches: list[dict[str, torch.Tensor]], *, step: int) -> list[dict[str, torch.Tensor]]:

@@ -11,6 +11,9 @@ Two measurements, both on CPU, SAC on Pendulum-v1 with ``--hidden`` networks:
 2. The bare update, updates per second of all K seeds: one stacked update
    (:class:`agents.sac.SeedStack`) against K eager ``SAC.update`` calls (and, with ``--compile``, the
    stacked step under ``agent.compile``), same batches, one process, the arms in alternating blocks.
+   The ceiling beside it: the same stacked update with 8-unit layers on 8-row batches costs what the
+   update costs besides arithmetic (dispatch, autograd, Python); the full update minus that is its
+   arithmetic, and K eager updates' time over that arithmetic is the most stacking could give.
 
   python benchmarks/batched_speed.py                                   # K=5, 2,000 steps, 128x128
   python benchmarks/batched_speed.py --skip-end-to-end --compile --hidden 256     # bare update, + agent.compile
@@ -118,20 +121,27 @@ def update_rates(args) -> dict[str, float]:
         return out
 
     g = torch.Generator().manual_seed(0)
-    batches = [
-        {
-            "obs": torch.randn(256, 3, generator=g),
-            "action": torch.rand(256, 1, generator=g) * 2 - 1,
-            "reward": torch.randn(256, generator=g),
-            "next_obs": torch.randn(256, 3, generator=g),
-            "terminated": torch.zeros(256, dtype=torch.bool),
-        }
-        for _ in range(args.seeds)
-    ]
+
+    def fixed_batches(size: int) -> list[dict[str, torch.Tensor]]:
+        return [
+            {
+                "obs": torch.randn(size, 3, generator=g),
+                "action": torch.rand(size, 1, generator=g) * 2 - 1,
+                "reward": torch.randn(size, generator=g),
+                "next_obs": torch.randn(size, 3, generator=g),
+                "terminated": torch.zeros(size, dtype=torch.bool),
+            }
+            for _ in range(args.seeds)
+        ]
+
+    batches, tiny_batches = fixed_batches(256), fixed_batches(8)
     stack, eager = SeedStack(agents(config)), agents(config)
+    # The same stacked update with 8-unit layers on 8-row batches: what it costs besides arithmetic
+    tiny = SeedStack(agents(dataclasses.replace(config, hidden=(8, 8))))
     arms = {
         "stacked": lambda i: stack.update(batches, step=i),
         "eager_k_updates": lambda i: [agent.update(batch, step=i) for agent, batch in zip(eager, batches)],
+        "stacked_overhead": lambda i: tiny.update(tiny_batches, step=i),
     }
     result = {}
     if args.compile:
@@ -154,10 +164,14 @@ def update_rates(args) -> dict[str, float]:
             rates[name].append(args.updates / (time.perf_counter() - start))
     for name, values in rates.items():
         result[name] = statistics.median(values)
-        if name != "eager_k_updates":
+        if name not in ("eager_k_updates", "stacked_overhead"):
             ratios = [a / b for a, b in zip(values, rates["eager_k_updates"])]
             result[f"{name}/eager"] = statistics.median(ratios)
             result[f"{name}/eager_range"] = [min(ratios), max(ratios)]
+    # The ceiling: the stacked update with its per-call cost gone, only the arithmetic of K seeds left
+    arithmetic_s = max(1 / result["stacked"] - 1 / result["stacked_overhead"], 1e-9)
+    result["stacked_arithmetic_ms"] = arithmetic_s * 1e3
+    result["stacked/eager_ceiling"] = (1 / arithmetic_s) / result["eager_k_updates"]
     return result
 
 
@@ -202,7 +216,8 @@ def main() -> int:
     result["updates_per_s"] = rates
     line = f"bare update, all {args.seeds} seeds (median of {args.blocks} alternating blocks): "
     line += f"{args.seeds} eager updates {rates['eager_k_updates']:.1f}/s, stacked {rates['stacked']:.1f}/s "
-    line += f"({rates['stacked/eager']:.2f}x)"
+    line += f"({rates['stacked/eager']:.2f}x; its arithmetic alone {rates['stacked_arithmetic_ms']:.1f} ms, "
+    line += f"a ceiling of {rates['stacked/eager_ceiling']:.2f}x)"
     if args.compile:
         line += f", compiled stacked {rates['compiled']:.1f}/s ({rates['compiled/eager']:.2f}x; "
         line += f"first update, the compile, {rates['compile_s']:.0f} s)"

@@ -113,6 +113,23 @@ def test_the_runner_retains_freed_memory(tmp_path, tiny_sac_overrides, monkeypat
     assert calls
 
 
+@pytest.mark.parametrize("flush", [True, False])
+def test_the_runner_applies_flush_denormal(flush, tmp_path, tiny_sac_overrides):
+    """``train.flush_denormal``: after the runner's set-up a subnormal float reads as zero (DAZ) and a
+    product that would be subnormal comes out zero (FTZ); switched off, both stay subnormal."""
+    subnormal = torch.tensor([1e-39])
+    try:
+        config = apply_overrides(
+            get_preset("sac"),
+            [*tiny_sac_overrides, "train.total_steps=20", f"train.flush_denormal={str(flush).lower()}"],
+        )
+        train(config, tmp_path / "run")
+        assert ((subnormal * 1.0).item() == 0.0) is flush
+        assert ((torch.tensor([1e-20]) * torch.tensor([1e-20])).item() == 0.0) is flush
+    finally:
+        torch.set_flush_denormal(False)
+
+
 # ---- agent.compile ----------------------------------------------------------------------------------
 
 
