@@ -233,7 +233,7 @@ def main() -> int:
             "separate": seed_steps / separate,
             "ratio": separate / batched,
             "batched_cores": args.batched_threads,
-            "separate_cores": args.threads * args.parallel,
+            "separate_cores": min(args.threads * args.parallel, os.cpu_count() or 1),
         }
         print(
             f"end to end, {args.seeds} seeds x {args.steps:,} steps: batched {seed_steps / batched:,.0f} seed-steps/s "
