@@ -320,6 +320,26 @@ class SAC:
         torch._foreach_div_(denom, lr)
         torch._foreach_addcdiv_(params, exp_avgs, denom, value=-1.0)
 
+    @staticmethod
+    def _fused_adam_step(grads: list[torch.Tensor], rows, group: dict) -> None:
+        """:meth:`_adam_step` as ``torch.optim.Adam(fused=True)`` computes it: the step counts incremented,
+        then one fused kernel for every row. The kernel reads one step count per row, so each row's
+        ``step`` must hold a single value (a seed stack's rows do: its members step in lockstep, and
+        :class:`SeedStack` checks that they start equal)."""
+        if not rows:
+            return
+        beta1, beta2 = group["betas"]
+        params, steps, exp_avgs, exp_avg_sqs = (list(column) for column in zip(*rows))
+        # The kernel walks each tensor's memory in order, so a gradient must be laid out as its
+        # parameter (a stacked weight read transposed, ``weight.mT``, gets a transposed gradient).
+        grads = [g if g.stride() == p.stride() else g.contiguous() for g, p in zip(grads, params)]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(
+            params, grads, exp_avgs, exp_avg_sqs, [], [step.reshape(-1)[0] for step in steps],
+            lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"], amsgrad=False,
+            maximize=False,
+        )  # fmt: skip
+
     # The update's three objectives as functions of the parameters they read, passed explicitly (dicts
     # of ``named_parameters`` names -> tensors, through ``functional_call``): the compiled single-seed
     # step (:meth:`functional_update`) calls them with this agent's own tensors, the seed-batched
@@ -526,6 +546,8 @@ class SeedStack:
                 stacked[key] = torch.stack([state[key] for state in states])
                 for k, state in enumerate(states):
                     state[key] = stacked[key][k]
+            if not bool((stacked["step"] == stacked["step"].reshape(-1)[0]).all()):  # one count per row (fused Adam)
+                raise ValueError("seed-batched members' optimizers must have taken the same number of steps")
             param = self._stack_tensors(list(params))
             step = stacked["step"].view(-1, *([1] * (param.dim() - 1)))
             rows.append((param, step, stacked["exp_avg"], stacked["exp_avg_sq"]))
@@ -566,17 +588,21 @@ class SeedStack:
                 print(f"notice: agent.compile unavailable for the stacked update ({reason}); it runs eager")
                 self._compiled_step = None  # Dynamo compiles before it runs: nothing was changed
         if metrics is None:
-            metrics = self._step(batch, noise_next, noise_pi, actor_step, target_step, self._gradients)
+            adam = SAC._fused_adam_step if cfg.fused_adam else SAC._adam_step
+            metrics = self._step(batch, noise_next, noise_pi, actor_step, target_step, self._gradients, adam)
         return [{key: value[k] for key, value in metrics.items()} for k in range(len(self.members))]
 
     def _functional_step(self, batch, noise_next, noise_pi, actor_step: bool, target_step: bool):
         """:meth:`_step` with gradients by ``torch.func`` (what ``agent.compile`` compiles as one graph)."""
-        return self._step(batch, noise_next, noise_pi, actor_step, target_step, self._func_gradients)
+        return self._step(batch, noise_next, noise_pi, actor_step, target_step, self._func_gradients, SAC._adam_step)
 
-    def _step(self, batch, noise_next, noise_pi, actor_step: bool, target_step: bool, gradients):
+    def _step(self, batch, noise_next, noise_pi, actor_step: bool, target_step: bool, gradients, adam):
         """The stacked update on the stacked batch and noise: critic step, actor and temperature step
         (``actor_step``), Polyak (``target_step``); all K seeds' metrics ``[K]``. ``gradients``:
-        :meth:`_gradients` (eager) or :meth:`_func_gradients` (compiled)."""
+        :meth:`_gradients` (eager) or :meth:`_func_gradients` (compiled); ``adam``: the optimizer step,
+        :meth:`SAC._fused_adam_step` (eager with ``agent.fused_adam``, one kernel per parameter group, as
+        each member's own optimizer) or :meth:`SAC._adam_step` (``_foreach`` ops, which a compiled graph
+        fuses)."""
         first, cfg = self.template, self.template.config
         critic = dict(zip(self.critic_names, self.critic_params))
         actor = dict(zip(self.actor_names, [row[0] for row in self.actor_rows]))
@@ -589,7 +615,7 @@ class SeedStack:
             first.critic_objective_of, [self.critic_params], lambda leaves: (dict(zip(names, leaves[0])), target, batch)
         )
         with torch.no_grad():
-            SAC._adam_step(grads, self.critic_rows, self._group(0, 0))
+            adam(grads, self.critic_rows, self._group(0, 0))
         if actor_step:
             learned = self.temperature_rows is not None
             actor_params = [row[0] for row in self.actor_rows]
@@ -604,9 +630,9 @@ class SeedStack:
                 arguments,
             )
             with torch.no_grad():
-                SAC._adam_step(actor_grads, self.actor_rows, self._group(1, 0))
+                adam(actor_grads, self.actor_rows, self._group(1, 0))
                 if learned:
-                    SAC._adam_step(temperature_grad[0], self.temperature_rows, self._group(1, 1))
+                    adam(temperature_grad[0], self.temperature_rows, self._group(1, 1))
             metrics.update(aux)
             metrics["train/temperature"] = self.log_temperature.exp()
         if target_step:

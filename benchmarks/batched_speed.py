@@ -19,6 +19,7 @@ Two measurements, both on CPU, SAC on Pendulum-v1 with ``--hidden`` networks:
   python benchmarks/batched_speed.py --skip-end-to-end --compile --hidden 256     # bare update, + agent.compile
   python benchmarks/batched_speed.py --seeds 5 --steps 20000 --hidden 256 --out benchmarks/results/batched_speed.json
   python benchmarks/batched_speed.py --steps 20000 --batched-threads 2 --set agent.compile=true   # same 2 cores
+  python benchmarks/batched_speed.py --steps 10000 --batched-threads 2 --parallel 5 --rounds 3 --compiled-arms
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
 
-def overrides(args, threads: int | None = None) -> list[str]:
+def overrides(args, threads: int | None = None, compiled: bool = False) -> list[str]:
     width = f"[{args.hidden},{args.hidden}]"
     threads = args.threads if threads is None else threads
     return [
+        *(["agent.compile=true"] if compiled else []),
         f"train.total_steps={args.steps}",
         f"train.update_after_steps={args.update_after}",
         "train.eval_every=0",
@@ -60,16 +62,16 @@ def child_env(threads: int) -> dict[str, str]:
     return env
 
 
-def batched_wall(args, root: Path) -> float:
+def batched_wall(args, root: Path, compiled: bool = False) -> float:
     """Wall seconds of ``train.py sac --seeds 0-(K-1) --batched`` (one process)."""
     argv = [sys.executable, str(ROOT / "train.py"), "sac", "--seeds", f"0-{args.seeds - 1}", "--batched"]
-    argv += ["--sweep-dir", str(root / "batched"), "--no-progress", *overrides(args, args.batched_threads)]
+    argv += ["--sweep-dir", str(root), "--no-progress", *overrides(args, args.batched_threads, compiled)]
     start = time.perf_counter()
     subprocess.run(argv, cwd=ROOT, check=True, env=child_env(args.batched_threads), capture_output=True)
     return time.perf_counter() - start
 
 
-def separate_wall(args, root: Path) -> float:
+def separate_wall(args, root: Path, compiled: bool = False) -> float:
     """Wall seconds of K ordinary ``train.py sac seed=k`` runs, ``parallel`` at a time."""
     queue = list(range(args.seeds))
     running: list[subprocess.Popen] = []
@@ -77,8 +79,8 @@ def separate_wall(args, root: Path) -> float:
     while queue or running:
         while queue and len(running) < args.parallel:
             seed = queue.pop(0)
-            argv = [sys.executable, str(ROOT / "train.py"), "sac", f"seed={seed}", *overrides(args)]
-            argv += ["--run-dir", str(root / f"separate_seed{seed}")]
+            argv = [sys.executable, str(ROOT / "train.py"), "sac", f"seed={seed}", *overrides(args, compiled=compiled)]
+            argv += ["--run-dir", str(root / f"seed{seed}")]
             running.append(
                 subprocess.Popen(
                     argv, cwd=ROOT, env=child_env(args.threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -175,6 +177,62 @@ def update_rates(args) -> dict[str, float]:
     return result
 
 
+def end_to_end(args) -> dict:
+    """Seed-steps per second of each arm, as the user runs it: ``batched`` (one ``--batched`` process) and
+    ``separate`` (K processes), with ``--compiled-arms`` also both under ``agent.compile``. ``--rounds``
+    rounds, the arms' order rotated every round (the load of a shared machine drifts); per round and the
+    medians, and the ratios batched / separate of same-round rates (medians): ``ratio`` eager against
+    eager, ``ratio_compiled`` compiled against compiled, ``ratio_best`` the faster batched arm against
+    the faster separate arm. Before the timed rounds one short untimed run of each compiled arm fills
+    inductor's on-disk cache, so no timed round pays a first compile (each process still loads its
+    graphs, as a user's second run does)."""
+    import statistics
+
+    arms = {"batched": (batched_wall, False), "separate": (separate_wall, False)}
+    if args.compiled_arms:
+        arms["batched_compiled"] = (batched_wall, True)
+        arms["separate_compiled"] = (separate_wall, True)
+        warm = argparse.Namespace(**{**vars(args), "steps": args.update_after + 100, "seeds": 2, "parallel": 1})
+        with tempfile.TemporaryDirectory() as tmp:
+            batched_wall(warm, Path(tmp) / "batched", compiled=True)
+            separate_wall(warm, Path(tmp) / "separate", compiled=True)
+    seed_steps = args.seeds * args.steps
+    names = list(arms)
+    rounds: list[dict[str, float]] = []
+    for r in range(args.rounds):
+        rates = {}
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            wall, compiled = arms[name]
+            with tempfile.TemporaryDirectory() as tmp:
+                rates[name] = seed_steps / wall(args, Path(tmp), compiled=compiled)
+        rounds.append(rates)
+        line = ", ".join(f"{name} {rates[name]:,.0f}" for name in names)
+        print(f"end to end, round {r + 1}/{args.rounds}, seed-steps/s: {line}", flush=True)
+
+    def median_ratio(top: str, bottom: str) -> float:
+        return statistics.median(rates[top] / rates[bottom] for rates in rounds)
+
+    out: dict = {name: statistics.median(rates[name] for rates in rounds) for name in names}
+    out["ratio"] = median_ratio("batched", "separate")
+    if args.compiled_arms:
+        out["ratio_compiled"] = median_ratio("batched_compiled", "separate_compiled")
+        out["ratio_batched_compiled_to_separate"] = median_ratio("batched_compiled", "separate")
+        out["ratio_best"] = statistics.median(
+            max(rates["batched"], rates["batched_compiled"]) / max(rates["separate"], rates["separate_compiled"])
+            for rates in rounds
+        )
+    out["rounds"] = rounds
+    out["batched_cores"] = args.batched_threads
+    out["separate_cores"] = min(args.threads * args.parallel, os.cpu_count() or 1)
+    ratios = ", ".join(f"{key} {out[key]:.2f}x" for key in out if key.startswith("ratio"))
+    print(
+        f"end to end, {args.seeds} seeds x {args.steps:,} steps, medians of {args.rounds} round(s): {ratios} "
+        f"(batched: 1 process, {args.batched_threads} thread(s); separate: {args.parallel} at a time, "
+        f"{args.threads} thread(s) each)"
+    )
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="K seeds")
@@ -196,6 +254,10 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=6, help="alternating blocks per arm in the bare-update part")
     parser.add_argument("--compile", action="store_true", help="also time the stacked step under agent.compile")
     parser.add_argument("--skip-end-to-end", action="store_true", help="only the bare-update part")
+    parser.add_argument("--rounds", type=int, default=1, help="end-to-end rounds (the arms' order rotated each)")
+    parser.add_argument(
+        "--compiled-arms", action="store_true", help="end to end, also both arms under agent.compile (4 arms)"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     args.batched_threads = args.batched_threads or args.threads
@@ -223,23 +285,7 @@ def main() -> int:
         line += f"first update, the compile, {rates['compile_s']:.0f} s)"
     print(line)
     if not args.skip_end_to_end:
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            batched = batched_wall(args, root)
-            separate = separate_wall(args, root)
-        seed_steps = args.seeds * args.steps
-        result["seed_steps_per_s"] = {
-            "batched": seed_steps / batched,
-            "separate": seed_steps / separate,
-            "ratio": separate / batched,
-            "batched_cores": args.batched_threads,
-            "separate_cores": min(args.threads * args.parallel, os.cpu_count() or 1),
-        }
-        print(
-            f"end to end, {args.seeds} seeds x {args.steps:,} steps: batched {seed_steps / batched:,.0f} seed-steps/s "
-            f"({batched:.1f} s, {args.batched_threads} core(s)), separate {seed_steps / separate:,.0f} seed-steps/s "
-            f"({separate:.1f} s, {args.parallel} x {args.threads} core(s)) -> {separate / batched:.2f}x"
-        )
+        result["seed_steps_per_s"] = end_to_end(args)
     print(f"load average during the run: {result['load_average']}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

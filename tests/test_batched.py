@@ -91,6 +91,26 @@ def test_one_seed_stack_is_the_eager_sac_update_on_fixed_batches(config):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
 
 
+def test_the_stacks_fused_adam_step_is_torch_adam_fused_for_any_gradient_layout():
+    """``SAC._fused_adam_step`` (the eager stack's optimizer step) equals ``torch.optim.Adam(fused=True)``
+    bit for bit, also for a gradient laid out transposed (a stacked weight read as ``weight.mT`` gets
+    one): the kernel walks memory in order, so without the layout fix it pairs the wrong elements."""
+    torch.manual_seed(0)
+    weight, grads = torch.randn(3, 4, 5), [torch.randn(3, 5, 4).mT for _ in range(3)]
+    reference = weight.clone().requires_grad_()
+    optimizer = torch.optim.Adam([reference], lr=1e-2, fused=True)
+    rows = [(weight, torch.zeros(()), torch.zeros_like(weight), torch.zeros_like(weight))]
+    for grad in grads:
+        assert not grad.is_contiguous()
+        reference.grad = grad.contiguous()  # as autograd hands a parameter its gradient
+        optimizer.step()
+        SAC._fused_adam_step([grad], rows, optimizer.param_groups[0])
+        assert torch.equal(weight, reference.detach())
+    state = optimizer.state[reference]
+    assert torch.equal(rows[0][2], state["exp_avg"]) and torch.equal(rows[0][3], state["exp_avg_sq"])
+    assert rows[0][1].item() == state["step"].item() == 3
+
+
 @pytest.mark.parametrize("config", [{}, {"temperature": "fixed"}, {"policy_delay": 2, "target_every": 2}])
 def test_compiled_stack_is_the_eager_stack(config, monkeypatch):
     """agent.compile: the stacked step compiled as one graph (traced with ``aot_eager``, as
@@ -292,6 +312,12 @@ def test_unsupported_agents_and_mixed_configs_are_refused():
     mixed = [*configs((0,)), *configs((1,), "agent.actor_lr=1e-4")]
     with pytest.raises(ConfigError, match="differ only in train.seed"):
         engine_run.check_batchable(family_of("sac"), mixed)
+    ahead, behind = make_sac(0), make_sac(1)  # same update count, but one optimizer stepped more
+    ahead.update(fixed_batches(1)[0], step=0)
+    behind.update(fixed_batches(1)[0], step=0)
+    SAC._adam_state(ahead.actor_optimizer)[0][0][1].add_(1)
+    with pytest.raises(ValueError, match="same number of steps"):
+        SeedStack([ahead, behind])
 
 
 # ---- the command line ----------------------------------------------------------------------------------
