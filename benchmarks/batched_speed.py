@@ -20,6 +20,7 @@ Two measurements, both on CPU, SAC on Pendulum-v1 with ``--hidden`` networks:
   python benchmarks/batched_speed.py --seeds 5 --steps 20000 --hidden 256 --out benchmarks/results/batched_speed.json
   python benchmarks/batched_speed.py --steps 20000 --batched-threads 2 --set agent.compile=true   # same 2 cores
   python benchmarks/batched_speed.py --steps 10000 --batched-threads 2 --parallel 5 --rounds 3 --compiled-arms
+  python benchmarks/batched_speed.py --steps 10000 --batched-threads 2 --parallel 5 --rounds 3 --matmul-precision medium
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def overrides(args, threads: int | None = None, compiled: bool = False) -> list[
         "train.checkpoint_every=0",
         "train.progress=false",
         f"train.threads={threads}",
+        f"train.matmul_precision={args.matmul_precision}",
         f"agent.hidden={width}",
         *args.set,
     ]
@@ -113,6 +115,8 @@ def update_rates(args) -> dict[str, float]:
 
     torch.set_num_threads(args.threads)
     retain_freed_memory()  # as the runner does for every run
+    torch.set_flush_denormal(True)  # as the runner does by default (train.flush_denormal)
+    torch.set_float32_matmul_precision(args.matmul_precision)
     config = SACConfig(hidden=(args.hidden, args.hidden), actor_lr=1e-3, critic_lr=1e-3, temperature_lr=1e-3)
 
     def agents(cfg):
@@ -254,6 +258,12 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=6, help="alternating blocks per arm in the bare-update part")
     parser.add_argument("--compile", action="store_true", help="also time the stacked step under agent.compile")
     parser.add_argument("--skip-end-to-end", action="store_true", help="only the bare-update part")
+    parser.add_argument(
+        "--matmul-precision",
+        default="highest",
+        choices=("highest", "high", "medium"),
+        help="train.matmul_precision of every arm (medium: oneDNN's CPU matrix products)",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="end-to-end rounds (the arms' order rotated each)")
     parser.add_argument(
         "--compiled-arms", action="store_true", help="end to end, also both arms under agent.compile (4 arms)"
@@ -270,6 +280,7 @@ def main() -> int:
         "batched_threads": args.batched_threads,
         "parallel": args.parallel,
         "set": args.set,
+        "matmul_precision": args.matmul_precision,
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
         "machine": platform.platform(),

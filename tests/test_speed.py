@@ -17,7 +17,7 @@ import agents.sac as sac
 from agents import get_preset
 from agents import run_training as train
 from agents.engine.checkpoint import Checkpointer, load_checkpoint
-from agents.engine.config import apply_overrides
+from agents.engine.config import ConfigError, apply_overrides
 from agents.engine.run import read_config, resolve_threads
 from envs.base import BoxSpec
 
@@ -128,6 +128,24 @@ def test_the_runner_applies_flush_denormal(flush, tmp_path, tiny_sac_overrides):
         assert ((torch.tensor([1e-20]) * torch.tensor([1e-20])).item() == 0.0) is flush
     finally:
         torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("precision", ["medium", "highest"])
+def test_the_runner_applies_matmul_precision(precision, tmp_path, tiny_sac_overrides):
+    """``train.matmul_precision`` is torch's float32 matmul precision for the run (on CPU, medium routes
+    matrix products through oneDNN); a value outside the three is refused in one line before a run."""
+    try:
+        torch.set_float32_matmul_precision("high")  # neither value: the runner must set it
+        config = apply_overrides(
+            get_preset("sac"), [*tiny_sac_overrides, "train.total_steps=20", f"train.matmul_precision={precision}"]
+        )
+        train(config, tmp_path / "run")
+        assert torch.get_float32_matmul_precision() == precision
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    with pytest.raises(ConfigError, match="matmul_precision") as error:
+        apply_overrides(get_preset("sac"), ["train.matmul_precision=low"])
+    assert "\n" not in str(error.value) and "medium" in str(error.value)
 
 
 # ---- agent.compile ----------------------------------------------------------------------------------

@@ -114,13 +114,14 @@ def resolve_threads(threads: int) -> int:
 
 def prepare_process(cfg: Any) -> None:
     """Process settings a run trains under: ``train.threads`` torch threads, freed tensors kept in the
-    process rather than page-faulted back at every update (:mod:`agents.engine.allocator`), and
-    ``train.flush_denormal``: subnormal floats flushed to zero (the CPU's FTZ/DAZ modes). The modes
-    belong to the calling thread and the threads it starts afterwards (OpenMP's pool is started at the
-    first parallel op, which comes later in a training process)."""
+    process rather than page-faulted back at every update (:mod:`agents.engine.allocator`),
+    ``train.flush_denormal``: subnormal floats flushed to zero (the CPU's FTZ/DAZ modes; they belong
+    to the calling thread and the threads it starts afterwards, and OpenMP's pool is started at the
+    first parallel op, which comes later in a training process), and ``train.matmul_precision``."""
     torch.set_num_threads(resolve_threads(cfg.threads))
     retain_freed_memory()
     torch.set_flush_denormal(bool(getattr(cfg, "flush_denormal", False)))
+    torch.set_float32_matmul_precision(getattr(cfg, "matmul_precision", "highest"))
 
 
 def seed_everything(seed: int) -> None:
