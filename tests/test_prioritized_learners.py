@@ -228,16 +228,22 @@ def final(run_dir):
 def test_uniform_training_is_unchanged_bit_for_bit(tmp_path):
     """``prioritized=None`` trains exactly as the suite did before prioritized replay was wired in: the
     digest of the parameters after this tiny run was recorded on the code without it (x86-64 CPU,
-    torch 2.13, one thread). The same run with prioritized replay differs (the check can fail)."""
+    torch 2.13, one thread). The same run with prioritized replay differs (the check can fail). Float
+    results' last bits follow the CPU's kernels, so there is one digest per machine it was recorded on
+    (the first VM; the VM of 2026-12-06, where the code of the first digest, 1ef855e, gives the second;
+    see tests/test_pinned_runs.py)."""
     cfg = apply_overrides(get_preset("dqn/cartpole"), TINY_DQN)
     train(cfg, tmp_path / "uniform")
     state = final(tmp_path / "uniform")
     assert state["agent"]["updates"] == 251
     assert "sampler" not in state["buffer"] and "beta_steps" not in state["extra"]
-    recorded = "cb40d452a1ecb1424006f30bf3de5e5ff7ec26b91e644cd0012f63c76a32bd6b"
-    assert params_digest(state["agent"], ("q_network", "q_target")) == recorded
+    recorded = (
+        "cb40d452a1ecb1424006f30bf3de5e5ff7ec26b91e644cd0012f63c76a32bd6b",
+        "1337e8ae319ba89a7a9fc333e7b6fbc68f44e130ebfdaf2db6dcb46cb4287776",
+    )
+    assert params_digest(state["agent"], ("q_network", "q_target")) in recorded
     train(apply_overrides(cfg, ["train.prioritized=true"]), tmp_path / "per")
-    assert params_digest(final(tmp_path / "per")["agent"], ("q_network", "q_target")) != recorded
+    assert params_digest(final(tmp_path / "per")["agent"], ("q_network", "q_target")) not in recorded
 
 
 def test_prioritized_run_changes_priorities_and_anneals_beta_over_the_run(tmp_path):
