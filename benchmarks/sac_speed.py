@@ -14,8 +14,9 @@ ratios. A second part times the bare update step (updates/s on a filled buffer) 
   python benchmarks/sac_speed.py --compiled-step --threads 1 --out benchmarks/results/sac_compiled_step.json
   python benchmarks/sac_speed.py --ci        # CI's guard: a few seconds, prints a ratio, never fails
 
-regula and SB3 run in this process (torch threads ``--threads``); ``--compile`` adds regula with
-``agent.compile=true`` as a further column.
+regula and SB3 run in this process (torch threads ``--threads``, torch's float32 matmul precision
+``--matmul-precision`` for both); ``--compile`` adds regula with ``agent.compile=true`` as a further
+column.
 
 SBX (``--sbx [PYTHON]``, default ``benchmarks/.venv-sbx/bin/python``): each round also runs
 ``benchmarks/sac_speed_sbx.py`` (which imports nothing from regula) in a fresh process with that
@@ -122,6 +123,7 @@ def regula_env_steps_per_second(args, compile_: bool) -> float:
             f"threads={args.threads}",
             f"agent.compile={compile_}",
             f"buffer_size={total}",
+            f"train.matmul_precision={args.matmul_precision}",
         ],
     )
     marks: dict[int, float] = {}
@@ -323,6 +325,13 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=500, help="timed bare updates")
     parser.add_argument("--compile", action="store_true", help="also time regula with agent.compile=true")
     parser.add_argument(
+        "--matmul-precision",
+        default="highest",
+        choices=("highest", "high", "medium"),
+        help="torch's float32 matmul precision for regula (train.matmul_precision) and SB3 alike (the process's "
+        "setting); SBX (JAX) is not affected",
+    )
+    parser.add_argument(
         "--sbx",
         nargs="?",
         const=str(SBX_PYTHON),
@@ -343,6 +352,7 @@ def main() -> None:
         ci_guard(args.ci_seconds)
         return
     torch.set_num_threads(args.threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)  # SB3's runs too (regula's runner sets its own)
     if args.compiled_step:
         load = os.getloadavg()[0]
         result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load1_start": load}
