@@ -109,14 +109,13 @@ def update_rates(args) -> dict[str, float]:
 
     import torch
 
-    from agents.engine.allocator import retain_freed_memory
+    from agents.engine.config import LoopConfig
+    from agents.engine.run import prepare_process
     from agents.sac import SAC, SACConfig, SeedStack
     from envs.base import BoxSpec
 
-    torch.set_num_threads(args.threads)
-    retain_freed_memory()  # as the runner does for every run
-    torch.set_flush_denormal(True)  # as the runner does by default (train.flush_denormal)
-    torch.set_float32_matmul_precision(args.matmul_precision)
+    # the process settings a run trains under (threads, allocator, subnormals flushed, matmul precision)
+    prepare_process(LoopConfig(threads=args.threads, matmul_precision=args.matmul_precision))
     config = SACConfig(hidden=(args.hidden, args.hidden), actor_lr=1e-3, critic_lr=1e-3, temperature_lr=1e-3)
 
     def agents(cfg):

@@ -23,7 +23,7 @@ from agents.engine.allocator import retain_freed_memory
 from agents.engine.buffers import TransitionBuffer
 from agents.engine.checkpoint import Checkpointer, CheckpointError
 from agents.engine.collect import Collector
-from agents.engine.config import ConfigError, RunConfig, error_reason, from_dict, to_dict
+from agents.engine.config import ConfigError, LoopConfig, RunConfig, error_reason, from_dict, to_dict
 from agents.engine.evaluation import run_episodes, summarize
 from agents.engine.family import Family
 from agents.engine.logger import Logger
@@ -112,7 +112,7 @@ def resolve_threads(threads: int) -> int:
     return threads if threads > 0 else AUTO_THREADS
 
 
-def prepare_process(cfg: Any) -> None:
+def prepare_process(cfg: LoopConfig) -> None:
     """Process settings a run trains under: ``train.threads`` torch threads, freed tensors kept in the
     process rather than page-faulted back at every update (:mod:`agents.engine.allocator`),
     ``train.flush_denormal``: subnormal floats flushed to zero (the CPU's FTZ/DAZ modes; they belong
@@ -120,8 +120,8 @@ def prepare_process(cfg: Any) -> None:
     first parallel op, which comes later in a training process), and ``train.matmul_precision``."""
     torch.set_num_threads(resolve_threads(cfg.threads))
     retain_freed_memory()
-    torch.set_flush_denormal(bool(getattr(cfg, "flush_denormal", False)))
-    torch.set_float32_matmul_precision(getattr(cfg, "matmul_precision", "highest"))
+    torch.set_flush_denormal(cfg.flush_denormal)
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
 
 
 def seed_everything(seed: int) -> None:
