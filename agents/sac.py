@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from agents.engine.compiled import CompiledStep, batch_signature
+from agents.engine.compiled import CompiledStep, batch_signature, private_code
 from agents.engine.config import AgentConfig, EnvConfig, RunConfig, check_finite, doc
 from agents.engine.family import Family
 from agents.engine.loops import TD_ERROR, OffPolicyConfig
@@ -135,7 +135,7 @@ class SAC:
         # variant whose critic_loss reads the live parameters (ERC's regularizer) compiles its two
         # objectives, and the optimizer steps stay eager (fused Adam is one kernel per optimizer).
         whole = config.compile and type(self).critic_loss is SAC.critic_loss
-        compile_fn = torch.compile if config.compile and not whole else (lambda fn: fn)
+        compile_fn = (lambda fn: torch.compile(private_code(fn))) if config.compile and not whole else (lambda fn: fn)
         self._critic_objective = compile_fn(self.critic_objective)
         self._actor_objective = compile_fn(self.actor_objective)
         self._compiled_update = CompiledStep(self.functional_update, COMPILE_BACKEND) if whole else None
@@ -389,24 +389,28 @@ class SAC:
         names = [name for name, _ in self.critic.named_parameters()]
         critic_params = {name: row[0] for name, row in zip(names, critic_rows)}
         actor_names = [name for name, _ in self.actor.named_parameters()]
-        live_actor = {name: p.detach() for name, p in self.actor.named_parameters()}
+        # Every tensor reaches the graph once: the optimizer rows' views of the parameters, never the
+        # parameters beside them (two inputs sharing memory, one of them mutated, send every call through
+        # AOTAutograd's synthetic-base path: views rebuilt and copied back at run time).
+        live_actor = {name: row[0] for name, row in zip(actor_names, actor_state[0])}
+        learned = self.config.temperature == "learned"
+        log_temperature = actor_state[1][0][0] if learned else self.log_temperature.detach()
         target_params = {name: p for name, p in self.critic_target.named_parameters()}
-        log_temperature = self.log_temperature.detach()
         target = self.target_of(live_actor, target_params, log_temperature, batch, noise_next)
         grads, (_, metrics) = grad_and_value(self.critic_objective_of, has_aux=True)(critic_params, target, batch)
         self._adam_step([grads[name] for name in names], critic_rows, self.critic_optimizer.param_groups[0])
         metrics = dict(metrics)
         if actor_step:
-            actor_params = {name: row[0] for name, row in zip(actor_names, actor_state[0])}
             (actor_grads, temperature_grad), (_, aux) = grad_and_value(
                 self.actor_objective_of, argnums=(0, 1), has_aux=True
-            )(actor_params, log_temperature, critic_params, batch, noise_pi)
+            )(live_actor, log_temperature, critic_params, batch, noise_pi)
             groups = self.actor_optimizer.param_groups
             self._adam_step([actor_grads[name] for name in actor_names], actor_state[0], groups[0])
-            if self.config.temperature == "learned":
+            if learned:
                 self._adam_step([temperature_grad], actor_state[1], groups[1])
             metrics.update(aux)
-            metrics["train/temperature"] = self.batch_temperature(batch).mean()
+            per_sample = self.config.temperature == "per-sample"
+            metrics["train/temperature"] = batch["temperature"].mean() if per_sample else log_temperature.exp()
         if target_step:
             torch._foreach_lerp_(self._critic_target_params, [row[0] for row in critic_rows], self.config.polyak)
         return metrics

@@ -231,6 +231,46 @@ def test_compiled_step_skips_guards_only_for_signatures_it_has_compiled():
                              (3, (("x", (5,), torch.float32),))}  # fmt: skip
 
 
+def test_the_compiled_update_gets_each_tensor_once(monkeypatch):
+    # Two graph inputs sharing memory, one of them mutated (a parameter and the optimizer row's view of
+    # it), send every call through AOTAutograd's synthetic-base path (views rebuilt, copies back): ~5 %
+    # of a Hopper-sized update. The backend sees the graph's inputs; none may share storage.
+    seen = []
+
+    def recording(graph, example_inputs):
+        seen.append([t for t in example_inputs if isinstance(t, torch.Tensor)])
+        return graph.forward
+
+    monkeypatch.setattr(sac, "COMPILE_BACKEND", recording)
+    for temperature in ("learned", "fixed"):
+        agent = make_agent(compile=True, temperature=temperature)
+        agent.update(fixed_batch(), step=0)
+        assert agent._compiled_update is not None
+    assert len(seen) == 2
+    for inputs in seen:
+        storages = [t.untyped_storage().data_ptr() for t in inputs]
+        assert len(storages) == len(set(storages)), "two graph inputs share memory"
+
+
+def test_each_compiled_step_has_its_own_recompile_budget():
+    # Dynamo counts graphs per code object against its limit (8); a method's graphs are specific to
+    # its object, so without a private copy of the code the ninth object would fail to compile.
+    from agents.engine.compiled import CompiledStep
+
+    class Scaler:  # like SAC's update, its graph reads an optimizer (which Dynamo guards by identity)
+        def __init__(self):
+            self.optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2.0)
+            self.step = CompiledStep(self.apply, "aot_eager")
+
+        def apply(self, x):
+            return x * self.optimizer.param_groups[0]["lr"]
+
+    x = torch.ones(3)
+    scalers = [Scaler() for _ in range(10)]
+    for scaler in scalers:
+        assert torch.equal(scaler.step(("x",), x), x * 2)
+
+
 def test_two_compiled_agents_in_one_process_each_update_their_own_parameters(traced):
     # QARL's protagonist and adversary compile the same function (SAC.functional_update): with guards
     # skipped for known signatures, each call must still run its own agent's graph (Dynamo keeps the

@@ -17,10 +17,18 @@ per buffer) take about 0.3 ms. :class:`CompiledStep` removes both:
 
 Measured on the bare SAC update (Hopper sizes, batch 256, 2 threads; ``benchmarks/sac_speed.py
 --compiled-step``): about 7 % more updates/s than a plain ``torch.compile`` of the same function.
+
+Each :class:`CompiledStep` compiles a private copy of its function's code object. Dynamo keeps
+compiled graphs, and counts them against its recompile limit (8), per code object; a method's graphs
+are specific to its agent (its guards match that agent's objects), so with one shared code object the
+ninth agent built in a process (a test session, seeds run one after another) would exceed the limit
+and fall back to eager. With its own copy an agent's graphs count against its own limit only and go
+when the agent goes.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -32,13 +40,22 @@ def batch_signature(batch: dict[str, torch.Tensor]) -> tuple:
     return tuple((key, tuple(value.shape), value.dtype) for key, value in batch.items())
 
 
+def private_code(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a function or bound method) running a copy of its code object (see the module docstring)."""
+    func = getattr(fn, "__func__", fn)
+    copy = types.FunctionType(func.__code__.replace(), func.__globals__, func.__name__, func.__defaults__,
+                              func.__closure__)  # fmt: skip
+    copy.__kwdefaults__, copy.__qualname__ = func.__kwdefaults__, func.__qualname__
+    return types.MethodType(copy, fn.__self__) if isinstance(fn, types.MethodType) else copy
+
+
 class CompiledStep:
     """``torch.compile(fn, fullgraph=True)`` with inductor's C++ wrapper, called as
     ``step(signature, *args)``: guards are checked only for a signature not seen before."""
 
     def __init__(self, fn: Callable[..., Any], backend: Any):
         options = {"cpp_wrapper": True} if backend == "inductor" else None
-        self.fn = torch.compile(fn, backend=backend, fullgraph=True, options=options)
+        self.fn = torch.compile(private_code(fn), backend=backend, fullgraph=True, options=options)
         self.compiled: set[Hashable] = set()  # signatures whose graph exists
 
     def __call__(self, signature: Hashable, *args: Any) -> Any:
