@@ -233,7 +233,7 @@ def test_compiled_step_skips_guards_only_for_signatures_it_has_compiled():
 
 def test_the_compiled_update_gets_each_tensor_once(monkeypatch):
     # Two graph inputs sharing memory, one of them mutated (a parameter and the optimizer row's view of
-    # it), send every call through AOTAutograd's synthetic-base path (views rebuilt, copies back): ~5 %
+    # it), send every call through AOTAutograd's synthetic-base path (views rebuilt, copies back): 2-4 %
     # of a Hopper-sized update. The backend sees the graph's inputs; none may share storage.
     seen = []
 
