@@ -43,6 +43,29 @@ def test_q_ensemble_members_equal_independent_mlps():
         assert torch.allclose(out[k], ref, atol=1e-6)
 
 
+def test_compiled_layers_add_the_bias_apart_and_compute_the_same():
+    # Traced, the batched layers multiply and add the bias apart (inductor fuses the add into the next
+    # pass instead of addmm's bias copy); eager keeps the one fused call. Same function either way.
+    from agents.engine.nets import SquashedGaussianActor
+
+    graphs = []
+
+    def recording(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    torch.manual_seed(0)
+    critic, actor = QEnsemble(3, 2, (8, 8), members=2), SquashedGaussianActor(3, 2, (8, 8))
+    obs, act, noise = torch.randn(5, 3), torch.randn(5, 2), torch.randn(5, 2)
+    for module, args in ((critic, (obs, act)), (actor, (obs, noise))):
+        eager = module(*args)
+        traced = torch.compile(module, backend=recording, fullgraph=True)(*args)
+        torch.testing.assert_close(traced, eager, rtol=1e-5, atol=1e-6)
+    called = [str(node.target) for graph in graphs for node in graph.graph.nodes if node.op == "call_function"]
+    assert not [t for t in called if "addmm" in t or "linear" in t], called
+    assert any("bmm" in t for t in called) and any("matmul" in t for t in called)
+
+
 def test_critic_target_and_loss_by_hand():
     agent = make_agent()
     b = batch()
