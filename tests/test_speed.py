@@ -231,7 +231,7 @@ def test_compiled_step_skips_guards_only_for_signatures_it_has_compiled():
                              (3, (("x", (5,), torch.float32),))}  # fmt: skip
 
 
-def test_the_compiled_update_gets_each_tensor_once(monkeypatch):
+def test_the_compiled_update_gets_each_tensor_once_and_no_adam_power(monkeypatch):
     # Two graph inputs sharing memory, one of them mutated (a parameter and the optimizer row's view of
     # it), send every call through AOTAutograd's synthetic-base path (views rebuilt, copies back): 2-4 %
     # of a Hopper-sized update. The backend sees the graph's inputs; none may share storage.
@@ -239,7 +239,10 @@ def test_the_compiled_update_gets_each_tensor_once(monkeypatch):
 
     def recording(graph, example_inputs):
         seen.append([t for t in example_inputs if isinstance(t, torch.Tensor)])
+        graphs.append(graph)
         return graph.forward
+
+    graphs = []
 
     monkeypatch.setattr(sac, "COMPILE_BACKEND", recording)
     for temperature in ("learned", "fixed"):
@@ -250,6 +253,11 @@ def test_the_compiled_update_gets_each_tensor_once(monkeypatch):
     for inputs in seen:
         storages = [t.untyped_storage().data_ptr() for t in inputs]
         assert len(storages) == len(set(storages)), "two graph inputs share memory"
+    # Adam's bias corrections come in computed (SAC._bias_corrections): a beta^t inside the graph would be
+    # inlined into every fused Adam loop (a scalar powf per 16 elements, libm's slow path once it underflows)
+    for graph in graphs:
+        called = [str(node.target) for node in graph.graph.nodes if node.op == "call_function"]
+        assert not [target for target in called if "pow" in target], called
 
 
 def test_each_compiled_step_has_its_own_recompile_budget():
