@@ -261,15 +261,14 @@ class SAC:
                     self._adam_state(self.critic_optimizer),
                     self._adam_state(self.actor_optimizer),
                 )
-                corrections = [  # per optimizer, per group: computed before the graph (see _bias_corrections)
-                    [self._bias_corrections(rows, group) for rows, group in zip(state, optimizer.param_groups)]
-                    if use
-                    else None
-                    for state, optimizer, use in (
-                        (critic_state, self.critic_optimizer, True),
-                        (actor_state, self.actor_optimizer, actor_step),
-                    )
-                ]
+
+                def corrections_of(state, optimizer):  # per group, computed before the graph (_bias_corrections)
+                    return [self._bias_corrections(rows, group) for rows, group in zip(state, optimizer.param_groups)]
+
+                corrections = (
+                    corrections_of(critic_state, self.critic_optimizer),
+                    corrections_of(actor_state, self.actor_optimizer) if actor_step else None,
+                )
                 metrics = self._compiled_update(
                     (actor_step, target_step, batch_signature(batch)),
                     batch, noise_next, noise_pi, critic_state, actor_state, corrections, actor_step, target_step,
@@ -617,12 +616,14 @@ class SeedStack:
             try:
                 with torch.no_grad():
                     signature = (actor_step, target_step, batch_signature(batch))
-                    corrections = [  # computed before the graph (see SAC._bias_corrections)
-                        SAC._bias_corrections(rows, self._group(*index)) if rows and (index == (0, 0) or actor_step)
-                        else None
-                        for rows, index in ((self.critic_rows, (0, 0)), (self.actor_rows, (1, 0)),
-                                            (self.temperature_rows, (1, 1)))
-                    ]  # fmt: skip
+                    learned = self.temperature_rows is not None
+                    corrections = (  # computed before the graph (see SAC._bias_corrections)
+                        SAC._bias_corrections(self.critic_rows, self._group(0, 0)),
+                        SAC._bias_corrections(self.actor_rows, self._group(1, 0)) if actor_step else None,
+                        SAC._bias_corrections(self.temperature_rows, self._group(1, 1))
+                        if actor_step and learned
+                        else None,
+                    )
                     metrics = self._compiled_step(
                         signature, batch, noise_next, noise_pi, corrections, actor_step, target_step
                     )
