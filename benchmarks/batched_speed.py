@@ -237,6 +237,8 @@ def end_to_end(args) -> dict:
 
 
 def main() -> int:
+    from agents.engine.config import MATMUL_PRECISIONS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="K seeds")
     parser.add_argument("--steps", type=int, default=2_000, help="env steps per seed")
@@ -260,7 +262,7 @@ def main() -> int:
     parser.add_argument(
         "--matmul-precision",
         default="highest",
-        choices=("highest", "high", "medium"),
+        choices=MATMUL_PRECISIONS,
         help="train.matmul_precision of every arm (medium: oneDNN's CPU matrix products)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="end-to-end rounds (the arms' order rotated each)")

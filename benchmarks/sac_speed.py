@@ -316,6 +316,8 @@ def sb3_updates_per_second(n: int) -> float:
 
 
 def main() -> None:
+    from agents.engine.config import MATMUL_PRECISIONS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
@@ -327,7 +329,7 @@ def main() -> None:
     parser.add_argument(
         "--matmul-precision",
         default="highest",
-        choices=("highest", "high", "medium"),
+        choices=MATMUL_PRECISIONS,
         help="torch's float32 matmul precision for regula (train.matmul_precision) and SB3 alike (the process's "
         "setting); SBX (JAX) is not affected",
     )

@@ -139,6 +139,9 @@ class AgentConfig(Config):
     """Base of every algorithm's agent config (the run's seed and device are not in it: see LoopConfig)."""
 
 
+MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision's values
+
+
 @dataclass(frozen=True)
 class LoopConfig(Config):
     """The settings every training loop shares; every interval counts env steps (transitions)."""
@@ -168,7 +171,7 @@ class LoopConfig(Config):
         "bfloat16 on CPUs with AMX; on AVX512-BF16 CPUs without AMX it stays float32 and ran the 5-seed "
         "stacked SAC update 1.5x faster than MKL here, see docs/benchmarks.md)",
         "highest",
-        choices=("highest", "high", "medium"),
+        choices=MATMUL_PRECISIONS,
     )
     progress: bool = doc("show a progress bar", True)
     RENAMED: ClassVar[dict[str, str]] = {"eval_interval": "eval_every", "log_interval": "log_every"}
